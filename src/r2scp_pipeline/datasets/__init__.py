@@ -1,0 +1,1 @@
+"""Kedro datasets of the project's own (referenced from ``conf/base/catalog_*.yml``)."""

@@ -1,0 +1,15 @@
+"""Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/).
+
+kedro-mlflow registers its hooks through its entry point, so every ``kedro run`` is tracked
+in MLflow with the store configured in ``conf/base/mlflow.yml``.
+"""
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # deep-merge environments, so conf/test (or conf/local) can override one nested value
+    "merge_strategy": {"parameters": "soft"},
+}

@@ -1,0 +1,64 @@
+"""Shared fixtures.
+
+``kedro_project``: a throw-away copy of this Kedro project (conf/, pyproject.toml) in a temp
+folder, so end-to-end runs write their data/ and mlflow.db there and never touch the
+developer's. ``run_kedro`` runs pipelines in it with the ``test`` environment (tiny sizes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "music_avqa"
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+
+
+def make_project_copy(dest: Path) -> Path:
+    """Copy what ``kedro run`` needs (configuration, project metadata) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(PROJECT_ROOT / "conf", dest / "conf", dirs_exist_ok=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy2(PROJECT_ROOT / name, dest / name)
+    (dest / "src").mkdir(exist_ok=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def kedro_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A session-wide project copy; e2e tests share it so each pipeline runs once."""
+    root = make_project_copy(tmp_path_factory.mktemp("project"))
+    old = Path.cwd()
+    os.chdir(root)
+    try:
+        yield root
+    finally:
+        os.chdir(old)
+
+
+def run_pipelines(
+    project: Path, pipelines: list[str] | None = None, params: dict[str, Any] | None = None,
+    env: str = "test",
+) -> dict[str, Any]:
+    """Run ``pipelines`` (None = ``__default__``) in ``project`` like ``kedro run`` does."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env, runtime_params=params or {}) as session:
+        return session.run(pipeline_names=pipelines) if pipelines else session.run()
+
+
+@pytest.fixture(scope="session")
+def run_kedro(kedro_project: Path) -> Callable[..., dict[str, Any]]:
+    def _run(pipelines: list[str] | None = None, params: dict[str, Any] | None = None):
+        return run_pipelines(kedro_project, pipelines, params)
+
+    return _run
