@@ -7,6 +7,7 @@ Whole modules are never pickled: a checkpoint is ``{"config": {...}, "state_dict
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -29,7 +30,7 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
             filepath=PurePosixPath(filepath),
             version=version,
             exists_function=lambda p: Path(p).exists(),
-            glob_function=lambda pattern: [str(p) for p in Path().glob(pattern)],
+            glob_function=glob.glob,
         )
         self.metadata = metadata
 
