@@ -43,17 +43,43 @@ def kedro_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.chdir(old)
 
 
+def nested(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``kedro run --params="a.b=1"`` does.
+
+    ``KedroSession.create(runtime_params=...)`` does not split dotted keys itself.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 def run_pipelines(
     project: Path, pipelines: list[str] | None = None, params: dict[str, Any] | None = None,
     env: str = "test",
 ) -> dict[str, Any]:
-    """Run ``pipelines`` (None = ``__default__``) in ``project`` like ``kedro run`` does."""
+    """Run ``pipelines`` (None = ``__default__``) in ``project`` like ``kedro run`` does.
+
+    ``params`` may use dotted keys (``{"dataset.source": "music_avqa"}``).
+    """
+    import mlflow
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env, runtime_params=params or {}) as session:
-        return session.run(pipeline_names=pipelines) if pipelines else session.run()
+    try:
+        with KedroSession.create(
+            project_path=project, env=env, runtime_params=nested(params or {})
+        ) as session:
+            return session.run(pipeline_names=pipelines) if pipelines else session.run()
+    finally:
+        # kedro-mlflow leaves its run active in-process; the next session would log into it
+        while mlflow.active_run():
+            mlflow.end_run()
 
 
 @pytest.fixture(scope="session")

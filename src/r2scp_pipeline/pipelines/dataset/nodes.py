@@ -1,0 +1,437 @@
+"""Nodes of the ``dataset`` pipeline: get official-format annotations, ingest them, and report
+the answer-prior baseline.
+
+``dataset.source`` picks where the annotations come from:
+
+* ``embedded``: the MiniMusic-AVQA generator (``generator/``) writes ``avqa-{train,val,test}.json``,
+  ``audio/``, ``frames/`` and ``scenes.json`` under ``dataset.embedded.root``;
+* ``music_avqa``: the official files already in ``dataset.music_avqa.annotations_dir`` (media,
+  if any, under ``dataset.music_avqa.media_dir``).
+
+Both go through the same parser (``ingestion.py``); every check runs inside
+:func:`ingest_annotations` before it returns, so Kedro saves nothing from a bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from r2scp_pipeline import avqa
+
+from .ingestion import (
+    ANNOTATION_FILES,
+    SPLITS,
+    AnnotationError,
+    ParsedSplit,
+    check_across_splits,
+    derive_instruments,
+    is_unknown_template,
+    parse_split,
+    read_annotation_file,
+    read_scenes,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Valid values of ``dataset.source``.
+SOURCES: tuple[str, ...] = ("embedded", "music_avqa")
+MANIFEST_COLUMNS: tuple[str, ...] = ("split", "annotations_path", "n_records")
+QA_COLUMNS: tuple[str, ...] = (
+    "question_id", "video_id", "split", "question", "template", "templ_values",
+    "modality", "subtype", "answer", "answer_idx",
+)  # fmt: skip
+
+
+def _list_column(values: list[list[str]]) -> pd.Series:
+    """Object column of Python lists: parquet ``list<string>`` (``list<null>`` if all empty).
+
+    Not ``pd.ArrowDtype``: pandas 3.1 cannot read back the parquet metadata it writes for it.
+    """
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = list(v)
+    return pd.Series(out, dtype=object)
+
+
+def as_mlflow_metrics(values: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``{name: v}`` -> ``{name: {"value": v, "step": 0}}``, the item format that
+    ``kedro_mlflow.io.metrics.MlflowMetricsHistoryDataset`` (kedro-mlflow 2.0) saves."""
+    return {k: {"value": float(v), "step": 0} for k, v in values.items()}
+
+
+def _source(dataset_params: dict[str, Any]) -> str:
+    source = dataset_params.get("source")
+    if source not in SOURCES:
+        raise ValueError(
+            f"parameter dataset.source is {source!r}; valid values: {', '.join(SOURCES)}"
+        )
+    return source
+
+
+def _manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "split": pd.Series([r["split"] for r in rows], dtype="str"),
+            "annotations_path": pd.Series([str(r["annotations_path"]) for r in rows], dtype="str"),
+            "n_records": pd.Series([int(r["n_records"]) for r in rows], dtype="int64"),
+        }
+    )
+
+
+def music_avqa_manifest(music_avqa_params: dict[str, Any] | None) -> pd.DataFrame:
+    """Manifest of the official split files found in ``annotations_dir`` (nothing is written)."""
+    annotations_dir = (music_avqa_params or {}).get("annotations_dir")
+    if not annotations_dir:
+        raise ValueError(
+            "dataset.source is 'music_avqa' but parameter dataset.music_avqa.annotations_dir is "
+            "not set: point it at the folder holding avqa-train.json / avqa-val.json / "
+            "avqa-test.json, e.g. kedro run --pipelines=dataset "
+            '--params="dataset.source=music_avqa,dataset.music_avqa.annotations_dir=DIR"'
+        )
+    folder = Path(annotations_dir)
+    if not folder.is_dir():
+        raise ValueError(
+            f"dataset.music_avqa.annotations_dir={annotations_dir!r} is not a directory"
+        )
+    rows = []
+    for split in SPLITS:
+        path = folder / ANNOTATION_FILES[split]
+        if path.is_file():
+            rows.append(
+                {
+                    "split": split,
+                    "annotations_path": str(path),
+                    "n_records": len(read_annotation_file(path)),
+                }
+            )
+    if not rows:
+        raise ValueError(
+            f"dataset.music_avqa.annotations_dir={annotations_dir!r} holds none of "
+            f"{', '.join(ANNOTATION_FILES.values())}"
+        )
+    logger.info(
+        "MUSIC-AVQA annotations in %s: %s",
+        folder,
+        ", ".join(f"{r['split']} ({r['n_records']} records)" for r in rows),
+    )
+    return _manifest_frame(rows)
+
+
+def generate_embedded_dataset(dataset_params: dict[str, Any], seed: int) -> pd.DataFrame:
+    """Produce the official-format annotation files and return their manifest.
+
+    ``embedded``: run the MiniMusic-AVQA generator with ``dataset.embedded`` and ``seed``.
+    ``music_avqa``: generate nothing; list the ``avqa-{train,val,test}.json`` that exist in
+    ``dataset.music_avqa.annotations_dir``.
+
+    Returns:
+        ``raw_dataset_manifest``: one row per split file, ``split, annotations_path, n_records``.
+    """
+    source = _source(dataset_params)
+    if source == "music_avqa":
+        return music_avqa_manifest(dataset_params.get("music_avqa"))
+    from .generator import generate_dataset  # imported here: only the embedded source needs it
+
+    manifest = generate_dataset(dict(dataset_params["embedded"]), int(seed))
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"the embedded generator returned a manifest without columns {missing}")
+    return _manifest_frame(manifest.to_dict("records"))
+
+
+def _read_manifest(manifest: pd.DataFrame) -> list[tuple[str, str, int]]:
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(
+            f"raw_dataset_manifest lacks columns {missing}: re-run node generate_embedded_dataset"
+        )
+    rows = []
+    for r in manifest.itertuples(index=False):
+        if r.split not in SPLITS:
+            raise ValueError(
+                f"raw_dataset_manifest names split {r.split!r} ({r.annotations_path}); "
+                f"valid splits: {', '.join(SPLITS)}"
+            )
+        rows.append((str(r.split), str(r.annotations_path), int(r.n_records)))
+    splits = [r[0] for r in rows]
+    if len(set(splits)) != len(splits) or not rows:
+        raise ValueError(f"raw_dataset_manifest must list each split once, got {splits}")
+    return sorted(rows, key=lambda r: SPLITS.index(r[0]))
+
+
+def _media_root(dataset_params: dict[str, Any], source: str) -> str | None:
+    if source == "embedded":
+        return str(dataset_params["embedded"]["root"])
+    return (dataset_params.get("music_avqa") or {}).get("media_dir") or None
+
+
+def _entries(folder: Path, want_dirs: bool) -> set[str]:
+    """Names of the files (or directories) directly in ``folder``; empty if it does not exist."""
+    try:
+        with os.scandir(folder) as it:
+            return {e.name for e in it if (e.is_dir() if want_dirs else e.is_file())}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def _video_index(parsed: list[ParsedSplit], media_root: str | None) -> pd.DataFrame:
+    videos = [(vid, p.split) for p in parsed for vid in p.video_ids]
+    root = Path(media_root) if media_root else None
+    audio = _entries(root / "audio", False) if root else set()
+    frames = _entries(root / "frames", True) if root else set()
+    mp4 = _entries(root / "videos", False) if root else set()
+
+    def path(kind: str, name: str, present: set[str]) -> str | None:
+        return (root / kind / name).as_posix() if name in present else None
+
+    return pd.DataFrame(
+        {
+            "video_id": pd.Series([v for v, _ in videos], dtype="str"),
+            "split": pd.Series([s for _, s in videos], dtype="str"),
+            "audio_path": pd.Series(
+                [path("audio", f"{v}.wav", audio) for v, _ in videos], dtype="str"
+            ),
+            "frames_dir": pd.Series([path("frames", v, frames) for v, _ in videos], dtype="str"),
+            "video_path": pd.Series(
+                [path("videos", f"{v}.mp4", mp4) for v, _ in videos], dtype="str"
+            ),
+        }
+    )
+
+
+def _scene_metadata(
+    video_index: pd.DataFrame,
+    qa_rows: list[dict[str, Any]],
+    source: str,
+    media_root: str | None,
+) -> pd.DataFrame:
+    ids, splits = video_index["video_id"].tolist(), video_index["split"].tolist()
+    if source == "embedded":
+        scenes_path = Path(str(media_root)) / "scenes.json"
+        scenes = read_scenes(scenes_path)
+        visible, sounding = [], []
+        for vid, split in zip(ids, splits, strict=True):
+            scene = scenes.get(vid)
+            if scene is None:
+                raise AnnotationError(scenes_path, f"no scene for video {vid!r} (split {split})")
+            if scene["split"] != split:
+                raise AnnotationError(
+                    scenes_path,
+                    f"video {vid!r} has split {scene['split']!r} here but is in the {split} "
+                    "annotations",
+                )
+            visible.append(scene["visible"])
+            sounding.append(scene["sounding"])
+        instruments = [sorted(set(v) | set(s)) for v, s in zip(visible, sounding, strict=True)]
+    else:
+        by_video: dict[str, list[dict[str, Any]]] = {v: [] for v in ids}
+        for q in qa_rows:
+            by_video[q["video_id"]].append(q)
+        instruments = [derive_instruments(by_video[v]) for v in ids]
+        visible = [[] for _ in ids]
+        sounding = [[] for _ in ids]
+    return pd.DataFrame(
+        {
+            "video_id": pd.Series(ids, dtype="str"),
+            "split": pd.Series(splits, dtype="str"),
+            "instruments": _list_column(instruments),
+            "visible": _list_column(visible),
+            "sounding": _list_column(sounding),
+        }
+    )
+
+
+def _qa_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame({c: [r[c] for r in rows] for c in QA_COLUMNS})
+    dtypes = {c: "str" for c in QA_COLUMNS} | {"question_id": "int64", "answer_idx": "int64"}
+    return frame.astype(dtypes)
+
+
+def _dataset_metrics(
+    parsed: list[ParsedSplit], qa_pairs: pd.DataFrame, n_unknown_templates: int
+) -> dict[str, float]:
+    metrics: dict[str, float] = {
+        "questions.total": float(len(qa_pairs)),
+        "videos.total": float(sum(len(p.video_ids) for p in parsed)),
+        "deleted_questions.total": float(sum(p.n_deleted for p in parsed)),
+        "unknown_templates": float(n_unknown_templates),
+    }
+    for p in parsed:
+        metrics[f"questions.{p.split}"] = float(len(p.questions))
+        metrics[f"videos.{p.split}"] = float(len(p.video_ids))
+        metrics[f"deleted_questions.{p.split}"] = float(p.n_deleted)
+    counts = Counter(zip(qa_pairs["modality"], qa_pairs["subtype"], strict=True))
+    for modality, subtype in avqa.QUESTION_TYPES:
+        metrics[f"type.{modality}.{subtype}"] = float(counts.get((modality, subtype), 0))
+    return metrics
+
+
+def ingest_annotations(
+    dataset_params: dict[str, Any], manifest: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
+    """Parse and validate the manifest's split files into the project's tables.
+
+    Placeholders are filled from ``templ_values`` in order, withdrawn questions
+    (``question_deleted == 1``) are dropped and counted, answers are mapped to ``avqa.ANSWERS``.
+    Any problem raises an error naming the file, record index and field.
+
+    Returns:
+        ``qa_pairs`` (one row per kept question), ``video_index`` (one row per video with its
+        split and the media paths that exist), ``scene_metadata`` (instruments per video: from
+        ``scenes.json`` for the embedded data, derived from the questions for MUSIC-AVQA) and
+        ``dataset_metrics`` (counts for MLflow, ``{name: {"value": v, "step": 0}}``).
+    """
+    source = _source(dataset_params)
+    parsed: list[ParsedSplit] = []
+    for split, path, n_records in _read_manifest(manifest):
+        p = parse_split(path, split)
+        if p.n_records != n_records:
+            raise AnnotationError(
+                path,
+                f"holds {p.n_records} records but raw_dataset_manifest says {n_records}: the "
+                "file changed since the manifest was written; re-run the dataset pipeline",
+            )
+        parsed.append(p)
+    check_across_splits(parsed)
+
+    rows = [q for p in parsed for q in p.questions]
+    if not rows:
+        raise ValueError(
+            "no questions left in " + ", ".join(p.path for p in parsed) + " (all withdrawn?)"
+        )
+    qa_pairs = _qa_frame(rows)
+    unknown = sorted({t for t in qa_pairs["template"].unique() if is_unknown_template(t)})
+    n_unknown = int(qa_pairs["template"].isin(unknown).sum())
+    if unknown:
+        logger.warning(
+            "%d question(s) use %d template(s) outside the 33 official ones: %s",
+            n_unknown, len(unknown), unknown[:5],
+        )  # fmt: skip
+    n_deleted = sum(p.n_deleted for p in parsed)
+    logger.info(
+        "Ingested %d questions over %d videos (%s); dropped %d withdrawn question(s)",
+        len(qa_pairs),
+        sum(len(p.video_ids) for p in parsed),
+        ", ".join(f"{p.split}: {len(p.questions)}" for p in parsed),
+        n_deleted,
+    )
+
+    media_root = _media_root(dataset_params, source)
+    video_index = _video_index(parsed, media_root)
+    scene_metadata = _scene_metadata(video_index, rows, source, media_root)
+    metrics = _dataset_metrics(parsed, qa_pairs, n_unknown)
+    return qa_pairs, video_index, scene_metadata, as_mlflow_metrics(metrics)
+
+
+# ---- answer prior ----------------------------------------------------------------------------
+
+
+def _most_frequent(answers: pd.Series) -> str:
+    """Most frequent answer; ties go to the earliest answer in ``avqa.ANSWERS`` (deterministic)."""
+    counts = Counter(answers)
+    return min(counts, key=lambda a: (-counts[a], avqa.ANSWER_TO_IDX[a]))
+
+
+def _pick_splits(splits: set[str]) -> tuple[str, str]:
+    fit = "train" if "train" in splits else next(s for s in SPLITS if s in splits)
+    evaluate = next(s for s in ("test", "val", "train") if s in splits)
+    return fit, evaluate
+
+
+def answer_prior_report(
+    qa_pairs: pd.DataFrame,
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Accuracy of the answer prior: the most frequent training answer of each template.
+
+    The prior is fit on ``train`` (else the first split present) and scored on ``test`` (else
+    ``val``, else ``train``: then in-sample, shown in the table). A template unseen in the fit
+    split gets its question type's most frequent answer (else the overall one).
+
+    Returns:
+        ``answer_prior_table``: rows for ``overall``, each ``modality``, each paper column
+        (``paper``, pooled by sub-type as in ``avqa.PAPER_COLUMNS``), each question ``type`` and
+        each ``template``, with ``prior_answer`` (templates), ``n_questions``, ``n_correct``,
+        ``accuracy_pct``, ``fit_split``, ``eval_split``.
+        ``answer_prior_metrics``: accuracy in percent, ``overall``, ``<modality>``,
+        ``paper.<column>`` and ``<modality>.<subtype>`` (``{name: {"value": v, "step": 0}}``).
+    """
+    if qa_pairs.empty:
+        raise ValueError("qa_pairs is empty: nothing to compute the answer prior on")
+    fit_split, eval_split = _pick_splits(set(qa_pairs["split"]))
+    fit = qa_pairs[qa_pairs["split"] == fit_split]
+    ev = qa_pairs[qa_pairs["split"] == eval_split].copy()
+
+    by_template = fit.groupby("template")["answer"].agg(_most_frequent).to_dict()
+    by_type = fit.groupby(["modality", "subtype"])["answer"].agg(_most_frequent).to_dict()
+    overall = _most_frequent(fit["answer"])
+    ev["prior"] = [
+        by_template.get(t, by_type.get((m, s), overall))
+        for t, m, s in zip(ev["template"], ev["modality"], ev["subtype"], strict=True)
+    ]
+    ev["correct"] = ev["prior"] == ev["answer"]
+    pooled = dict(avqa.PAPER_COLUMNS)
+
+    rows: list[dict[str, Any]] = []
+    metrics: dict[str, float] = {}
+
+    def add(
+        level: str, name: str, mask: pd.Series, metric: str | None = None, **extra: Any
+    ) -> None:
+        n = int(mask.sum())
+        if n == 0:
+            return
+        correct = int(ev.loc[mask, "correct"].sum())
+        if metric is not None:
+            metrics[metric] = round(100.0 * correct / n, 4)
+        rows.append(
+            {"level": level, "group": name, **extra, "n_questions": n, "n_correct": correct,
+             "accuracy_pct": round(100.0 * correct / n, 2)}
+        )  # fmt: skip
+
+    everything = pd.Series(True, index=ev.index)
+    add("overall", "overall", everything, "overall")
+    for modality in avqa.MODALITIES:
+        add("modality", modality, ev["modality"] == modality, modality, modality=modality)
+    for column, subtype in pooled.items():
+        add("paper", column, ev["subtype"] == subtype, f"paper.{column}", subtype=subtype)
+    for modality, subtype in avqa.QUESTION_TYPES:
+        mask = (ev["modality"] == modality) & (ev["subtype"] == subtype)
+        add(
+            "type",
+            f"{modality}/{subtype}",
+            mask,
+            f"{modality}.{subtype}",
+            modality=modality,
+            subtype=subtype,
+        )
+    type_order = {qt: i for i, qt in enumerate(avqa.QUESTION_TYPES)}
+    templates = sorted(
+        set(zip(ev["modality"], ev["subtype"], ev["template"], strict=True)),
+        key=lambda mst: (type_order.get(mst[:2], len(type_order)), mst),
+    )
+    for m, s, t in templates:
+        add(
+            "template", t, ev["template"] == t, modality=m, subtype=s,
+            prior_answer=by_template.get(t, by_type.get((m, s), overall)),
+        )  # fmt: skip
+
+    table = pd.DataFrame(
+        rows,
+        columns=["level", "group", "modality", "subtype", "prior_answer", "n_questions",
+                 "n_correct", "accuracy_pct"],
+    )  # fmt: skip
+    table = table.astype({"n_questions": "int64", "n_correct": "int64", "accuracy_pct": "float64"})
+    table["fit_split"] = fit_split
+    table["eval_split"] = eval_split
+    logger.info(
+        "Answer prior (fit on %s, scored on %s): %.2f%% over %d questions",
+        fit_split, eval_split, rows[0]["accuracy_pct"], rows[0]["n_questions"],
+    )  # fmt: skip
+    return table, as_mlflow_metrics(metrics)
