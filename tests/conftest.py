@@ -28,6 +28,12 @@ def make_project_copy(dest: Path) -> Path:
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy2(PROJECT_ROOT / name, dest / name)
     (dest / "src").mkdir(exist_ok=True)
+    # mlflow caches one SQL store per URI string in-process: a relative sqlite:///mlflow.db
+    # would make every later copy log into the first copy's database. Pin it to this copy.
+    mlflow_yml = dest / "conf" / "base" / "mlflow.yml"
+    text = mlflow_yml.read_text()
+    assert "sqlite:///mlflow.db" in text, "conf/base/mlflow.yml tracking URI changed"
+    mlflow_yml.write_text(text.replace("sqlite:///mlflow.db", f"sqlite:///{dest / 'mlflow.db'}"))
     return dest
 
 

@@ -1,0 +1,577 @@
+"""R2ScP (section 3 of the paper), one small module per part, nanoGPT style.
+
+Shapes: ``B`` batch, ``T`` audio/visual segments (10), ``Lq`` question tokens, ``n`` retrieved
+neighbours, ``k`` purification budget, ``d`` model width, ``D_m`` raw feature width of
+modality ``m``. Every choice the paper leaves open is listed, with its equation, in
+``docs/model.md``.
+
+    raw features --Phi_m (FeatureEncoder)--> [B, L, d] --E_m (ModalityExpert)--> H_m [B, L, d]
+    missing m:   CrossModalRetrieval (eq. 4) -> H_miss -> ContextAwarePurification (eqs. 2-9)
+    each H_m --ExpertReadout--> h_m [B, d] --Router (eq. 11)--> alpha [B, 3]
+    Z_joint = sum_m alpha_m h_m (eq. 12) --AnswerDecoder--> logits [B, n_answers]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EXPERTS = ("audio", "visual", "text")
+#: ``missing`` codes per sample: 0 complete, 1 audio missing, 2 visual missing.
+MISSING_CODE = {"audio": 1, "visual": 2}
+OTHER = {"audio": "visual", "visual": "audio"}
+#: config fields that shape the experts (Phi_m, E_m, stage-I heads): stage II must match them.
+EXPERT_FIELDS = (
+    "d_audio", "d_visual", "d_text", "n_answers", "d_model", "n_heads", "n_layers", "ff_mult",
+    "max_len",
+)  # fmt: skip
+
+
+@dataclass
+class R2ScPConfig:
+    d_audio: int = 128  # Da, read from the data
+    d_visual: int = 1280  # Dv
+    d_text: int = 384  # Dt
+    n_answers: int = 42  # len(avqa.ANSWERS)
+    d_model: int = 128  # d: width of every expert's representation H_m
+    n_heads: int = 4
+    n_layers: int = 1  # transformer layers per expert
+    ff_mult: int = 2  # MLP width = ff_mult * d
+    dropout: float = 0.1
+    max_len: int = 64  # learned positions (>= T and the longest question)
+    n_retrieve: int = 3  # n of eq. 4 (paper's best, Fig. 4)
+    k_purge: int = 5  # k of eqs. 5 and 7 (paper's best, Fig. 4)
+    use_cmr: bool = True  # Table 2 "CMR": retrieve the missing modality (else a zero fill)
+    use_cap: bool = True  # Table 2 "CAP": purify the recovered modality
+    complete_mode: str = "append"  # complete samples: "off" (experts only) or "append" (see docs)
+    saliency: str = "received"  # eq. 7 score: "received" attention, or "paper" (Alg. 1 line 18)
+    st_temperature: float = 0.1  # straight-through noise mask (trains W_proj), see CAP
+    mixing: bool = True  # False: Table 3 "w/o expert mixing" (average the stage-I experts)
+    router_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}"
+            )
+        if self.n_retrieve < 1:
+            raise ValueError(f"model.n_retrieve must be >= 1, got {self.n_retrieve}")
+        if self.k_purge < 0:
+            raise ValueError(f"model.k_purge must be >= 0, got {self.k_purge}")
+        if self.complete_mode not in ("off", "append"):
+            raise ValueError(
+                f"model.complete_mode must be 'off' or 'append', got {self.complete_mode!r}"
+            )
+        if self.saliency not in ("received", "paper"):
+            raise ValueError(f"model.saliency must be 'received' or 'paper', got {self.saliency!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> R2ScPConfig:
+        """Build from a dict, rejecting unknown keys (a typo in ``model:`` is an error)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model parameters {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def expert_dict(self) -> dict:
+        return {k: getattr(self, k) for k in EXPERT_FIELDS}
+
+    @property
+    def recovers_complete(self) -> bool:
+        """Whether complete samples get retrieved/purified tokens appended (see docs/model.md)."""
+        return self.complete_mode == "append" and (self.use_cmr or self.use_cap)
+
+
+def sentence_vector(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean of raw question token features: [B, Lq, Dt], [B, Lq] -> [B, Dt]."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention; optionally returns the weights and the pre-softmax logits."""
+
+    def __init__(self, d: int, n_heads: int) -> None:
+        super().__init__()
+        self.h, self.dk = n_heads, d // n_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, d] -> [B, h, L, dk]
+        return x.view(x.shape[0], x.shape[1], self.h, self.dk).transpose(1, 2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: torch.Tensor,
+        ctx_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        # x [B, L, d] queries; ctx [B, Lc, d] keys/values; ctx_mask [B, Lc] True = real token
+        q, k, v = self._split(self.q(x)), self._split(self.k(ctx)), self._split(self.v(ctx))
+        attn_mask = None if ctx_mask is None else ctx_mask[:, None, None, :]  # [B, 1, 1, Lc]
+        # no dropout on attention weights (residual branches have it): cheaper on CPU
+        if not need_weights:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+            weights = logits = None
+        else:
+            logits = q @ k.transpose(-2, -1) / math.sqrt(self.dk)  # [B, h, L, Lc]
+            if attn_mask is not None:
+                logits = logits.masked_fill(~attn_mask, float("-inf"))
+            weights = logits.softmax(-1)  # [B, h, L, Lc], rows sum to 1
+            y = weights @ v
+        y = y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # [B, L, d]
+        return self.o(y), weights, logits
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.fc, self.proj, self.drop = (
+            nn.Linear(d, ff_mult * d),
+            nn.Linear(ff_mult * d, d),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN transformer encoder layer (self-attention + MLP)."""
+
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(d), MultiHeadAttention(d, n_heads)
+        self.ln2, self.mlp = nn.LayerNorm(d), MLP(d, ff_mult, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.attn(h, h, mask)[0])
+        return x + self.mlp(self.ln2(x))
+
+
+class FeatureEncoder(nn.Module):
+    """Phi_m: raw features [B, L, D_m] -> [B, L, d] (LayerNorm, linear map, learned positions)."""
+
+    def __init__(self, d_in: int, d: int, max_len: int, dropout: float) -> None:
+        super().__init__()
+        self.ln, self.proj = nn.LayerNorm(d_in), nn.Linear(d_in, d)
+        self.pos = nn.Parameter(torch.zeros(max_len, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.pos.shape[0]:
+            raise ValueError(
+                f"sequence of {x.shape[1]} tokens exceeds model.max_len={self.pos.shape[0]}"
+            )
+        return self.drop(self.proj(self.ln(x)) + self.pos[: x.shape[1]])  # [B, L, d]
+
+
+class ModalityExpert(nn.Module):
+    """E_m (section 3.4): a transformer encoder over one modality's tokens only."""
+
+    def __init__(self, d: int, n_heads: int, n_layers: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d, n_heads, ff_mult, dropout) for _ in range(n_layers)
+        )
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:  # x [B, L, d]
+            x = block(x, mask)
+        return self.ln(x)  # H_m [B, L, d]
+
+
+class ExpertReadout(nn.Module):
+    """Question-guided attention pooling: H_m [B, L, d] -> h_m [B, d].
+
+    This is how the question reaches the unimodal experts (docs/model.md, eq. 10): the query is
+    a projection of the question's sentence vector, so h_m answers *this* question from
+    modality m alone; the expert's encoder itself never sees another modality.
+    """
+
+    def __init__(self, d: int, d_text: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.q_proj = nn.Sequential(nn.LayerNorm(d_text), nn.Linear(d_text, d))
+        self.attn = MultiHeadAttention(d, n_heads)
+        self.ln1, self.ln2, self.mlp = nn.LayerNorm(d), nn.LayerNorm(d), MLP(d, ff_mult, dropout)
+
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor | None, q_sent: torch.Tensor
+    ) -> torch.Tensor:
+        q = self.q_proj(q_sent).unsqueeze(1)  # [B, 1, d]
+        x = self.ln1(q + self.attn(q, h, mask)[0])  # [B, 1, d]
+        return (x + self.mlp(self.ln2(x))).squeeze(1)  # [B, d]
+
+
+class ExpertHead(nn.Module):
+    """Stage-I answer head of one expert: P(y | E_m(F_m)) of eq. 10."""
+
+    def __init__(self, cfg: R2ScPConfig) -> None:
+        super().__init__()
+        self.readout = ExpertReadout(cfg.d_model, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout)
+        self.out = nn.Linear(cfg.d_model, cfg.n_answers)
+
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor | None, q_sent: torch.Tensor
+    ) -> torch.Tensor:
+        return self.out(self.readout(h, mask, q_sent))  # [B, n_answers]
+
+
+class CrossModalRetrieval(nn.Module):
+    """CMR (section 3.2): H_miss = 1/n sum_i E_miss(Phi_miss(r_i)) (eq. 4).
+
+    Retrieval itself (eq. 1, cosine top-n in the unified space) is precomputed by the
+    ``build_index`` pipeline into the ``neighbors`` table; this module averages the experts'
+    encodings of the top-n candidates.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, retrieved: torch.Tensor, n: int | None = None) -> torch.Tensor:
+        # retrieved [B, R>=n, T, d] = E_miss(Phi_miss(r_i)), best first -> H_miss [B, T, d]
+        n = self.n if n is None else n  # n may be overridden at inference (Fig. 4 sweep)
+        if not 1 <= n <= retrieved.shape[1]:
+            raise ValueError(f"{retrieved.shape[1]} retrieved candidates, n_retrieve = {n}")
+        return retrieved[:, :n].mean(1)
+
+
+class GuidanceBlock(nn.Module):
+    """Eq. 6: SA over H_com, then MCA with queries H_com and keys/values the question H_t."""
+
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.sa = nn.LayerNorm(d), MultiHeadAttention(d, n_heads)
+        self.ln2, self.mca = nn.LayerNorm(d), MultiHeadAttention(d, n_heads)
+        self.ln3, self.mlp = nn.LayerNorm(d), MLP(d, ff_mult, dropout)
+        self.ln_out, self.drop = nn.LayerNorm(d), nn.Dropout(dropout)
+
+    def forward(
+        self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # h_com [B, L, d]; h_t [B, Lq, d]; t_mask [B, Lq]
+        x = self.ln1(h_com)
+        a, a_self, _ = self.sa(x, x, None, need_weights=True)  # A_self [B, h, L, L]
+        x = h_com + self.drop(a)
+        c, _, cross_logits = self.mca(self.ln2(x), h_t, t_mask, need_weights=True)  # [B, h, L, Lq]
+        x = x + self.drop(c)
+        x = x + self.mlp(self.ln3(x))
+        # final LayerNorm: guided tokens live in the experts' output space (they end with LN too)
+        return self.ln_out(x), a_self, cross_logits  # H_guided [B, L, d]
+
+
+def token_saliency(
+    a_self: torch.Tensor, cross_logits: torch.Tensor, t_mask: torch.Tensor, mode: str = "received"
+) -> torch.Tensor:
+    """Saliency sigma [B, L] of each H_com token (eq. 7; Algorithm 1 lines 17-18).
+
+    ``paper``: Algorithm 1 line 18 literally, sum_{dim=-1} A_cross + sum_{dim=-1} A_self. Softmax
+    rows sum to one, so this is the constant 2 for every token (top-k then picks by index).
+    ``received`` (default): the attention each token *receives*, averaged over heads: from the
+    other H_com tokens (column sums of A_self) and from the question tokens (the same cross
+    logits normalised over H_com tokens, summed over the real question tokens); each part is
+    normalised to sum to one over the tokens.
+    """
+    # a_self [B, h, L, L]; cross_logits [B, h, L, Lq] (-inf at padded question tokens)
+    q_real = t_mask[:, None, None, :]  # [B, 1, 1, Lq]
+    if mode == "paper":
+        a_cross = cross_logits.softmax(-1)
+        return (a_cross.sum(-1) + a_self.sum(-1)).mean(1)  # [B, L] == 2 everywhere
+    length = a_self.shape[-1]
+    recv_self = a_self.sum(2).mean(1) / length  # [B, L]
+    q2tok = cross_logits.masked_fill(~q_real, 0.0).softmax(
+        2
+    )  # over H_com tokens, per question token
+    q2tok = q2tok.masked_fill(~q_real, 0.0)
+    recv_cross = q2tok.sum(-1).mean(1) / t_mask.sum(-1, keepdim=True).clamp_min(1)  # [B, L]
+    return recv_self + recv_cross
+
+
+class ContextAwarePurification(nn.Module):
+    """CAP (section 3.3, Algorithm 1): overwrite the k retrieved tokens most dissonant with the
+    available modality by the k most salient question-guided common tokens (eqs. 2-9).
+
+    One instance per recovered modality: W_proj maps the missing expert's space onto the
+    available expert's space, where the anchor g_avl lives (eq. 3).
+    """
+
+    def __init__(self, cfg: R2ScPConfig) -> None:
+        super().__init__()
+        self.k, self.saliency, self.tau = cfg.k_purge, cfg.saliency, cfg.st_temperature
+        self.w_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # W_proj of eq. 3
+        self.guidance = GuidanceBlock(cfg.d_model, cfg.n_heads, cfg.ff_mult, cfg.dropout)
+
+    def forward(
+        self,
+        h_miss: torch.Tensor,
+        h_avl: torch.Tensor,
+        h_com: torch.Tensor,
+        h_t: torch.Tensor,
+        t_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # h_miss [B, T, d] (eq. 4); h_avl [B, L, d]; h_com = E_miss(Phi_avl(F_avl)) [B, L, d]
+        b, length, d = h_miss.shape
+        k = min(self.k, length, h_com.shape[1])
+        g = h_avl.mean(1)  # g_avl [B, d] (eq. 2)
+        z = self.w_proj(h_miss)  # H_miss W_proj [B, T, d]
+        delta = 1.0 - F.cosine_similarity(z, g.unsqueeze(1), dim=-1, eps=1e-8)  # [B, T] (eq. 3)
+        h_guided, a_self, cross_logits = self.guidance(h_com, h_t, t_mask)  # eq. 6
+        info = {"delta": delta}
+        if k == 0:
+            return h_miss, info
+        top = delta.topk(min(k + 1, length), dim=1)
+        noise_idx = top.indices[:, :k]  # Omega_noise [B, k] (eq. 5), most dissonant first
+        with torch.no_grad():
+            sigma = token_saliency(a_self, cross_logits, t_mask, self.saliency)  # [B, L]
+        sal_idx = sigma.topk(k, dim=1).indices  # Omega_salient [B, k] (eq. 7), most salient first
+        src = h_guided.gather(1, sal_idx.unsqueeze(-1).expand(-1, -1, d))  # [B, k, d]
+        # eq. 8/9: the j-th noise position takes the j-th salient guided token, the rest is kept
+        injected = h_miss.scatter(1, noise_idx.unsqueeze(-1).expand(-1, -1, d), src)  # [B, T, d]
+        # Straight-through mask: the forward value is exactly eq. 9 (the added term is 0), the
+        # backward pass sees a soft top-k of delta, so W_proj gets a gradient (docs/model.md).
+        vals = top.values.detach()
+        thr = (vals[:, k - 1] + vals[:, k]) / 2 if length > k else vals[:, k - 1] - 1.0
+        soft = torch.sigmoid((delta - thr.unsqueeze(1)) / self.tau)  # [B, T]
+        h_pur = injected + (soft - soft.detach()).unsqueeze(-1) * (injected - h_miss)
+        info.update(noise_idx=noise_idx, salient_idx=sal_idx, saliency=sigma)
+        return h_pur, info  # H_miss^pur [B, T, d]
+
+
+class Router(nn.Module):
+    """Gating network G (eq. 11): g_m = G(h_m; phi), alpha = softmax_m(g_m) over (a, v, t).
+
+    G is one MLP shared by the experts plus a learned per-expert embedding (so it can keep a
+    prior per expert). ``expert_mask`` [B, 3] True removes an expert (logit -inf): the
+    router-masking baseline.
+    """
+
+    def __init__(self, d: int, hidden: int, n_experts: int = 3) -> None:
+        super().__init__()
+        self.ln, self.fc = nn.LayerNorm(d), nn.Linear(d, hidden)
+        self.expert_emb = nn.Parameter(torch.zeros(n_experts, hidden))
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, h: torch.Tensor, expert_mask: torch.Tensor | None = None) -> torch.Tensor:
+        g = self.out(F.gelu(self.fc(self.ln(h)) + self.expert_emb)).squeeze(-1)  # [B, 3]
+        if expert_mask is not None:
+            if expert_mask.all(-1).any():
+                raise ValueError("expert_mask removes every expert of a sample")
+            g = g.masked_fill(expert_mask, float("-inf"))
+        return g.softmax(-1)  # alpha [B, 3], sums to 1
+
+
+class AnswerDecoder(nn.Module):
+    """Dec of eq. 12: Z_joint [B, d] -> logits over the answer vocabulary [B, n_answers]."""
+
+    def __init__(self, d: int, n_answers: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(d),
+            nn.Linear(d, 2 * d),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * d, n_answers),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass
+class Encodings:
+    """Expert encodings of one batch (everything upstream of the frozen experts' outputs).
+
+    ``h[m]`` [B, T, d]: E_m(Phi_m(F_m)) of the sample's own features (ignored where m is missing).
+    ``cand[m]`` [B, T, d]: H_miss for m (eq. 4 from the retrieved neighbours, or a fill).
+    ``com[m]`` [B, T, d]: H_com for recovering m = E_m(Phi_other(F_other)) (Alg. 1 line 14).
+    ``h_text`` [B, Lq, d], ``text_mask`` [B, Lq], ``q_sent`` [B, Dt] (raw sentence vector).
+    """
+
+    h: dict[str, torch.Tensor]
+    cand: dict[str, torch.Tensor]
+    com: dict[str, torch.Tensor]
+    h_text: torch.Tensor
+    text_mask: torch.Tensor
+    q_sent: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> Encodings:
+        pick = lambda d: {m: v[rows] for m, v in d.items()}  # noqa: E731
+        return Encodings(pick(self.h), pick(self.cand), pick(self.com), self.h_text[rows],
+                         self.text_mask[rows], self.q_sent[rows])  # fmt: skip
+
+    def with_cand(self, modality: str, cand: torch.Tensor) -> Encodings:
+        return Encodings(self.h, {**self.cand, modality: cand}, self.com, self.h_text,
+                         self.text_mask, self.q_sent)  # fmt: skip
+
+
+class R2ScP(nn.Module):
+    """The whole model: experts (stage I) + CMR, CAP, router, decoder (stage II)."""
+
+    def __init__(self, cfg: R2ScPConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        dims = {"audio": cfg.d_audio, "visual": cfg.d_visual, "text": cfg.d_text}
+        self.phi = nn.ModuleDict(
+            {m: FeatureEncoder(dims[m], d, cfg.max_len, cfg.dropout) for m in EXPERTS}
+        )
+        self.experts = nn.ModuleDict(
+            {
+                m: ModalityExpert(d, cfg.n_heads, cfg.n_layers, cfg.ff_mult, cfg.dropout)
+                for m in EXPERTS
+            }
+        )
+        self.heads = nn.ModuleDict({m: ExpertHead(cfg) for m in EXPERTS})  # stage I (eq. 10)
+        self.cmr = CrossModalRetrieval(cfg.n_retrieve)
+        self.cap = nn.ModuleDict({m: ContextAwarePurification(cfg) for m in ("audio", "visual")})
+        self.readouts = nn.ModuleDict(
+            {
+                m: ExpertReadout(d, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout)
+                for m in EXPERTS
+            }
+        )
+        self.router = Router(d, cfg.router_hidden, len(EXPERTS))
+        self.decoder = AnswerDecoder(d, cfg.n_answers, cfg.dropout)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, FeatureEncoder):
+            nn.init.normal_(module.pos, std=0.02)
+
+    # ---- parameter groups --------------------------------------------------------------------
+    def expert_modules(self) -> list[nn.Module]:
+        """Stage-I parameters: Phi_m, E_m and the stage-I answer heads."""
+        return [self.phi, self.experts, self.heads]
+
+    def mixing_modules(self) -> list[nn.Module]:
+        """Stage-II parameters: CAP (W_proj, guidance block), readouts, router, decoder."""
+        return [self.cap, self.readouts, self.router, self.decoder]
+
+    def init_readouts_from_heads(self) -> None:
+        """Warm-start the stage-II readouts from the stage-I heads' readouts."""
+        for m in EXPERTS:
+            self.readouts[m].load_state_dict(self.heads[m].readout.state_dict())
+
+    # ---- encoders ----------------------------------------------------------------------------
+    def encode(
+        self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """E_m(Phi_m(x)): raw [B, L, D_m] -> H_m [B, L, d]."""
+        return self.experts[modality](self.phi[modality](x), mask)
+
+    def encode_common(self, target: str, x_avl: torch.Tensor) -> torch.Tensor:
+        """H_com = E_target(Phi_avl(F_avl)): the available modality through the missing
+        modality's expert (Algorithm 1 line 14, eq. 6): [B, T, D_avl] -> [B, T, d]."""
+        return self.experts[target](self.phi[OTHER[target]](x_avl))
+
+    def encode_retrieved(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Retrieved raw candidates [B, n, T, D_m] -> their encodings [B, n, T, d] (eq. 4)."""
+        b, n = x.shape[:2]
+        return self.encode(modality, x.flatten(0, 1)).view(b, n, x.shape[2], -1)
+
+    # ---- stage I -----------------------------------------------------------------------------
+    def expert_logits(
+        self,
+        audio: torch.Tensor,
+        visual: torch.Tensor,
+        question: torch.Tensor,
+        q_mask: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Each expert answers alone (eq. 10): {m: logits [B, n_answers]}."""
+        q_sent = sentence_vector(question, q_mask)  # [B, Dt]
+        h = {
+            "audio": self.encode("audio", audio),
+            "visual": self.encode("visual", visual),
+            "text": self.encode("text", question, q_mask),
+        }
+        masks = {"audio": None, "visual": None, "text": q_mask}
+        return {m: self.heads[m](h[m], masks[m], q_sent) for m in EXPERTS}
+
+    # ---- stage II ----------------------------------------------------------------------------
+    def recover(self, target: str, enc: Encodings, use_cap: bool | None = None) -> torch.Tensor:
+        """The recovered sequence of ``target``: H_miss (eq. 4), purified by CAP (eq. 9)."""
+        use_cap = self.cfg.use_cap if use_cap is None else use_cap
+        cand = enc.cand[target]  # [B, T, d]
+        if not use_cap:
+            return cand
+        h_pur, _ = self.cap[target](
+            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask
+        )
+        return h_pur
+
+    def fuse(
+        self,
+        enc: Encodings,
+        missing: torch.Tensor,
+        expert_mask: torch.Tensor | None = None,
+        use_cap: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage-II forward on encodings: -> (logits [B, n_answers], alpha [B, 3]).
+
+        ``missing`` [B]: 0 complete, 1 audio missing, 2 visual missing. A missing modality's
+        sequence is its recovered sequence; with ``complete_mode: append`` complete samples also
+        get both recovered sequences appended to their own tokens (docs/model.md).
+        """
+        cfg = self.cfg
+        b, t = missing.shape[0], enc.h["audio"].shape[1]
+        complete = missing == 0  # [B]
+        # without expert mixing (Table 3) nothing after the experts is trained: no CAP, no append
+        append = cfg.recovers_complete and cfg.mixing
+        use_cap = (cfg.use_cap if use_cap is None else use_cap) and cfg.mixing
+        seqs, masks = {}, {}
+        for m in ("audio", "visual"):
+            is_missing = missing == MISSING_CODE[m]  # [B]
+            need = is_missing | complete if append else is_missing  # rows that use a recovery
+            rec = None
+            if need.all():
+                rec = self.recover(m, enc, use_cap)  # [B, T, d]
+            elif need.any():  # recover only those rows; the others keep a finite placeholder
+                rows = need.nonzero().squeeze(1)
+                rec = enc.h[m].index_copy(0, rows, self.recover(m, enc.select(rows), use_cap))
+            own = enc.h[m] if rec is None else torch.where(is_missing[:, None, None], rec, enc.h[m])
+            if append and rec is not None:
+                seqs[m] = torch.cat([own, rec], 1)  # [B, 2T, d]
+                masks[m] = torch.cat([torch.ones(b, t, dtype=torch.bool, device=own.device),
+                                      complete[:, None].expand(b, t)], 1)  # fmt: skip
+            else:
+                seqs[m], masks[m] = own, None
+        seqs["text"], masks["text"] = enc.h_text, enc.text_mask
+        if not cfg.mixing:  # Table 3 "w/o expert mixing training": average the stage-I experts
+            return self._average_experts(seqs, masks, enc.q_sent, expert_mask)
+        h = torch.stack(
+            [self.readouts[m](seqs[m], masks[m], enc.q_sent) for m in EXPERTS], 1
+        )  # [B, 3, d]
+        alpha = self.router(h, expert_mask)  # [B, 3] (eq. 11)
+        z = (alpha.unsqueeze(-1) * h).sum(1)  # Z_joint [B, d] (eq. 12)
+        return self.decoder(z), alpha
+
+    def _average_experts(self, seqs, masks, q_sent, expert_mask):
+        logp = torch.stack(
+            [self.heads[m](seqs[m], masks[m], q_sent).log_softmax(-1) for m in EXPERTS], 1
+        )
+        b = logp.shape[0]
+        keep = (
+            torch.ones(b, len(EXPERTS), device=logp.device)
+            if expert_mask is None
+            else (~expert_mask).float()
+        )
+        alpha = keep / keep.sum(1, keepdim=True)  # [B, 3] uniform over kept experts
+        probs = (alpha.unsqueeze(-1) * logp.exp()).sum(1)
+        return probs.clamp_min(1e-12).log(), alpha

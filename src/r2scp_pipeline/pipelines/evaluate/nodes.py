@@ -1,0 +1,552 @@
+"""Nodes of the ``evaluate`` pipeline: protocol, methods, metrics, tracking, report.
+
+Order of work (``pipeline.py``): parameters are checked first (no data input, so Kedro runs the
+check in its first group, before the dataset pipeline); the trained model is checked against
+the data (answer vocabulary, feature widths) before any ablation or baseline is trained; masks
+are drawn once and every method reads the same table. See ``docs/evaluate.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from r2scp_pipeline import avqa
+from r2scp_pipeline.data import AVQATensors, build_tensors
+from r2scp_pipeline.model import EXPERT_FIELDS, EXPERTS
+from r2scp_pipeline.pipelines.mix.nodes import mix_experts
+from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
+from r2scp_pipeline.training import build_cache, history_to_mlflow, load_model, predict
+
+from . import report as rep
+from .baselines import ImputerData, check_imputer_dims, impute, train_generative_imputer
+from .config import FILL_METHODS, check_parameters
+from .harness import Fill, run_method, video_mask
+from .masks import SETTINGS, draw_masks, mask_lookup
+from .metrics import accuracy_report
+from .tracking import log_child_runs
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "method", "setting", "missing_rate", "question_id", "video_id", "missing", "modality",
+    "subtype", "answer_idx", "pred_idx", "correct", "alpha_audio", "alpha_visual", "alpha_text",
+)  # fmt: skip
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (``evaluate.threads``; None: unchanged), then restore."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ---- 1. checks before any work ------------------------------------------------------------------
+def check_evaluate_parameters(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Validate ``params:evaluate`` before anything else runs (no data input: Kedro schedules
+    this node in the first group, so a bad missing rate or method name stops the run at once).
+
+    Returns the validated parameters as a plain dict (``config.EvalConfig`` fields).
+    """
+    cfg = check_parameters(params, seed)
+    out = asdict(cfg)
+    out.pop("raw")
+    out["ablation_methods"] = list(cfg.ablation_methods)
+    out["runs"] = [list(r) for r in cfg.runs()]
+    logger.info("evaluate: %d methods x %d (setting, rate) runs", len(cfg.methods), len(cfg.runs()))
+    return out
+
+
+def _feature_dim(table: pd.DataFrame, name: str) -> int:
+    if len(table) == 0:
+        raise ValueError(f"{name} is empty")
+    return len(table["feature"].iloc[0])
+
+
+def check_model_compatibility(
+    config: dict[str, Any],
+    r2scp_model: dict[str, Any],
+    qa_pairs: pd.DataFrame,
+    audio_features: pd.DataFrame,
+    visual_features: pd.DataFrame,
+    question_features: pd.DataFrame,
+) -> dict[str, Any]:
+    """Stop before any evaluation work if ``r2scp_model`` cannot answer these data.
+
+    Checks the answer vocabulary (the model's ``n_answers`` and, when the checkpoint records
+    it, the answer list itself, against ``avqa.ANSWERS`` and the ``answer_idx`` of
+    ``qa_pairs``), the feature widths (Da, Dv, Dt) against the feature tables, and that the
+    evaluated split has questions. Returns the data's dims and split size.
+    """
+    try:
+        mcfg = r2scp_model["config"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError("r2scp_model is not an R2ScP checkpoint (no 'config')") from exc
+    errors = []
+    n_answers = int(mcfg.get("n_answers", -1))
+    if n_answers != len(avqa.ANSWERS):
+        errors.append(
+            f"answer vocabulary: r2scp_model was trained on {n_answers} answers, the data use "
+            f"avqa.ANSWERS ({len(avqa.ANSWERS)}); retrain it (kedro run --pipelines=train)"
+        )
+    answers = (r2scp_model.get("meta") or {}).get("answers") or mcfg.get("answers")
+    if answers is not None and list(answers) != list(avqa.ANSWERS):
+        errors.append("answer vocabulary: r2scp_model records another answer list than "
+                      "avqa.ANSWERS; retrain it")
+    max_idx = int(qa_pairs["answer_idx"].max()) if len(qa_pairs) else -1
+    if 0 < n_answers <= max_idx:
+        errors.append(f"answer vocabulary: qa_pairs has answer_idx {max_idx} but r2scp_model "
+                      f"has only {n_answers} answers")
+    dims = {
+        "d_audio": _feature_dim(audio_features, "audio_features"),
+        "d_visual": _feature_dim(visual_features, "visual_features"),
+        "d_text": _feature_dim(question_features, "question_features"),
+    }
+    for key, value in dims.items():
+        if int(mcfg.get(key, -1)) != value:
+            errors.append(
+                f"feature dimension: r2scp_model has {key}={mcfg.get(key)} but the "
+                f"{key[2:]} features have {value}; retrain the model on these features "
+                "(kedro run --pipelines=train) or evaluate on the features it was trained on"
+            )
+    n_split = int((qa_pairs["split"] == config["split"]).sum())
+    if n_split == 0:
+        errors.append(f"qa_pairs has no question in split {config['split']!r} (evaluate.split)")
+    if errors:
+        raise ValueError("r2scp_model does not fit the evaluated data:\n  - " + "\n  - ".join(errors))
+    return {"dims": dims, "n_questions": n_split, "n_answers": n_answers}
+
+
+# ---- 2. masks -----------------------------------------------------------------------------------
+def draw_missing_masks(config: dict[str, Any], video_index: pd.DataFrame) -> pd.DataFrame:
+    """``missing_masks``: which videos of ``evaluate.split`` miss a modality per (setting, rate).
+
+    Drawn once from ``params:seed``; every method reads this one table (``masks.py``).
+    """
+    split = config["split"]
+    ids = video_index.loc[video_index["split"] == split, "video_id"].astype(str).tolist()
+    if not ids:
+        raise ValueError(
+            f"video_index has no video of split {split!r} (evaluate.split): splits present "
+            f"{sorted(video_index['split'].unique().tolist())}"
+        )
+    masks = draw_masks(ids, config["settings"], config["missing_rates"], config["seed"])
+    logger.info("missing masks: %d videos x %d (setting, rate) pairs", len(ids),
+                masks.groupby(["setting", "missing_rate"]).ngroups)
+    return masks
+
+
+# ---- 3. ablation models -------------------------------------------------------------------------
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of parameter dicts (``over`` wins)."""
+    out = copy.deepcopy(dict(base or {}))
+    for k, v in (over or {}).items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _stage_one_changes(spec: dict[str, Any]) -> bool:
+    """Whether an ablation changes stage I (else the trained ``stage1_experts`` are reused:
+    stage I reads only the expert fields, dropout and the pretrain block)."""
+    model_over = set(spec.get("model") or {})
+    return bool(spec.get("pretrain")) or bool(model_over & (set(EXPERT_FIELDS) | {"dropout"}))
+
+
+def train_ablation_models(
+    config: dict[str, Any],
+    compatibility: dict[str, Any],
+    stage1_experts: dict[str, Any],
+    qa_pairs: pd.DataFrame,
+    audio_features: pd.DataFrame,
+    visual_features: pd.DataFrame,
+    question_features: pd.DataFrame,
+    memory_bank_audio: pd.DataFrame,
+    memory_bank_visual: pd.DataFrame,
+    neighbors: pd.DataFrame,
+    model_params: dict[str, Any],
+    pretrain_params: dict[str, Any],
+    mix_params: dict[str, Any],
+    train_missing: dict[str, Any],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Train every requested ablation through the ``pretrain`` and ``mix`` pipelines' own node
+    functions, with that ablation's overrides deep-merged over ``params:model``,
+    ``params:pretrain`` and ``params:mix`` (``evaluate.ablations``).
+
+    Stage I is re-run only if the ablation changes it (e.g. ``no_stage1``); otherwise the
+    main run's ``stage1_experts`` are reused, which is what re-running stage I with the same
+    parameters and seed would give. Per-epoch resume checkpoints of each ablation go to
+    ``evaluate.ablation_checkpoint_dir/<name>/<stage>`` so they never clobber the main run's.
+
+    Returns ``ablation_models`` ({"models": {name: checkpoint}}), ``ablation_history``
+    ({name: {"pretrain": summary, "mix": summary, "seconds": s}}) and ``ablation_metrics``
+    (per-epoch series for MLflow, ``<name>.<series>``).
+    """
+    del compatibility  # an input only to order this node after the compatibility check
+    models: dict[str, Any] = {}
+    history: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    for name in config["ablation_methods"]:
+        spec = config["ablations"][name]
+        start = time.perf_counter()
+        m_params = _merge(model_params, spec.get("model", {}))
+        p_params = _merge(pretrain_params, spec.get("pretrain", {}))
+        x_params = _merge(mix_params, spec.get("mix", {}))
+        ckdir = config.get("ablation_checkpoint_dir")
+        for stage, block in (("pretrain", p_params), ("mix", x_params)):
+            # resume checkpoints only where the main run keeps them, never in the main run's dir
+            has_dir = bool(block.get("checkpoint_dir"))
+            block["checkpoint_dir"] = f"{ckdir}/{name}/{stage}" if ckdir and has_dir else None
+        logger.info("ablation %s: training (%s)", name, spec.get("description", ""))
+        if _stage_one_changes(spec):
+            stage1, s1_summary = pretrain_experts(
+                qa_pairs, audio_features, visual_features, question_features, m_params,
+                p_params, train_missing, seed,
+            )
+        else:
+            stage1, s1_summary = stage1_experts, {"reused": "stage1_experts"}
+        ckpt, s2_summary = mix_experts(
+            stage1, qa_pairs, audio_features, visual_features, question_features,
+            memory_bank_audio, memory_bank_visual, neighbors, m_params, x_params,
+            train_missing, seed,
+        )
+        models[name] = ckpt
+        history[name] = {"pretrain": s1_summary, "mix": s2_summary,
+                         "seconds": round(time.perf_counter() - start, 1)}
+        for stage, summary in (("pretrain", s1_summary), ("mix", s2_summary)):
+            for key, series in history_to_mlflow(summary).items():
+                metrics[f"{name}.{stage}.{key}"] = series
+        logger.info("ablation %s: %.1f s", name, history[name]["seconds"])
+    return {"models": models}, history, metrics
+
+
+# ---- 4. generative imputer ----------------------------------------------------------------------
+def imputer_data(tensors: AVQATensors, split: str) -> ImputerData:
+    """The questions of ``split`` in ``ImputerData`` layout (features of every video)."""
+    rows = tensors.indices(split)
+    return ImputerData(
+        audio=tensors.audio.numpy(), visual=tensors.visual.numpy(),
+        q=tensors.question.numpy(), q_mask=tensors.question_mask.numpy(),
+        video_pos=tensors.video[rows].numpy(), text_pos=tensors.text[rows].numpy(),
+    )
+
+
+def train_generative_baseline(
+    config: dict[str, Any],
+    compatibility: dict[str, Any],
+    qa_pairs: pd.DataFrame,
+    audio_features: pd.DataFrame,
+    visual_features: pd.DataFrame,
+    question_features: pd.DataFrame,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the generative imputer (both directions) on the training split, MSE
+    (``baselines.py``). Skipped (an empty checkpoint) when ``generative`` is not a method.
+
+    Returns ``generative_imputer`` and ``generative_imputer_metrics`` (per-epoch train/val MSE).
+    """
+    del compatibility
+    if "generative" not in config["methods"]:
+        return {"config": {}, "state_dicts": {}, "skipped": True}, {
+            "skipped": {"step": 0, "value": 1.0}}
+    tensors = build_tensors(qa_pairs, audio_features, visual_features, question_features)
+    train = imputer_data(tensors, "train")
+    val = imputer_data(tensors, "val") if (tensors.split == "val").any() else None
+    start = time.perf_counter()
+    with torch_threads(config.get("threads")):
+        ckpt, hist = train_generative_imputer(train, config["generative"], config["seed"], val)
+    ckpt["config"]["seconds"] = round(time.perf_counter() - start, 1)
+    logger.info("generative imputer trained in %.1f s", ckpt["config"]["seconds"])
+    return ckpt, {k: [{"step": i, "value": float(x)} for i, x in enumerate(v)]
+                  for k, v in hist.items() if v}
+
+
+# ---- 5. evaluation ------------------------------------------------------------------------------
+def _eval_tensors(
+    config: dict[str, Any], n_needed: int, qa_pairs, audio_features, visual_features,
+    question_features, memory_bank_audio, memory_bank_visual, neighbors,
+) -> AVQATensors:
+    return build_tensors(
+        qa_pairs, audio_features, visual_features, question_features, memory_bank_audio,
+        memory_bank_visual, neighbors, n_neighbors=n_needed,
+    )
+
+
+def _question_meta(qa_pairs: pd.DataFrame, tensors: AVQATensors, split: str) -> pd.DataFrame:
+    """``question_id, video_id, modality, subtype`` of the split, in ``predict``'s row order."""
+    rows = tensors.indices(split)
+    qa = qa_pairs.reset_index(drop=True).iloc[rows]
+    return pd.DataFrame({
+        "question_id": qa["question_id"].to_numpy(np.int64),
+        "video_id": qa["video_id"].astype(str).to_numpy(),
+        "modality": qa["modality"].astype(str).to_numpy(),
+        "subtype": qa["subtype"].astype(str).to_numpy(),
+    })  # fmt: skip
+
+
+def _prediction_frame(meta, p, method, setting, rate) -> pd.DataFrame:
+    if not np.array_equal(meta["question_id"].to_numpy(), p.question_id):
+        raise RuntimeError("predictions are not in qa_pairs order")  # a bug, never data
+    return pd.DataFrame({
+        "method": method, "setting": setting, "missing_rate": np.float64(rate),
+        "question_id": p.question_id, "video_id": meta["video_id"].to_numpy(),
+        "missing": p.missing > 0, "modality": meta["modality"].to_numpy(),
+        "subtype": meta["subtype"].to_numpy(), "answer_idx": p.answer, "pred_idx": p.pred,
+        "correct": p.pred == p.answer,
+        **{f"alpha_{m}": p.expert_weights[:, i].astype(np.float32) for i, m in enumerate(EXPERTS)},
+    })  # fmt: skip
+
+
+def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> pd.DataFrame:
+    """Long ``evaluation_results`` table (``report.RESULT_COLUMNS``) from the predictions:
+    the official accuracies, the paper's columns, accuracy on the masked / intact videos'
+    questions (section ``subset``), and the mean router weights (section ``loads``)."""
+    rows = []
+    keys = ["method", "setting", "missing_rate"]
+    for (method, setting, rate), d in predictions.groupby(keys, sort=False):
+        r = accuracy_report(d["modality"].to_numpy(), d["subtype"].to_numpy(),
+                            d["correct"].to_numpy(), paper_columns)
+        for section in ("types", "modalities", "overall", "paper"):
+            for metric, value in r[section].items():
+                rows.append((method, setting, rate, section, metric, value, r["counts"][metric]))
+        for name, sel in (("masked_videos", d["missing"]), ("intact_videos", ~d["missing"])):
+            if sel.any():
+                rows.append((method, setting, rate, "subset", name,
+                             100.0 * float(d.loc[sel, "correct"].mean()), int(sel.sum())))
+        for m in EXPERTS:
+            rows.append((method, setting, rate, "loads", m, float(d[f"alpha_{m}"].mean()), len(d)))
+    out = pd.DataFrame(rows, columns=list(rep.RESULT_COLUMNS))
+    out["missing_rate"] = out["missing_rate"].astype(np.float64)
+    out["n"] = out["n"].astype(np.int64)
+    if not np.isfinite(out["value"].to_numpy()).all():
+        raise FloatingPointError("an evaluation metric is NaN/inf")
+    return out
+
+
+def evaluate_methods(
+    config: dict[str, Any],
+    compatibility: dict[str, Any],
+    r2scp_model: dict[str, Any],
+    ablation_models: dict[str, Any],
+    generative_imputer: dict[str, Any],
+    missing_masks: pd.DataFrame,
+    qa_pairs: pd.DataFrame,
+    audio_features: pd.DataFrame,
+    visual_features: pd.DataFrame,
+    question_features: pd.DataFrame,
+    memory_bank_audio: pd.DataFrame,
+    memory_bank_visual: pd.DataFrame,
+    neighbors: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate every method on every (setting, missing rate) with the stored masks.
+
+    Returns ``evaluation_predictions`` (one row per method x run x question: prediction,
+    whether its video was masked, router weights) and ``evaluation_results`` (the long metric
+    table the report, MLflow and the notebook read).
+    """
+    del compatibility
+    abl = ablation_models.get("models", {})
+    lacking = [m for m in config["ablation_methods"] if m not in abl]
+    if lacking:
+        raise ValueError(f"ablation_models lacks {lacking}; re-run the evaluate pipeline's "
+                         "train_ablation_models node")
+    with torch_threads(config.get("threads")):
+        return _evaluate_methods(config, r2scp_model, abl, generative_imputer, missing_masks,
+                                 qa_pairs, audio_features, visual_features, question_features,
+                                 memory_bank_audio, memory_bank_visual, neighbors)
+
+
+def _evaluate_methods(config, r2scp_model, abl, generative_imputer, missing_masks, qa_pairs,
+                      audio_features, visual_features, question_features, memory_bank_audio,
+                      memory_bank_visual, neighbors) -> tuple[pd.DataFrame, pd.DataFrame]:
+    split, bs = config["split"], config["batch_size"]
+    start = time.perf_counter()
+    models = {"r2scp": load_model(r2scp_model, "cpu")}
+    for name in config["ablation_methods"]:
+        models[name] = load_model(abl[name], "cpu")
+    n_needed = max(m.cfg.n_retrieve for m in models.values())
+    tensors = _eval_tensors(config, n_needed, qa_pairs, audio_features, visual_features,
+                            question_features, memory_bank_audio, memory_bank_visual, neighbors)
+    meta = _question_meta(qa_pairs, tensors, split)
+    fills = {"zero_fill": Fill("zero"), "mean_fill": Fill("mean")}
+    gen_features: dict[str, np.ndarray] = {}
+    if "generative" in config["methods"]:
+        if generative_imputer.get("skipped"):
+            raise ValueError("generative_imputer was skipped; re-run train_generative_baseline")
+        check_imputer_dims(generative_imputer, tensors.dims)
+        data = imputer_data(tensors, split)
+        for setting in config["settings"]:
+            m = SETTINGS[setting]
+            if m is not None and m not in gen_features:
+                gen_features[m] = impute(generative_imputer, m, data, batch_size=bs)
+    frames = []
+    caches = {}
+    for method in config["methods"]:
+        model = models.get(method, models["r2scp"])
+        key = method if method in models else "r2scp"
+        if key not in caches:
+            caches[key] = build_cache(model, tensors)
+        for setting, rate in config["runs"]:
+            missing = SETTINGS[setting] or "none"
+            vmask = video_mask(tensors, mask_lookup(missing_masks, setting, rate), split)
+            if method == "generative" and missing != "none":
+                fills["generative"] = Fill("features", gen_features[missing])
+            p = run_method(method, model, tensors, split, missing, vmask, caches[key], fills, bs)
+            frames.append(_prediction_frame(meta, p, method, setting, rate))
+            logger.info("evaluate %-12s %-14s rate %.2f: accuracy %.2f%%", method, setting, rate,
+                        100 * p.accuracy)
+    predictions = pd.concat(frames, ignore_index=True)
+    logger.info("evaluated %d methods x %d runs in %.1f s", len(config["methods"]),
+                len(config["runs"]), time.perf_counter() - start)
+    return predictions, results_from_predictions(predictions, config["paper_columns"])
+
+
+# ---- 6. sweep -----------------------------------------------------------------------------------
+def sweep_n_k(
+    config: dict[str, Any],
+    compatibility: dict[str, Any],
+    r2scp_model: dict[str, Any],
+    missing_masks: pd.DataFrame,
+    qa_pairs: pd.DataFrame,
+    audio_features: pd.DataFrame,
+    visual_features: pd.DataFrame,
+    question_features: pd.DataFrame,
+    memory_bank_audio: pd.DataFrame,
+    memory_bank_visual: pd.DataFrame,
+    neighbors: pd.DataFrame,
+) -> tuple[pd.DataFrame, Figure]:
+    """The paper's Fig. 4 at inference time: R2ScP's Avg accuracy when n (retrieved candidates,
+    eq. 4) varies with k at the model's value, and when k (purification budget, eqs. 5/7)
+    varies with n at the model's value. Empty table when ``evaluate.sweep.enabled`` is false.
+    """
+    del compatibility
+    sw = config["sweep"]
+    cols = ["setting", "vary", "n", "k", "value"]
+    if not sw.get("enabled"):
+        empty = pd.DataFrame({c: pd.Series(dtype="float64" if c == "value" else "object") for c in cols})
+        return empty, rep.sweep_figure(empty)
+    with torch_threads(config.get("threads")):
+        table = _sweep(config, sw, r2scp_model, missing_masks, qa_pairs, audio_features,
+                       visual_features, question_features, memory_bank_audio,
+                       memory_bank_visual, neighbors)
+    return table, rep.sweep_figure(table)
+
+
+def _sweep(config, sw, r2scp_model, missing_masks, qa_pairs, audio_features, visual_features,
+           question_features, memory_bank_audio, memory_bank_visual, neighbors) -> pd.DataFrame:
+    cols = ["setting", "vary", "n", "k", "value"]
+    model = load_model(r2scp_model, "cpu")
+    ranks = int(neighbors.groupby(["query_video_id", "direction", "polarity"]).size().min())
+    if max(sw["n"]) > ranks:
+        raise ValueError(f"evaluate.sweep.n goes up to {max(sw['n'])} but the neighbors table "
+                         f"holds {ranks} per video: set build_index.neighbors.n >= {max(sw['n'])} "
+                         "and re-run build_index")
+    tensors = _eval_tensors(config, max(sw["n"]), qa_pairs, audio_features, visual_features,
+                            question_features, memory_bank_audio, memory_bank_visual, neighbors)
+    if max(sw["k"]) > tensors.num_segments:
+        raise ValueError(f"evaluate.sweep.k goes up to {max(sw['k'])} but videos have "
+                         f"{tensors.num_segments} segments")
+    meta = _question_meta(qa_pairs, tensors, config["split"])
+    cache = build_cache(model, tensors)
+    rate = float(sw.get("missing_rate", 1.0))
+    rows = []
+    for setting in sw.get("settings", ["audio_missing", "visual_missing"]):
+        missing = SETTINGS[setting]
+        vmask = video_mask(tensors, mask_lookup(missing_masks, setting, rate), config["split"])
+        grid = [("n", n, model.cfg.k_purge) for n in sw["n"]] + \
+               [("k", model.cfg.n_retrieve, k) for k in sw["k"]]
+        for vary, n, k in grid:
+            p = predict(model, tensors, config["split"], missing, vmask, mask_level="video",
+                        cache=cache, n_retrieve=n, k_purge=k, batch_size=config["batch_size"])
+            r = accuracy_report(meta["modality"], meta["subtype"], p.pred == p.answer,
+                                config["paper_columns"])
+            rows.append((setting, vary, n, k, r["paper"].get("Avg", r["overall"]["Overall"])))
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ---- 7. tracking and report -------------------------------------------------------------------
+def log_evaluation_runs(
+    config: dict[str, Any], evaluation_results: pd.DataFrame
+) -> dict[str, dict[str, float]]:
+    """One nested MLflow run per (method, setting, missing rate) under the ``kedro run``'s run
+    (``tracking.py``); returns the headline metrics for the parent run
+    (``<method>/<setting>/rate_<r>/{Avg,Overall}``)."""
+    log_child_runs(evaluation_results, tags={"split": config["split"]})
+    head = evaluation_results[
+        ((evaluation_results["section"] == "paper") & (evaluation_results["metric"] == "Avg"))
+        | (evaluation_results["section"] == "overall")
+    ]
+    return {
+        f"{r.method}/{r.setting}/rate_{r.missing_rate:g}/{r.metric}": {
+            "step": 0, "value": float(r.value)}
+        for r in head.itertuples()
+    }
+
+
+def build_reports(
+    config: dict[str, Any], evaluation_results: pd.DataFrame,
+    evaluation_predictions: pd.DataFrame,
+) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, Figure, Figure]:
+    """Table-1-style results, Table-2/3-style ablations, every method against R2ScP with paired
+    bootstrap intervals (markdown + CSV each), accuracy vs missing rate (Fig. 5) and the
+    evaluated expert loads."""
+    rate = float(config["report"]["table_missing_rate"])
+    settings = list(config["settings"])
+    base = [m for m in config["methods"] if m not in config["ablation_methods"]]
+    table = rep.results_table(evaluation_results, base, settings, rate)
+    pooled = ("the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
+              if config["paper_columns"] == "audio_visual" else
+              "sub-types pooled over all modalities; Avg = overall accuracy (micro)")
+    note = (f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
+            f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
+            "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
+            "setting rows.")
+    table_md = rep.to_markdown(table, "Results (cf. paper Table 1)", note)
+    abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(config["ablation_methods"])
+    desc = {n: s.get("description", "") for n, s in config["ablations"].items()}
+    desc["r2scp"] = "full model"
+    abl = rep.ablation_table(evaluation_results, abl_methods, settings, rate, desc)
+    abl_md = rep.to_markdown(
+        abl, "Ablations (cf. paper Tables 2 and 3)",
+        f"Avg per setting at missing rate {rate:g}; 'Avg A/V missing' = mean of the two missing "
+        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers.",
+    )
+    if "r2scp" in config["methods"]:
+        comp = rep.comparison_table(
+            evaluation_predictions, "r2scp", list(config["methods"]), config["paper_columns"],
+            int(config["report"].get("bootstrap", 2000)), config["seed"])
+    else:
+        comp = pd.DataFrame(columns=["method", "setting", "missing_rate", "metric"])
+    shown = comp[comp["missing_rate"] == rate] if len(comp) else comp
+    comp_md = rep.to_markdown(
+        shown, "Each method minus R2ScP (percentage points, same questions)",
+        f"Missing rate {rate:g}; 95% paired bootstrap interval over the {config['split']} "
+        "questions; significant = the interval excludes 0. All rates: comparison_table.csv.",
+    )
+    section, metric = config["report"]["plot_metric"]
+    fig_rate = rep.accuracy_vs_rate_figure(evaluation_results, list(config["methods"]),
+                                           (section, metric), config["ablation_methods"])
+    fig_loads = rep.expert_loads_figure(None, evaluation_results[evaluation_results["section"] == "loads"])
+    return table, table_md, abl, abl_md, comp, comp_md, fig_rate, fig_loads
+
+
+__all__ = [
+    "FILL_METHODS", "build_reports", "check_evaluate_parameters", "check_model_compatibility",
+    "draw_missing_masks", "evaluate_methods", "log_evaluation_runs", "results_from_predictions",
+    "sweep_n_k", "train_ablation_models", "train_generative_baseline",
+]  # fmt: skip
+

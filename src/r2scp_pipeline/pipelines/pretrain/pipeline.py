@@ -1,0 +1,33 @@
+"""Wiring of the ``pretrain`` pipeline (no logic here: see ``nodes.py``)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import pretrain_experts, pretrain_metrics
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                pretrain_experts,
+                inputs=[
+                    "qa_pairs",
+                    "audio_features",
+                    "visual_features",
+                    "question_features",
+                    "params:model",
+                    "params:pretrain",
+                    "params:train_missing",
+                    "params:seed",
+                ],  # fmt: skip
+                outputs=["stage1_experts", "pretrain_history"],
+                name="pretrain_experts",
+            ),
+            Node(
+                pretrain_metrics,
+                inputs="pretrain_history",
+                outputs="pretrain_metrics",
+                name="pretrain_metrics",
+            ),
+        ]
+    )

@@ -1,0 +1,918 @@
+"""Training (stage I: eq. 10; stage II: eqs. 11-15) and inference for R2ScP, plain PyTorch.
+
+* :func:`train_stage_one` / :func:`train_stage_two`: the two stages of section 3.4, each a
+  :func:`fit` loop (AdamW, warm-up + cosine schedule, early stopping on val accuracy, a
+  checkpoint per epoch, resume after a kill with identical results).
+* :func:`predict`: the one inference entry point the evaluation uses (fills, router masking,
+  inference-time n / k), see ``docs/model.md``.
+* :func:`model_checkpoint` / :func:`load_model`: ``TorchCheckpointDataset`` payloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__, avqa
+from .data import MODALITIES, AVQATensors, exclude_missing_from_bank, train_missing_masks
+from .model import EXPERTS, MISSING_CODE, OTHER, Encodings, R2ScP, R2ScPConfig, sentence_vector
+
+logger = logging.getLogger(__name__)
+
+Missing = Literal["none", "audio", "visual"]
+Fill = Literal["retrieval", "zero", "mean"]
+#: parameters that change how a run executes but not its numbers (left out of the config hash)
+RUNTIME_KEYS = (
+    "device",
+    "checkpoint_dir",
+    "resume",
+    "max_epochs_this_run",
+    "eval_batch_size",
+    "threads",
+)
+STAGE_IDS = {"pretrain": 1, "mix": 2}
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after ``max_epochs_this_run`` epochs: simulates a kill; the next run resumes."""
+
+
+# ---- small utilities -------------------------------------------------------------------------
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and the global numpy RNG."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def epoch_seed(seed: int, stage: str, epoch: int) -> int:
+    """Seed of one epoch: data order, dropped modalities and dropout all derive from it, so an
+    epoch replays identically after a resume."""
+    return int(np.random.SeedSequence([seed, STAGE_IDS[stage], epoch]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` torch CPU threads, restoring the previous setting afterwards."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+#: bump when a change to the model or the loops makes old checkpoints unsafe to resume
+CHECKPOINT_FORMAT = 1
+
+
+def config_hash(obj: Any) -> str:
+    """Hash of a JSON-able configuration, the package version and the checkpoint format."""
+    payload = {"config": obj, "version": __version__, "format": CHECKPOINT_FORMAT}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _finite(x: float, what: str) -> float:
+    if not math.isfinite(x):
+        raise FloatingPointError(f"{what} is {x}; lower the learning rate or check the features")
+    return float(x)
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+@dataclass
+class LoopConfig:
+    """Optimisation parameters shared by both stages (``pretrain:`` / ``mix:`` blocks)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.05
+    grad_clip: float = 1.0
+    patience: int = 5
+    min_delta: float = 0.0
+    eval_batch_size: int = 256
+    device: str = "auto"
+    checkpoint_dir: str | None = None
+    resume: bool = True
+    max_epochs_this_run: int | None = None
+    threads: int | None = 1  # torch CPU threads while training (None = leave torch's setting)
+
+    @classmethod
+    def from_params(cls, params: dict, block: str) -> LoopConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: v for k, v in params.items() if k in known})
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(cfg, name)) < 1:
+                raise ValueError(f"{block}.{name} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.lr <= 0:
+            raise ValueError(f"{block}.lr must be > 0, got {cfg.lr}")
+        return cfg
+
+    def hashed(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_KEYS}
+
+
+def _schedule(loop: LoopConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    total = max(1, loop.epochs * steps_per_epoch)
+    warm = int(loop.warmup_frac * total)
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine down to min_lr_frac
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return loop.min_lr_frac + (1 - loop.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]]
+    best_epochs: dict[str, int]  # per weight group, 0-based; -1 when nothing was trained
+    best_scores: dict[str, float]
+    epochs_run: int
+    stopped_early: bool
+    resumed_from: int  # epochs already done when this run started
+    timing: dict[str, float] = dataclasses.field(default_factory=dict)  # this run only
+
+
+def fit(
+    *,
+    stage: str,
+    model: R2ScP,
+    params: list[torch.nn.Parameter],
+    train_rows: np.ndarray,
+    loop: LoopConfig,
+    seed: int,
+    run_hash: str,
+    device: torch.device,
+    epoch_setup: Callable[[int, np.random.Generator], Any],
+    step: Callable[[np.ndarray, Any], tuple[torch.Tensor, dict[str, float]]],
+    evaluate: Callable[[], dict[str, float]],
+    train_mode: Callable[[], None],
+    groups: dict[str, tuple[str, ...]] | None = None,
+) -> FitResult:
+    """Generic epoch loop with per-epoch checkpoints, resume and early stopping.
+
+    ``step(rows, state)`` returns the loss to minimise and floats to log; ``evaluate()`` returns
+    val metrics with a ``score`` (higher is better); the best epoch's weights are loaded into
+    ``model`` at the end. With ``groups`` (name -> state_dict key prefixes) each group keeps its
+    own best epoch, scored by ``evaluate()["score_<name>"]`` (independent experts select their
+    epochs independently); training stops once no group improved for ``patience`` epochs.
+    A checkpoint (``<checkpoint_dir>/last.pt``)
+    holds model, optimizer, scheduler, torch RNG, history, best state and patience counter,
+    tagged with ``run_hash``; on restart with the same hash training continues where it
+    stopped, and a finished run is returned as is.
+    """
+    steps_per_epoch = math.ceil(len(train_rows) / loop.batch_size)
+    optimizer = torch.optim.AdamW(params, lr=loop.lr, weight_decay=loop.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(loop, steps_per_epoch))
+    ckpt_path = Path(loop.checkpoint_dir) / "last.pt" if loop.checkpoint_dir else None
+    groups = groups or {"all": ("",)}
+    score_key = {g: "score" if g == "all" else f"score_{g}" for g in groups}
+    state = {"epoch": 0, "history": {}, "bad_epochs": 0, "finished": False,
+             "best": {g: {"score": -math.inf, "epoch": -1, "state": None} for g in groups}}  # fmt: skip
+    if ckpt_path is not None and loop.resume and ckpt_path.exists():
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if saved.get("run_hash") != run_hash:
+            logger.warning("%s: checkpoint %s is from another configuration or data; starting "
+                           "afresh (it will be overwritten)", stage, ckpt_path)  # fmt: skip
+        else:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            torch.set_rng_state(saved["torch_rng"])
+            state = {k: saved[k] for k in state}
+            logger.info("%s: resuming after epoch %d from %s", stage, state["epoch"], ckpt_path)
+    resumed_from, run_epochs = state["epoch"], 0
+    timing = {
+        "train_seconds": 0.0,
+        "train_cpu_seconds": 0.0,
+        "eval_seconds": 0.0,
+        "train_samples": 0,
+    }
+    history: dict[str, list[float]] = state["history"]
+    while not state["finished"] and state["epoch"] < loop.epochs:
+        epoch = state["epoch"]
+        eseed = epoch_seed(seed, stage, epoch)
+        torch.manual_seed(eseed)
+        rng = np.random.default_rng(eseed)
+        order = train_rows[rng.permutation(len(train_rows))]
+        setup = epoch_setup(epoch, rng)
+        train_mode()
+        sums: dict[str, float] = {}
+        tick, cpu_tick = time.perf_counter(), time.process_time()
+        bar = tqdm(range(steps_per_epoch), desc=f"{stage} epoch {epoch + 1}/{loop.epochs}",
+                   leave=False, mininterval=1.0)  # fmt: skip
+        for i in bar:
+            rows = order[i * loop.batch_size : (i + 1) * loop.batch_size]
+            loss, logs = step(rows, setup)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if loop.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, loop.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            logs = {"loss": _finite(loss.item(), f"{stage} loss at epoch {epoch + 1}"), **logs}
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v * len(rows)
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
+        bar.close()
+        tock, cpu_tock = time.perf_counter(), time.process_time()
+        record = {f"train_{k}": v / len(train_rows) for k, v in sums.items()}
+        record["lr"] = scheduler.get_last_lr()[0]
+        model.eval()
+        with torch.no_grad():
+            val = evaluate()
+        timing["train_seconds"] += tock - tick
+        timing["train_cpu_seconds"] += cpu_tock - cpu_tick
+        timing["eval_seconds"] += time.perf_counter() - tock
+        timing["train_samples"] += len(train_rows)
+        record.update({f"val_{k}": v for k, v in val.items() if not k.startswith("score_")})
+        for k, v in record.items():
+            history.setdefault(k, []).append(float(v))
+        improved = False
+        for g, prefixes in groups.items():
+            best = state["best"][g]
+            score = float(val[score_key[g]])
+            if score > best["score"] + loop.min_delta:
+                improved = True
+                best.update(score=score, epoch=epoch, state={
+                    k: v.detach().clone().cpu() for k, v in model.state_dict().items() if k.startswith(prefixes)})  # fmt: skip
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch + 1
+        if state["bad_epochs"] >= loop.patience or state["epoch"] >= loop.epochs:
+            state["finished"] = True
+        logger.info("%s epoch %d/%d: train loss %.4f, val score %.4f (best: %s)%s", stage, epoch + 1,
+                    loop.epochs, record["train_loss"], val["score"],
+                    ", ".join(f"{g} {b['score']:.4f} @ {b['epoch'] + 1}" for g, b in state["best"].items()),
+                    ", early stop" if state["bad_epochs"] >= loop.patience else "")  # fmt: skip
+        if ckpt_path is not None:
+            _atomic_torch_save(
+                {"run_hash": run_hash, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **state},
+                ckpt_path,
+            )  # fmt: skip
+        run_epochs += 1
+        if (not state["finished"] and loop.max_epochs_this_run is not None
+                and run_epochs >= loop.max_epochs_this_run):  # fmt: skip
+            raise TrainingInterrupted(
+                f"{stage}: stopped after {run_epochs} epoch(s) (max_epochs_this_run); run again "
+                f"to resume from {ckpt_path}"
+            )
+    for best in state["best"].values():
+        if best["state"] is not None:
+            model.load_state_dict(best["state"], strict=False)
+    return FitResult(
+        history=history, best_epochs={g: b["epoch"] for g, b in state["best"].items()},
+        best_scores={g: b["score"] for g, b in state["best"].items()},
+        epochs_run=state["epoch"], stopped_early=state["epoch"] < loop.epochs,
+        resumed_from=resumed_from, timing=timing,
+    )  # fmt: skip
+
+
+# ---- batches ---------------------------------------------------------------------------------
+def _question_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
+    """Raw question tokens of ``rows``, trimmed to the longest in the batch."""
+    t = tensors.text[rows]
+    mask = tensors.question_mask[t]
+    width = int(mask.any(0).nonzero().max()) + 1
+    return tensors.question[t, :width].to(device), mask[:, :width].to(device)
+
+
+@dataclass
+class ExpertCache:
+    """Frozen experts' encodings of every video, bank entry and question (stage II, inference).
+
+    Experts frozen in eval mode give the same encodings every time, so they are computed once.
+    """
+
+    h: dict[str, torch.Tensor]  # [V, T, d]
+    com: dict[str, torch.Tensor]  # H_com for recovering m: E_m(Phi_other(F_other)) [V, T, d]
+    bank: dict[str, torch.Tensor]  # [Nb, T, d]
+    fill: dict[tuple[str, str], torch.Tensor]  # (m, zero|mean) -> [T, d]
+    text: torch.Tensor  # [Nt, Lq, d]
+    text_mask: torch.Tensor  # [Nt, Lq]
+    q_sent: torch.Tensor  # [Nt, Dt]
+
+
+@torch.no_grad()
+def build_cache(model: R2ScP, tensors: AVQATensors, device: torch.device | None = None,
+                batch_size: int = 512) -> ExpertCache:  # fmt: skip
+    """Encode everything the experts see, in eval mode (dropout off)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+
+    def chunks(fn, x, *extra):
+        return torch.cat([fn(x[i : i + batch_size].to(device), *(e[i : i + batch_size].to(device) for e in extra))
+                          for i in range(0, len(x), batch_size)])  # fmt: skip
+
+    h = {m: chunks(lambda x, m=m: model.encode(m, x), tensors.features(m)) for m in MODALITIES}
+    com = {
+        m: chunks(lambda x, m=m: model.encode_common(m, x), tensors.features(OTHER[m]))
+        for m in MODALITIES
+    }
+    bank = {m: chunks(lambda x, m=m: model.encode(m, x), tensors.bank[m]) for m in tensors.bank}
+    fill = {}
+    for m in MODALITIES:
+        mean = tensors.train_mean(m).to(device)[None]
+        fill[(m, "zero")] = model.encode(m, torch.zeros_like(mean))[0]
+        fill[(m, "mean")] = model.encode(m, mean)[0]
+    text = chunks(lambda x, k: model.encode("text", x, k), tensors.question, tensors.question_mask)
+    q_sent = sentence_vector(tensors.question, tensors.question_mask).to(device)
+    model.train(was_training)
+    return ExpertCache(h, com, bank, fill, text, tensors.question_mask.to(device), q_sent)
+
+
+def batch_encodings(
+    model: R2ScP,
+    tensors: AVQATensors,
+    rows: np.ndarray,
+    device: torch.device,
+    cache: ExpertCache | None = None,
+    fill: Fill = "retrieval",
+    polarity: str = "pos",
+    n: int | None = None,
+) -> Encodings:
+    """:class:`Encodings` of question ``rows``: from ``cache`` when given (frozen experts), else
+    computed with gradients (experts trained in stage II, the ``stage_one: false`` ablation).
+
+    ``cand`` of both modalities: the mean of the top-``n`` retrieved neighbours' encodings
+    (``fill='retrieval'``, eq. 4; ``polarity='neg'`` gives R- of eq. 14) or the encoding of a
+    zero / training-mean sequence.
+    """
+    n = model.cfg.n_retrieve if n is None else n
+    v = tensors.video[rows]
+    t = tensors.text[rows]
+    if cache is not None:
+        vd, td = v.to(device), t.to(device)
+        mask = cache.text_mask[td]
+        width = int(mask.any(0).nonzero().max()) + 1
+        h = {m: cache.h[m][vd] for m in MODALITIES}
+        com = {m: cache.com[m][vd] for m in MODALITIES}
+        h_text, text_mask, q_sent = cache.text[td, :width], mask[:, :width], cache.q_sent[td]
+    else:
+        h = {m: model.encode(m, tensors.features(m)[v].to(device)) for m in MODALITIES}
+        com = {
+            m: model.encode_common(m, tensors.features(OTHER[m])[v].to(device)) for m in MODALITIES
+        }
+        q, text_mask = _question_batch(tensors, rows, device)
+        h_text, q_sent = model.encode("text", q, text_mask), sentence_vector(q, text_mask)
+    cand = {}
+    for m in MODALITIES:
+        if fill == "retrieval":
+            table = tensors.neighbors.get((m, polarity))
+            if table is None:
+                raise ValueError("retrieval needs the neighbors table and memory banks")
+            if table.shape[1] < n:
+                raise ValueError(
+                    f"n_retrieve = {n} but the neighbors table holds {table.shape[1]} per video"
+                )
+            bank_rows = table[v, :n]  # [B, n]
+            if cache is not None:
+                retrieved = cache.bank[m][bank_rows.to(device)]  # [B, n, T, d]
+            else:
+                retrieved = model.encode_retrieved(m, tensors.bank[m][bank_rows].to(device))
+            cand[m] = model.cmr(retrieved, n)  # H_miss (eq. 4)
+        elif fill in ("zero", "mean"):
+            if cache is not None:
+                enc = cache.fill[(m, fill)]
+            else:
+                x = (
+                    tensors.train_mean(m)
+                    if fill == "mean"
+                    else torch.zeros_like(tensors.features(m)[0])
+                )
+                enc = model.encode(m, x.to(device)[None])[0]
+            cand[m] = enc.expand(len(rows), *enc.shape)
+        else:
+            raise ValueError(f"fill must be retrieval, zero or mean, got {fill!r}")
+    return Encodings(h, cand, com, h_text, text_mask, q_sent)
+
+
+def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
+    """Row-wise concatenation (pads the question tokens to the longer batch)."""
+    width = max(a.h_text.shape[1], b.h_text.shape[1])
+
+    def pad(x, value=0):
+        return F.pad(
+            x,
+            (0, 0, 0, width - x.shape[1]) if x.dim() == 3 else (0, width - x.shape[1]),
+            value=value,
+        )
+
+    cat = lambda d1, d2: {m: torch.cat([d1[m], d2[m]]) for m in d1}  # noqa: E731
+    return Encodings(cat(a.h, b.h), cat(a.cand, b.cand), cat(a.com, b.com),
+                     torch.cat([pad(a.h_text), pad(b.h_text)]),
+                     torch.cat([pad(a.text_mask, False), pad(b.text_mask, False)]),
+                     torch.cat([a.q_sent, b.q_sent]))  # fmt: skip
+
+
+# ---- inference -------------------------------------------------------------------------------
+@dataclass
+class Predictions:
+    """One row per question of the split, in ``qa_pairs`` order."""
+
+    question_id: np.ndarray  # [Q] int64
+    logits: np.ndarray  # [Q, n_answers] float32
+    pred: np.ndarray  # [Q] int64 answer_idx
+    answer: np.ndarray  # [Q] int64 ground truth answer_idx
+    missing: np.ndarray  # [Q] int8: 0 none, 1 audio missing, 2 visual missing
+    expert_weights: np.ndarray  # [Q, 3] router alpha over (audio, visual, text)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.pred == self.answer).mean()) if len(self.pred) else float("nan")
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({
+            "question_id": self.question_id, "pred_idx": self.pred,
+            "pred": [avqa.ANSWERS[i] for i in self.pred], "answer_idx": self.answer,
+            "correct": self.pred == self.answer, "missing": self.missing,
+            **{f"alpha_{m}": self.expert_weights[:, i] for i, m in enumerate(EXPERTS)},
+        })  # fmt: skip
+
+
+@torch.no_grad()
+def predict(
+    model: R2ScP,
+    tensors: AVQATensors,
+    split: str = "test",
+    missing: Missing = "none",
+    missing_mask: np.ndarray | None = None,
+    mask_level: Literal["question", "video"] = "question",
+    fill: Fill | None = None,
+    mask_missing_expert: bool = False,
+    use_cap: bool | None = None,
+    n_retrieve: int | None = None,
+    k_purge: int | None = None,
+    polarity: Literal["pos", "neg"] = "pos",
+    cache: ExpertCache | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> Predictions:
+    """Answer every question of ``split`` with ``missing`` absent where ``missing_mask`` is True.
+
+    missing_mask: bool per question of the split (``tensors.indices(split)`` order) or, with
+        ``mask_level='video'``, per video (``tensors.video_ids`` order); ``None`` = every
+        sample misses ``missing``.
+    fill: how the missing modality is recovered: ``retrieval`` (CMR, eq. 4), ``zero`` or
+        ``mean`` (training-mean sequence); ``None`` = the model's own (retrieval when it was
+        trained with ``use_cmr``, else zero). CAP purifies whatever fill unless
+        ``use_cap=False`` (default: the model's ``use_cap``).
+    mask_missing_expert: the router-masking baseline: the missing modality's expert gets a
+        router logit of -inf, so alpha renormalises over the others.
+    n_retrieve, k_purge: inference-time n and k (the paper's Fig. 4 sweep); default the model's.
+    polarity: ``neg`` recovers from the *least* similar neighbours (R-), an analysis baseline.
+    cache: :func:`build_cache` output to reuse across calls (it does not depend on the mask).
+    The missing modality's own features never reach the output: the recovered sequence
+    replaces them and the other modality's appended recovery (queried by them) is masked.
+    """
+    if missing not in ("none", "audio", "visual"):
+        raise ValueError(f"missing must be none, audio or visual, got {missing!r}")
+    device = resolve_device(device) if isinstance(device, str | type(None)) else device
+    if device != next(model.parameters()).device:
+        model.to(device)
+    rows = tensors.indices(split)
+    code = np.zeros(len(rows), np.int8)
+    if missing != "none":
+        if missing_mask is None:
+            sel = np.ones(len(rows), bool)
+        elif mask_level == "video":
+            sel = tensors.video_mask_to_questions(missing_mask, split)
+        else:
+            sel = np.asarray(missing_mask, bool)
+            if sel.shape != (len(rows),):
+                raise ValueError(
+                    f"missing_mask has shape {sel.shape}; split {split!r} has {len(rows)} questions"
+                )
+        code[sel] = MISSING_CODE[missing]
+    fill = fill or ("retrieval" if model.cfg.use_cmr else "zero")
+    saved_k = {m: cap.k for m, cap in model.cap.items()}
+    if k_purge is not None:
+        if k_purge < 0:
+            raise ValueError(f"k_purge must be >= 0, got {k_purge}")
+        for cap in model.cap.values():
+            cap.k = k_purge
+    was_training = model.training
+    model.eval()
+    cache = cache or build_cache(model, tensors, device)
+    logits, alphas = [], []
+    try:
+        for i in range(0, len(rows), batch_size):
+            r = rows[i : i + batch_size]
+            enc = batch_encodings(model, tensors, r, device, cache, fill, polarity, n_retrieve)
+            miss = torch.as_tensor(code[i : i + batch_size], dtype=torch.long, device=device)
+            expert_mask = None
+            if mask_missing_expert and missing != "none":
+                expert_mask = torch.zeros(len(r), len(EXPERTS), dtype=torch.bool, device=device)
+                expert_mask[:, EXPERTS.index(missing)] = miss == MISSING_CODE[missing]
+            out, alpha = model.fuse(enc, miss, expert_mask, use_cap)
+            logits.append(out.float().cpu())
+            alphas.append(alpha.float().cpu())
+    finally:
+        for m, cap in model.cap.items():
+            cap.k = saved_k[m]
+        model.train(was_training)
+    lg = torch.cat(logits).numpy()
+    return Predictions(
+        question_id=tensors.question_id[rows], logits=lg, pred=lg.argmax(1).astype(np.int64),
+        answer=tensors.answer[rows].numpy(), missing=code, expert_weights=torch.cat(alphas).numpy(),
+    )  # fmt: skip
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+def model_checkpoint(model: R2ScP, meta: dict[str, Any]) -> dict[str, Any]:
+    """``TorchCheckpointDataset`` payload: config + state_dict + JSON-able metadata."""
+    return {
+        "config": model.cfg.to_dict(),
+        "state_dicts": {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+        "meta": json.loads(json.dumps(meta, default=float)),
+    }
+
+
+def load_model(
+    checkpoint: dict[str, Any], device: torch.device | str | None = None, **overrides
+) -> R2ScP:
+    """Rebuild an :class:`R2ScP` from a checkpoint dict (``stage1_experts`` or ``r2scp_model``).
+
+    ``overrides`` replace config fields that do not change the weights' shapes (e.g.
+    ``k_purge``, ``n_retrieve``, ``use_cap``).
+    """
+    try:
+        cfg = R2ScPConfig.from_dict({**checkpoint["config"], **overrides})
+        state = checkpoint["state_dicts"]["model"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(
+            "not an R2ScP checkpoint: expected {'config', 'state_dicts': {'model'}}"
+        ) from exc
+    model = R2ScP(cfg)
+    model.load_state_dict(state)
+    device = resolve_device(device) if isinstance(device, str | type(None)) else device
+    return model.to(device).eval()
+
+
+def build_config(model_params: dict, tensors: AVQATensors) -> R2ScPConfig:
+    """``params:model`` + the dimensions read from the data."""
+    params = dict(model_params or {})
+    for key in ("d_audio", "d_visual", "d_text", "n_answers"):
+        if key in params:
+            raise ValueError(f"model.{key} is read from the data; remove it from the parameters")
+    cfg = R2ScPConfig.from_dict({**params, **tensors.dims, "n_answers": len(avqa.ANSWERS)})
+    longest = int(tensors.question_mask.sum(1).max())
+    if max(longest, tensors.num_segments) > cfg.max_len:
+        raise ValueError(
+            f"model.max_len={cfg.max_len} < longest sequence {max(longest, tensors.num_segments)}"
+        )
+    if cfg.k_purge > tensors.num_segments:
+        raise ValueError(
+            f"model.k_purge={cfg.k_purge} exceeds the {tensors.num_segments} segments per video"
+        )
+    return cfg
+
+
+def _state_hash(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == y).float().mean())
+
+
+def history_to_mlflow(summary: dict[str, Any]) -> dict[str, Any]:
+    """``{"history": {name: [per epoch]}, "best": {...}}`` -> ``MlflowMetricsHistoryDataset``
+    input: every per-epoch series with steps 0.., plus ``best_<name>`` at the best epoch."""
+    out: dict[str, Any] = {
+        name: [{"step": i, "value": float(v)} for i, v in enumerate(values)]
+        for name, values in summary.get("history", {}).items() if values
+    }  # fmt: skip
+    for name, value in summary.get("best", {}).items():
+        out[f"best_{name}"] = {"step": 0, "value": float(value)}
+    if "seconds" in summary:
+        out["seconds"] = {"step": 0, "value": float(summary["seconds"])}
+    for name, value in summary.get("timing", {}).items():
+        out[f"timing_{name}"] = {"step": 0, "value": float(value)}
+    return out
+
+
+# ---- stage I ---------------------------------------------------------------------------------
+def train_stage_one(
+    tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int
+) -> tuple[R2ScP, dict[str, Any]]:
+    """Stage I (section 3.4, eq. 10): each expert learns to answer alone on complete data.
+
+    L_st1 = sum over m in (audio, visual, text) of CE(head_m(E_m(Phi_m(F_m)), question), y);
+    with training-time missingness a sample without m is left out of m's term. With
+    ``stage_one: false`` (Table 3, "w/o modality-specific expert pretraining") the experts
+    stay at their seeded initialisation and stage II trains them.
+    Returns the model (best val epoch) and a summary with the per-epoch history.
+    """
+    cfg = build_config(model_params, tensors)
+    seed_everything(seed)
+    model = R2ScP(cfg)
+    summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
+    if not summary["stage_one"]:
+        logger.info("pretrain: stage_one is false, experts left untrained")
+        return model, summary
+    loop = LoopConfig.from_params(params, "pretrain")
+    device = resolve_device(loop.device)
+    model.to(device)
+    tm = dict(train_missing or {})
+    masks = train_missing_masks(
+        tensors, float(tm.get("rate", 0.0)), tm.get("modality", "both"), seed
+    )
+    absent = {m: torch.as_tensor(masks[m]) for m in MODALITIES}
+    train_rows, val_rows = tensors.indices("train"), tensors.indices("val")
+    params_list = [p for mod in model.expert_modules() for p in mod.parameters()]
+    run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
+                            "loop": loop.hashed(), "train_missing": tm, "seed": seed,
+                            "data": tensors.fingerprint()})  # fmt: skip
+
+    def step(rows, _):
+        q, qm = _question_batch(tensors, rows, device)
+        v = tensors.video[rows]
+        y = tensors.answer[rows].to(device)
+        logits = model.expert_logits(
+            tensors.audio[v].to(device), tensors.visual[v].to(device), q, qm
+        )
+        loss, logs = 0.0, {}
+        for m in EXPERTS:
+            ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
+            keep = torch.ones_like(ce) if m == "text" else (~absent[m][v]).float().to(device)
+            term = (ce * keep).sum() / keep.sum().clamp_min(1.0)
+            loss = loss + term
+            logs[f"loss_{m}"] = term.item()
+        return loss, logs
+
+    def evaluate():
+        correct = {m: 0.0 for m in EXPERTS}
+        for i in range(0, len(val_rows), loop.eval_batch_size):
+            rows = val_rows[i : i + loop.eval_batch_size]
+            q, qm = _question_batch(tensors, rows, device)
+            v = tensors.video[rows]
+            logits = model.expert_logits(
+                tensors.audio[v].to(device), tensors.visual[v].to(device), q, qm
+            )
+            y = tensors.answer[rows].to(device)
+            for m in EXPERTS:
+                correct[m] += _accuracy(logits[m], y) * len(rows)
+        acc = {f"acc_{m}": c / len(val_rows) for m, c in correct.items()}
+        return {**acc, "score": float(np.mean(list(acc.values()))),
+                **{f"score_{m}": acc[f"acc_{m}"] for m in EXPERTS}}  # fmt: skip
+
+    with torch_threads(loop.threads):
+        res = fit(stage="pretrain", model=model, params=params_list, train_rows=train_rows, loop=loop,
+                  seed=seed, run_hash=run_hash, device=device, epoch_setup=lambda e, r: None,
+                  step=step, evaluate=evaluate, train_mode=model.train,
+                  groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.") for m in EXPERTS})  # fmt: skip
+    model.to("cpu")
+    summary.update(_summary(res))
+    return model, summary
+
+
+def _summary(res: FitResult) -> dict[str, Any]:
+    """History, best epoch(s) and the val metrics there; timing of this run."""
+    if "all" in res.best_epochs:
+        epoch = res.best_epochs["all"]
+        best = (
+            {k: v[epoch] for k, v in res.history.items() if k.startswith("val_")}
+            if epoch >= 0
+            else {}
+        )
+        best_epoch: int | dict[str, int] = epoch
+    else:  # one best epoch per expert: its own val accuracy there
+        best_epoch = dict(res.best_epochs)
+        best = {
+            f"val_acc_{g}": res.history[f"val_acc_{g}"][e] for g, e in best_epoch.items() if e >= 0
+        }
+        if best:
+            best["val_score"] = float(np.mean(list(best.values())))
+    t = res.timing
+    timing = {k: round(v, 2) for k, v in t.items()}
+    if t.get("train_seconds"):
+        timing["train_samples_per_s"] = round(t["train_samples"] / t["train_seconds"], 1)
+        timing["train_samples_per_cpu_s"] = round(
+            t["train_samples"] / max(t["train_cpu_seconds"], 1e-9), 1
+        )
+    return {"history": res.history, "best_epoch": best_epoch, "best": best,
+            "epochs_run": res.epochs_run, "stopped_early": res.stopped_early,
+            "resumed_from": res.resumed_from, "timing": timing}  # fmt: skip
+
+
+# ---- stage II --------------------------------------------------------------------------------
+def _rank_losses(ce_gt, ce_pos, ce_neg, gt_ok):
+    """Eqs. 13-14 per sample: max(0, L(X_gt) - L(R+)) and max(0, L(R+) - L(R-)); the first is
+    zero where the ground truth is unavailable (training-time missingness)."""
+    return F.relu(ce_gt - ce_pos) * gt_ok, F.relu(ce_pos - ce_neg)
+
+
+def ranking_loss(ce_gt: torch.Tensor, ce_pos: torch.Tensor, ce_neg: torch.Tensor,
+                 gt_ok: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """L_rank+ + L_rank- (eqs. 13-14) averaged over samples: zero iff L(gt) <= L(R+) <= L(R-)."""
+    gt_ok = torch.ones_like(ce_gt) if gt_ok is None else gt_ok
+    plus, minus = _rank_losses(ce_gt, ce_pos, ce_neg, gt_ok)
+    return (plus + minus).mean()
+
+
+def train_stage_two(
+    stage1: dict[str, Any],
+    tensors: AVQATensors,
+    model_params: dict,
+    params: dict,
+    train_missing: dict,
+    seed: int,
+) -> tuple[R2ScP, dict[str, Any]]:
+    """Stage II (section 3.4-3.5): frozen experts; CAP, W_proj, guidance, readouts, router and
+    decoder trained with L_total = L_task + lambda (L_rank+ + L_rank-) (eq. 15).
+
+    Each epoch a fraction ``drop_rate`` of the training samples loses audio or visual (drawn
+    from ``drop_modalities``), recovered from its retrieved neighbours (never its own video).
+    For those samples two more passes give L(X_gt) (the true features in the recovered slot)
+    and L(R-) (the least similar neighbours) for the ranking loss.
+    """
+    cfg = build_config(model_params, tensors)
+    s1_cfg = stage1["config"]
+    diff = {k: (s1_cfg.get(k), v) for k, v in cfg.expert_dict().items() if s1_cfg.get(k) != v}
+    if diff:
+        raise ValueError(f"model parameters {diff} (stage I, now) differ from the stage-I experts; "
+                         "re-run the pretrain pipeline")  # fmt: skip
+    stage_one = bool(stage1.get("meta", {}).get("stage_one", True))
+    seed_everything(seed + 1)
+    model = R2ScP(cfg)
+    expert_state = {k: v for k, v in stage1["state_dicts"]["model"].items()
+                    if k.split(".")[0] in ("phi", "experts", "heads")}  # fmt: skip
+    missing_keys = model.load_state_dict(expert_state, strict=False).missing_keys
+    if any(k.split(".")[0] in ("phi", "experts", "heads") for k in missing_keys):
+        raise ValueError("stage1_experts lacks expert weights; re-run the pretrain pipeline")
+    model.init_readouts_from_heads()
+    summary: dict[str, Any] = {"stage_one": stage_one, "history": {}}
+    if not cfg.mixing:
+        logger.info(
+            "mix: model.mixing is false (Table 3 'w/o expert mixing'): no stage II training"
+        )
+        return model, summary
+    loop = LoopConfig.from_params(params, "mix")
+    device = resolve_device(loop.device)
+    model.to(device)
+    frozen = stage_one
+    for mod in model.expert_modules():
+        mod.requires_grad_(not frozen)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    weight = float(params.get("rank_loss_weight", 0.1))
+    drop_rate = float(params.get("drop_rate", 0.5))
+    drop_mods = list(params.get("drop_modalities", ["audio", "visual"]))
+    val_settings = list(params.get("val_settings", ["none", "audio", "visual"]))
+    bad = [m for m in drop_mods if m not in MODALITIES] + [
+        s for s in val_settings if s not in ("none", *MODALITIES)
+    ]
+    if bad or not 0 <= drop_rate <= 1 or not drop_mods or not val_settings:
+        raise ValueError(
+            f"mix: bad drop_rate / drop_modalities / val_settings ({drop_rate}, {drop_mods}, {val_settings})"
+        )
+    if (cfg.use_cmr or weight > 0) and not tensors.has_retrieval:
+        raise ValueError("mix needs memory_bank_audio, memory_bank_visual and neighbors")
+    tm = dict(train_missing or {})
+    masks = train_missing_masks(
+        tensors, float(tm.get("rate", 0.0)), tm.get("modality", "both"), seed
+    )
+    if tensors.has_retrieval:
+        tensors = exclude_missing_from_bank(tensors, masks)
+    forced = np.zeros(len(tensors.video_ids), np.int64)
+    for m in MODALITIES:
+        forced[masks[m]] = MISSING_CODE[m]
+    train_rows = tensors.indices("train")
+    fill = "retrieval" if cfg.use_cmr else "zero"
+    use_rank = weight > 0 and cfg.use_cmr  # R+ / R- only exist with retrieval
+    run_hash = config_hash({"stage": "mix", "model": cfg.to_dict(), "loop": loop.hashed(),
+                            "params": {k: v for k, v in params.items() if k not in RUNTIME_KEYS},
+                            "train_missing": tm, "seed": seed, "data": tensors.fingerprint(),
+                            "stage1": _state_hash(expert_state)})  # fmt: skip
+    tick = time.perf_counter()
+    with torch_threads(loop.threads):
+        cache = build_cache(model, tensors, device) if frozen else None
+    cache_seconds = time.perf_counter() - tick
+    row_pos = {int(r): i for i, r in enumerate(train_rows)}
+
+    def train_mode():
+        model.train()
+        if frozen:  # frozen experts stay in eval mode (no dropout), matching the cache
+            for mod in model.expert_modules():
+                mod.eval()
+
+    def epoch_setup(epoch, rng):
+        code = np.zeros(len(train_rows), np.int64)
+        drop = rng.random(len(train_rows)) < drop_rate
+        which = rng.integers(0, len(drop_mods), len(train_rows))
+        code[drop] = [MISSING_CODE[drop_mods[w]] for w in which[drop]]
+        f = forced[tensors.video[train_rows].numpy()]
+        code[f > 0] = f[f > 0]  # truly missing at training time: always recovered, no X_gt
+        return {"code": code, "gt_ok": f == 0}
+
+    def step(rows, setup):
+        idx = np.array([row_pos[int(r)] for r in rows])
+        miss = torch.as_tensor(setup["code"][idx], device=device)
+        y = tensors.answer[rows].to(device)
+        enc = batch_encodings(model, tensors, rows, device, cache, fill, "pos")
+        dropped = (miss > 0).nonzero().squeeze(1) if use_rank else miss.new_zeros(0)
+        nb, nd = len(rows), len(dropped)
+        if nd:  # one forward for the three passes: R+ (all rows), X_gt and R- (dropped rows)
+            sub = enc.select(dropped)
+            gt = Encodings(sub.h, dict(sub.h), sub.com, sub.h_text, sub.text_mask, sub.q_sent)
+            neg = batch_encodings(
+                model, tensors, rows[dropped.cpu().numpy()], device, cache, fill, "neg"
+            )
+            enc = _cat_encodings(_cat_encodings(enc, gt), neg)
+            miss = torch.cat([miss, miss[dropped], miss[dropped]])
+            y = torch.cat([y, y[dropped], y[dropped]])
+        logits, alpha = model.fuse(enc, miss)
+        ce = F.cross_entropy(logits, y, reduction="none")  # [B + 2 * nd]
+        task = ce[:nb].mean()  # L_task (eq. 15) on the R+ (or complete) pass
+        logs = {
+            "task": task.item(),
+            **{f"load_{m}": alpha[:nb, i].detach().mean().item() for i, m in enumerate(EXPERTS)},
+        }
+        loss = task
+        if nd:
+            gt_ok = torch.as_tensor(setup["gt_ok"][idx], device=device)[dropped].float()
+            plus, minus = _rank_losses(ce[nb : nb + nd], ce[:nb][dropped], ce[nb + nd :], gt_ok)
+            rank = (plus + minus).sum() / nb
+            loss = loss + weight * rank
+            logs.update(
+                rank_pos=plus.detach().sum().item() / nb, rank_neg=minus.detach().sum().item() / nb
+            )
+        return loss, logs
+
+    def evaluate():
+        c = cache if frozen else build_cache(model, tensors, device)
+        out = {}
+        for s in val_settings:
+            p = predict(
+                model,
+                tensors,
+                "val",
+                s,
+                fill=fill,
+                cache=c,
+                batch_size=loop.eval_batch_size,
+                device=device,
+            )
+            out[f"acc_{s}"] = p.accuracy
+            for i, m in enumerate(EXPERTS):
+                out[f"load_{s}_{m}"] = float(p.expert_weights[:, i].mean())
+        out["score"] = float(np.mean([out[f"acc_{s}"] for s in val_settings]))
+        return out
+
+    with torch_threads(loop.threads):
+        res = fit(stage="mix", model=model, params=trainable, train_rows=train_rows, loop=loop,
+                  seed=seed, run_hash=run_hash, device=device, epoch_setup=epoch_setup,
+                  step=step, evaluate=evaluate, train_mode=train_mode)  # fmt: skip
+    model.to("cpu").eval()
+    summary.update(_summary(res))
+    summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
+    return model, summary

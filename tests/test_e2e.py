@@ -1,0 +1,97 @@
+"""End to end: ``kedro run`` (the ``__default__`` pipeline) on a tiny generated dataset.
+
+One run in a throw-away project copy (``--env=test``: ~30 videos, tiny models, 1-2 epochs),
+then the catalog outputs of every stage are checked against the data contracts, and the MLflow
+store is checked for the tracked run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from r2scp_pipeline.avqa import ANSWERS
+from r2scp_pipeline.tensors import frame_to_padded, frame_to_tensor
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def project(kedro_project: Path, run_kedro) -> Path:
+    run_kedro()  # __default__: dataset, features, build_index, pretrain, mix, evaluate
+    return kedro_project
+
+
+def _read(project: Path, rel: str) -> pd.DataFrame:
+    path = project / rel
+    assert path.exists(), f"{rel} was not written"
+    return pd.read_parquet(path)
+
+
+def test_dataset_outputs_follow_the_contract(project: Path):
+    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
+    assert list(qa.columns) == [
+        "question_id", "video_id", "split", "question", "template", "templ_values",
+        "modality", "subtype", "answer", "answer_idx",
+    ]  # fmt: skip
+    assert qa["question_id"].is_unique
+    assert set(qa["split"]) == {"train", "val", "test"}
+    assert (qa["answer"] == [ANSWERS[i] for i in qa["answer_idx"]]).all()
+    assert not qa["question"].str.contains("<").any(), "a placeholder was left unfilled"
+    videos = _read(project, "data/02_intermediate/video_index.parquet")
+    assert videos["video_id"].is_unique
+    assert set(qa["video_id"]) <= set(videos["video_id"])
+    # split by video: a video's questions all sit in its split
+    assert (qa.groupby("video_id")["split"].nunique() == 1).all()
+    raw = project / "data/01_raw/embedded"
+    for name in ("avqa-train.json", "avqa-val.json", "avqa-test.json", "manifest.json"):
+        assert (raw / name).exists()
+
+
+def test_features_cover_every_video_and_question(project: Path):
+    videos = _read(project, "data/02_intermediate/video_index.parquet")
+    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
+    for name in ("audio", "visual"):
+        ids, x = frame_to_tensor(_read(project, f"data/04_feature/{name}_features.parquet"))
+        assert sorted(ids) == sorted(videos["video_id"])
+        assert x.shape[1] == 10 and x.shape[2] > 0
+        assert np.isfinite(x).all() and x.std() > 0
+    ids, q, mask = frame_to_padded(_read(project, "data/04_feature/question_features.parquet"))
+    assert set(ids) == set(qa["question"])
+    assert mask.any(axis=1).all() and np.isfinite(q).all()
+
+
+def test_neighbours_never_leak(project: Path):
+    videos = _read(project, "data/02_intermediate/video_index.parquet")
+    nb = _read(project, "data/05_model_input/neighbors.parquet")
+    train = set(videos.loc[videos["split"] == "train", "video_id"])
+    assert set(nb["direction"]) == {"v2a", "a2v"} and set(nb["polarity"]) == {"pos", "neg"}
+    assert (nb["query_video_id"] != nb["neighbor_video_id"]).all()
+    assert set(nb["neighbor_video_id"]) <= train, "a val/test video was retrievable"
+    assert set(nb["query_video_id"]) == set(videos["video_id"])
+    assert (project / "data/06_models").exists()
+
+
+def test_models_and_reports_are_written(project: Path):
+    models = project / "data/06_models"
+    assert list(models.rglob("stage1_experts.pt")), "stage-I checkpoint missing"
+    assert list(models.rglob("r2scp_model.pt")), "stage-II checkpoint missing"
+    reporting = project / "data/08_reporting"
+    written = {p.name for p in reporting.rglob("*") if p.is_file()}
+    for name in ("results_table.md", "results_table.csv", "accuracy_vs_missing_rate.png"):
+        assert name in written, f"{name} not in data/08_reporting ({sorted(written)})"
+
+
+def test_every_run_is_tracked_in_mlflow(project: Path):
+    db = project / "mlflow.db"
+    assert db.exists()
+    with sqlite3.connect(db) as con:
+        runs = con.execute("select count(*) from runs").fetchone()[0]
+        metrics = {row[0] for row in con.execute("select distinct key from metrics")}
+        params = con.execute("select count(*) from params").fetchone()[0]
+    assert runs >= 1 and params > 0
+    assert any(k.startswith("answer_prior") for k in metrics), sorted(metrics)[:20]

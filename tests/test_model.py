@@ -1,0 +1,255 @@
+"""Unit tests of the R2ScP modules (src/r2scp_pipeline/model.py) on tiny tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from r2scp_pipeline.model import (
+    EXPERTS,
+    AnswerDecoder,
+    ContextAwarePurification,
+    CrossModalRetrieval,
+    Encodings,
+    ExpertReadout,
+    FeatureEncoder,
+    GuidanceBlock,
+    ModalityExpert,
+    R2ScP,
+    R2ScPConfig,
+    Router,
+    token_saliency,
+)
+from r2scp_pipeline.training import ranking_loss
+
+torch.set_num_threads(1)
+B, T, LQ, D = 3, 10, 7, 16
+
+
+def cfg(**kw) -> R2ScPConfig:
+    base = dict(d_audio=6, d_visual=9, d_text=5, n_answers=42, d_model=D, n_heads=2, dropout=0.0,
+                router_hidden=8, k_purge=3, n_retrieve=2)  # fmt: skip
+    return R2ScPConfig(**{**base, **kw})
+
+
+def text_mask(lengths=(7, 4, 2)) -> torch.Tensor:
+    return torch.arange(LQ)[None] < torch.tensor(lengths)[:, None]  # [B, LQ]
+
+
+def encodings(seed=0) -> Encodings:
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return Encodings(
+        h={m: r(B, T, D) for m in ("audio", "visual")},
+        cand={m: r(B, T, D) for m in ("audio", "visual")},
+        com={m: r(B, T, D) for m in ("audio", "visual")},
+        h_text=r(B, LQ, D), text_mask=text_mask(), q_sent=r(B, 5),
+    )  # fmt: skip
+
+
+# ---- shapes ------------------------------------------------------------------------------------
+def test_shapes_through_every_module():
+    c = cfg()
+    x = torch.randn(B, T, 9)
+    h = FeatureEncoder(9, D, 64, 0.0)(x)
+    assert h.shape == (B, T, D)
+    h = ModalityExpert(D, 2, 2, 2, 0.0)(h)
+    assert h.shape == (B, T, D)
+    assert ExpertReadout(D, 5, 2, 2, 0.0)(h, None, torch.randn(B, 5)).shape == (B, D)
+    assert CrossModalRetrieval(2)(torch.randn(B, 4, T, D)).shape == (B, T, D)
+    guided, a_self, cross = GuidanceBlock(D, 2, 2, 0.0)(h, torch.randn(B, LQ, D), text_mask())
+    assert (
+        guided.shape == (B, T, D) and a_self.shape == (B, 2, T, T) and cross.shape == (B, 2, T, LQ)
+    )
+    pur, info = ContextAwarePurification(c)(
+        h, torch.randn(B, T, D), h, torch.randn(B, LQ, D), text_mask()
+    )
+    assert (
+        pur.shape == (B, T, D)
+        and info["noise_idx"].shape == (B, 3)
+        and info["delta"].shape == (B, T)
+    )
+    assert Router(D, 8)(torch.randn(B, 3, D)).shape == (B, 3)
+    assert AnswerDecoder(D, 42, 0.0)(torch.randn(B, D)).shape == (B, 42)
+
+
+@pytest.mark.parametrize("complete_mode", ["off", "append"])
+def test_r2scp_stage_one_and_fuse_shapes(complete_mode):
+    model = R2ScP(cfg(complete_mode=complete_mode)).eval()
+    logits = model.expert_logits(
+        torch.randn(B, T, 6), torch.randn(B, T, 9), torch.randn(B, LQ, 5), text_mask()
+    )
+    assert set(logits) == set(EXPERTS) and all(v.shape == (B, 42) for v in logits.values())
+    assert model.encode_common("audio", torch.randn(B, T, 9)).shape == (B, T, D)
+    assert model.encode_retrieved("visual", torch.randn(B, 2, T, 9)).shape == (B, 2, T, D)
+    out, alpha = model.fuse(encodings(), torch.tensor([0, 1, 2]))
+    assert out.shape == (B, 42) and alpha.shape == (B, 3)
+    assert torch.isfinite(out).all()
+
+
+# ---- CAP ---------------------------------------------------------------------------------------
+def test_cap_overwrites_exactly_the_noise_positions_with_the_salient_guided_tokens():
+    torch.manual_seed(0)
+    cap = ContextAwarePurification(cfg(k_purge=3)).eval()
+    e = encodings(1)
+    h_miss, h_avl, h_com = e.cand["audio"], e.h["visual"], e.com["audio"]
+    pur, info = cap(h_miss, h_avl, h_com, e.h_text, e.text_mask)
+    guided, _, _ = cap.guidance(h_com, e.h_text, e.text_mask)
+    for b in range(B):
+        noise, sal = info["noise_idx"][b].tolist(), info["salient_idx"][b].tolist()
+        assert len(set(noise)) == 3 and len(set(sal)) == 3
+        keep = [i for i in range(T) if i not in noise]
+        assert torch.equal(pur[b, keep], h_miss[b, keep])  # untouched, bit for bit
+        for j in range(3):  # eq. 8: j-th noise position <- j-th salient guided token
+            assert torch.equal(pur[b, noise[j]], guided[b, sal[j]])
+        changed = (pur[b] != h_miss[b]).any(-1).nonzero().squeeze(1).tolist()
+        assert sorted(changed) == sorted(noise)
+    # eq. 5: the noise tokens are the k largest dissonances delta (eq. 3)
+    top = info["delta"].topk(3, dim=1).indices
+    assert torch.equal(top, info["noise_idx"])
+
+
+def test_cap_delta_is_one_minus_cosine_with_the_available_anchor():
+    cap = ContextAwarePurification(cfg()).eval()
+    e = encodings(2)
+    _, info = cap(e.cand["audio"], e.h["visual"], e.com["audio"], e.h_text, e.text_mask)
+    g = e.h["visual"].mean(1, keepdim=True)  # eq. 2
+    z = cap.w_proj(e.cand["audio"])
+    expected = 1 - torch.nn.functional.cosine_similarity(z, g, dim=-1)
+    torch.testing.assert_close(info["delta"], expected)
+
+
+def test_cap_budget_zero_is_identity_and_budget_is_clamped_to_length():
+    e = encodings(3)
+    cap0 = ContextAwarePurification(cfg(k_purge=0)).eval()
+    out, _ = cap0(e.cand["audio"], e.h["visual"], e.com["audio"], e.h_text, e.text_mask)
+    assert torch.equal(out, e.cand["audio"])
+    cap_all = ContextAwarePurification(cfg(k_purge=50)).eval()
+    out, info = cap_all(e.cand["audio"], e.h["visual"], e.com["audio"], e.h_text, e.text_mask)
+    assert info["noise_idx"].shape == (B, T) and (out != e.cand["audio"]).any(-1).all()
+
+
+def test_w_proj_and_guidance_block_get_gradients():
+    cap = ContextAwarePurification(cfg()).train()
+    e = encodings(4)
+    pur, _ = cap(e.cand["audio"], e.h["visual"], e.com["audio"], e.h_text, e.text_mask)
+    (pur * torch.randn_like(pur)).sum().backward()
+    assert cap.w_proj.weight.grad is not None and cap.w_proj.weight.grad.abs().sum() > 0
+    assert cap.guidance.mca.q.weight.grad.abs().sum() > 0
+
+
+def test_received_saliency_varies_and_algorithm_line_18_is_constant():
+    torch.manual_seed(0)
+    block = GuidanceBlock(D, 2, 2, 0.0).eval()
+    e = encodings(5)
+    _, a_self, cross = block(e.com["audio"], e.h_text, e.text_mask)
+    paper = token_saliency(a_self, cross, e.text_mask, "paper")
+    torch.testing.assert_close(paper, torch.full_like(paper, 2.0))  # the flaw: no information
+    sigma = token_saliency(a_self, cross, e.text_mask, "received")
+    assert sigma.shape == (B, T) and torch.isfinite(sigma).all()
+    assert (sigma.std(1) > 1e-4).all()  # varies across tokens of every sample
+    torch.testing.assert_close(sigma.sum(1), torch.full((B,), 2.0))  # two parts, each sums to 1
+
+
+def test_received_saliency_ignores_padded_question_tokens():
+    torch.manual_seed(0)
+    block = GuidanceBlock(D, 2, 2, 0.0).eval()
+    e = encodings(6)
+    _, a_self, cross = block(e.com["audio"], e.h_text, e.text_mask)
+    sigma = token_saliency(a_self, cross, e.text_mask, "received")
+    h_text2 = e.h_text.clone()
+    h_text2[~e.text_mask] = 100.0  # garbage in the padding
+    _, a2, c2 = block(e.com["audio"], h_text2, e.text_mask)
+    torch.testing.assert_close(token_saliency(a2, c2, e.text_mask, "received"), sigma)
+
+
+# ---- router, decoder, fusion ------------------------------------------------------------------
+def test_router_weights_sum_to_one_and_masking_removes_an_expert():
+    router = Router(D, 8)
+    h = torch.randn(5, 3, D)
+    alpha = router(h)
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(5))
+    assert (alpha > 0).all()
+    mask = torch.zeros(5, 3, dtype=torch.bool)
+    mask[:, 0] = True
+    alpha = router(h, mask)
+    assert (alpha[:, 0] == 0).all()
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(5))
+    with pytest.raises(ValueError, match="every expert"):
+        router(h, torch.ones(5, 3, dtype=torch.bool))
+
+
+def test_fuse_never_reads_the_missing_modality():
+    model = R2ScP(cfg()).eval()
+    e = encodings(7)
+    missing = torch.tensor([1, 1, 2])
+    out, _ = model.fuse(e, missing)
+    tampered = Encodings({m: v.clone() for m, v in e.h.items()}, e.cand,
+                         {m: v.clone() for m, v in e.com.items()}, e.h_text, e.text_mask, e.q_sent)  # fmt: skip
+    tampered.h["audio"][:2] = 50.0  # the missing audio of samples 0, 1
+    tampered.h["visual"][2] = -50.0  # the missing visual of sample 2
+    tampered.com["visual"][:2] = 9.0  # E_v(Phi_a(F_a)) is computed from the missing audio
+    tampered.com["audio"][2] = 9.0
+    out2, _ = model.fuse(tampered, missing)
+    torch.testing.assert_close(out, out2)
+    # ... while the retrieved candidates do matter
+    out3, _ = model.fuse(e.with_cand("audio", e.cand["audio"] + 1.0), missing)
+    assert not torch.allclose(out[:2], out3[:2])
+
+
+def test_complete_mode_append_uses_retrieval_for_complete_samples_and_off_does_not():
+    e = encodings(8)
+    complete = torch.zeros(B, dtype=torch.long)
+    shifted = e.with_cand("audio", e.cand["audio"] + 1.0)
+    torch.manual_seed(0)
+    off = R2ScP(cfg(complete_mode="off")).eval()
+    torch.testing.assert_close(off.fuse(e, complete)[0], off.fuse(shifted, complete)[0])
+    torch.manual_seed(0)
+    app = R2ScP(cfg(complete_mode="append")).eval()
+    assert not torch.allclose(app.fuse(e, complete)[0], app.fuse(shifted, complete)[0])
+
+
+def test_use_cap_false_feeds_the_retrieved_mean_unchanged():
+    torch.manual_seed(0)
+    model = R2ScP(cfg(use_cap=False)).eval()
+    e = encodings(9)
+    torch.testing.assert_close(model.recover("audio", e), e.cand["audio"])
+    model_cap = R2ScP(cfg(use_cap=True)).eval()
+    assert not torch.equal(model_cap.recover("audio", e), e.cand["audio"])
+
+
+def test_without_mixing_the_model_averages_the_stage_one_experts():
+    model = R2ScP(cfg(mixing=False)).eval()
+    out, alpha = model.fuse(encodings(10), torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(B))  # log of a probability mixture
+    torch.testing.assert_close(alpha, torch.full((B, 3), 1 / 3))
+
+
+def test_ranking_loss_is_zero_when_the_order_holds_and_positive_otherwise():
+    ordered = ranking_loss(
+        torch.tensor([0.1, 0.5]), torch.tensor([0.2, 0.6]), torch.tensor([0.3, 0.9])
+    )
+    assert ordered.item() == 0.0
+    gt_worse = ranking_loss(torch.tensor([0.4]), torch.tensor([0.2]), torch.tensor([0.3]))
+    torch.testing.assert_close(gt_worse, torch.tensor(0.2))  # eq. 13 violated by 0.2
+    neg_better = ranking_loss(torch.tensor([0.1]), torch.tensor([0.5]), torch.tensor([0.2]))
+    torch.testing.assert_close(neg_better, torch.tensor(0.3))  # eq. 14 violated by 0.3
+    no_gt = ranking_loss(
+        torch.tensor([0.4]), torch.tensor([0.2]), torch.tensor([0.3]), torch.tensor([0.0])
+    )
+    assert no_gt.item() == 0.0  # no ground truth (training-time missingness): eq. 13 skipped
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [({"d_model": 10, "n_heads": 4}, "divisible"), ({"complete_mode": "both"}, "complete_mode"),
+     ({"saliency": "x"}, "saliency"), ({"k_purge": -1}, "k_purge"), ({"n_retrieve": 0}, "n_retrieve")],
+)  # fmt: skip
+def test_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        cfg(**bad)
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown model parameters"):
+        R2ScPConfig.from_dict({"d_modle": 3})

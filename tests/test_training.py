@@ -1,0 +1,315 @@
+"""Tests of data building, the two training stages, checkpoint/resume and the inference API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from r2scp_pipeline.data import (
+    build_tensors,
+    exclude_missing_from_bank,
+    make_synthetic_tables,
+    train_missing_masks,
+)
+from r2scp_pipeline.model import EXPERTS
+from r2scp_pipeline.training import (
+    TrainingInterrupted,
+    build_cache,
+    load_model,
+    model_checkpoint,
+    predict,
+    resolve_device,
+    train_stage_one,
+    train_stage_two,
+)
+
+torch.set_num_threads(1)
+MODEL = {
+    "d_model": 16,
+    "n_heads": 2,
+    "router_hidden": 8,
+    "dropout": 0.1,
+    "k_purge": 3,
+    "n_retrieve": 2,
+}
+LOOP = {"epochs": 2, "batch_size": 32, "lr": 3e-3, "patience": 5, "checkpoint_dir": None}
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return make_synthetic_tables(n_videos=40, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tensors(tables):
+    return build_tensors(**tables, n_neighbors=2)
+
+
+@pytest.fixture(scope="module")
+def stage1(tensors):
+    model, summary = train_stage_one(tensors, MODEL, LOOP, {}, seed=0)
+    return model_checkpoint(model, {"stage_one": True}), summary
+
+
+# ---- data --------------------------------------------------------------------------------------
+def test_build_tensors_shapes_and_neighbours(tables, tensors):
+    q = len(tables["qa_pairs"])
+    v = tables["qa_pairs"]["video_id"].nunique()
+    assert tensors.audio.shape == (v, 10, 16) and tensors.visual.shape == (v, 10, 24)
+    assert tensors.dims == {"d_audio": 16, "d_visual": 24, "d_text": 12}
+    assert len(tensors.question_id) == q and tensors.answer.shape == (q,)
+    assert (
+        tensors.question.shape[0]
+        == tensors.question_mask.shape[0]
+        == tables["qa_pairs"]["question"].nunique()
+    )
+    for (m, _), table in tensors.neighbors.items():
+        assert table.shape == (v, 5)
+        bank_ids = np.array(tensors.bank_ids[m])[table.numpy()]
+        assert not (bank_ids == np.array(tensors.video_ids)[:, None]).any()  # never its own video
+    # rows of the tensors follow qa_pairs; features follow the video ids
+    row = 5
+    vid = tables["qa_pairs"]["video_id"].iloc[row]
+    feat = tables["audio_features"]
+    expected = np.stack(feat[feat.video_id == vid].sort_values("t")["feature"].to_numpy())
+    np.testing.assert_allclose(tensors.audio[tensors.video[row]].numpy(), expected)
+
+
+def test_build_tensors_rejects_a_video_retrieving_itself(tables):
+    nb = tables["neighbors"].copy()
+    nb.loc[0, "neighbor_video_id"] = nb.loc[0, "query_video_id"]
+    with pytest.raises(ValueError, match="retrieves itself"):
+        build_tensors(**{**tables, "neighbors": nb}, n_neighbors=2)
+
+
+def test_build_tensors_names_the_missing_table_rows(tables):
+    with pytest.raises(ValueError, match="model.n_retrieve = 9"):
+        build_tensors(**tables, n_neighbors=9)
+    audio = tables["audio_features"]
+    with pytest.raises(ValueError, match="audio_features"):
+        build_tensors(
+            **{**tables, "audio_features": audio[audio.video_id != audio.video_id.iloc[0]]}
+        )
+    qa = tables["qa_pairs"].copy()
+    qa.loc[0, "answer_idx"] = 99
+    with pytest.raises(ValueError, match="answer_idx 99"):
+        build_tensors(
+            qa, tables["audio_features"], tables["visual_features"], tables["question_features"]
+        )
+
+
+def test_train_missing_masks_hit_only_training_videos(tensors):
+    masks = train_missing_masks(tensors, 0.5, "both", seed=0)
+    hit = masks["audio"] | masks["visual"]
+    assert not (masks["audio"] & masks["visual"]).any()
+    assert (tensors.video_split[hit] == "train").all()
+    n_train = (tensors.video_split == "train").sum()
+    assert 0.2 * n_train < hit.sum() < 0.8 * n_train
+    assert not train_missing_masks(tensors, 0.0, "audio", 0)["audio"].any()
+    with pytest.raises(ValueError, match="train_missing.rate"):
+        train_missing_masks(tensors, 1.5, "audio", 0)
+
+
+def test_exclude_missing_from_bank_drops_those_neighbours(tensors):
+    masks = train_missing_masks(tensors, 0.3, "audio", seed=1)
+    out = exclude_missing_from_bank(tensors, masks)
+    gone = {v for v, miss in zip(tensors.video_ids, masks["audio"], strict=True) if miss}
+    ids = np.array(tensors.bank_ids["audio"])[out.neighbors[("audio", "pos")].numpy()]
+    assert not set(ids.ravel()) & gone
+    assert out.neighbors[("audio", "pos")].shape == tensors.neighbors[("audio", "pos")].shape
+    torch.testing.assert_close(
+        out.neighbors[("visual", "pos")], tensors.neighbors[("visual", "pos")]
+    )
+
+
+# ---- stage I -----------------------------------------------------------------------------------
+def test_stage_one_trains_every_expert_and_is_deterministic(tensors, stage1):
+    ckpt, summary = stage1
+    hist = summary["history"]
+    assert len(hist["train_loss"]) == 2 and all(np.isfinite(hist["train_loss"]))
+    assert {f"val_acc_{m}" for m in EXPERTS} <= set(hist)
+    # each expert keeps the weights of its own best val epoch
+    assert set(summary["best_epoch"]) == set(EXPERTS)
+    for m, e in summary["best_epoch"].items():
+        assert (
+            summary["best"][f"val_acc_{m}"] == max(hist[f"val_acc_{m}"]) == hist[f"val_acc_{m}"][e]
+        )
+    _, again = train_stage_one(tensors, MODEL, LOOP, {}, seed=0)
+    assert again["history"] == hist  # same config, same numbers
+    _, other = train_stage_one(tensors, MODEL, LOOP, {}, seed=1)
+    assert other["history"]["train_loss"] != hist["train_loss"]
+
+
+def test_stage_one_false_leaves_the_experts_untrained(tensors):
+    model, summary = train_stage_one(tensors, MODEL, {**LOOP, "stage_one": False}, {}, seed=0)
+    assert summary["history"] == {} and not summary["stage_one"]
+
+
+def test_stage_one_learns_on_grounded_synthetic_data():
+    tens = build_tensors(**make_synthetic_tables(n_videos=120, seed=0))
+    loop = {**LOOP, "epochs": 8, "batch_size": 32, "lr": 3e-3}
+    _, summary = train_stage_one(tens, {**MODEL, "d_model": 32}, loop, {}, seed=0)
+    val = tens.answer[tens.indices("val")].numpy()
+    majority = np.bincount(val).max() / len(val)
+    best = summary["best"]
+    assert best["val_acc_audio"] > majority + 0.1 and best["val_acc_visual"] > majority + 0.1
+
+
+# ---- stage II ----------------------------------------------------------------------------------
+def test_stage_two_freezes_the_experts_and_trains_the_rest(tensors, stage1):
+    ckpt, _ = stage1
+    before = ckpt["state_dicts"]["model"]
+    model, summary = train_stage_two(
+        ckpt, tensors, MODEL, {**LOOP, "rank_loss_weight": 0.5}, {}, seed=0
+    )
+    after = model.state_dict()
+    for k, v in before.items():
+        if k.split(".")[0] in ("phi", "experts", "heads"):
+            assert torch.equal(after[k], v), k
+    fresh = load_model(model_checkpoint(model, {}))
+    changed = [k for k in after if k.startswith(("router.", "decoder.", "cap."))
+               and not torch.equal(after[k], fresh.state_dict()[k])]  # fmt: skip
+    assert not changed  # the checkpoint round-trips
+    hist = summary["history"]
+    assert {"train_task", "train_rank_pos", "train_rank_neg", "val_acc_none", "val_acc_audio",
+            "val_acc_visual", "val_load_audio_text"} <= set(hist)  # fmt: skip
+    for s in ("none", "audio", "visual"):
+        loads = [hist[f"val_load_{s}_{m}"][-1] for m in EXPERTS]
+        assert abs(sum(loads) - 1) < 1e-5
+
+
+def test_stage_two_moves_the_mixing_weights(tensors, stage1):
+    ckpt, _ = stage1
+    model, _ = train_stage_two(ckpt, tensors, MODEL, LOOP, {}, seed=0)
+    init, _ = train_stage_two(ckpt, tensors, {**MODEL, "mixing": False}, LOOP, {}, seed=0)
+    for name in ("router.fc.weight", "decoder.net.1.weight", "cap.audio.w_proj.weight",
+                 "cap.visual.guidance.mca.q.weight"):  # fmt: skip
+        assert not torch.equal(model.state_dict()[name], init.state_dict()[name]), name
+
+
+def test_stage_two_without_stage_one_trains_the_experts(tensors):
+    model0, s0 = train_stage_one(tensors, MODEL, {**LOOP, "stage_one": False}, {}, seed=0)
+    ckpt = model_checkpoint(model0, {"stage_one": False})
+    model, _ = train_stage_two(ckpt, tensors, MODEL, {**LOOP, "epochs": 1}, {}, seed=0)
+    key = "experts.audio.blocks.0.attn.q.weight"
+    assert not torch.equal(model.state_dict()[key], ckpt["state_dicts"]["model"][key])
+
+
+def test_stage_two_with_training_time_missingness(tensors, stage1):
+    ckpt, _ = stage1
+    _, summary = train_stage_two(
+        ckpt, tensors, MODEL, {**LOOP, "epochs": 1}, {"rate": 0.3, "modality": "both"}, seed=0
+    )
+    assert np.isfinite(summary["history"]["train_loss"]).all()
+
+
+def test_stage_two_rejects_experts_of_another_shape(tensors, stage1):
+    ckpt, _ = stage1
+    with pytest.raises(ValueError, match="re-run the pretrain pipeline"):
+        train_stage_two(ckpt, tensors, {**MODEL, "d_model": 32}, LOOP, {}, seed=0)
+
+
+# ---- checkpoints and resume -------------------------------------------------------------------
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tensors, stage1, tmp_path):
+    ckpt, _ = stage1
+    loop = {**LOOP, "epochs": 3}
+    full, s_full = train_stage_two(
+        ckpt, tensors, MODEL, {**loop, "checkpoint_dir": str(tmp_path / "a")}, {}, seed=0
+    )
+    resumable = {**loop, "checkpoint_dir": str(tmp_path / "b")}
+    with pytest.raises(TrainingInterrupted):
+        train_stage_two(ckpt, tensors, MODEL, {**resumable, "max_epochs_this_run": 1}, {}, seed=0)
+    assert (tmp_path / "b" / "last.pt").exists()
+    resumed, s_res = train_stage_two(ckpt, tensors, MODEL, resumable, {}, seed=0)
+    assert s_res["history"] == s_full["history"]
+    assert s_res["best_epoch"] == s_full["best_epoch"]
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+    # a finished run is returned from its checkpoint without training again
+    again, s_again = train_stage_two(ckpt, tensors, MODEL, resumable, {}, seed=0)
+    assert s_again["history"] == s_full["history"]
+
+
+def test_stage_one_resume_and_config_guard(tensors, tmp_path):
+    loop = {**LOOP, "epochs": 3, "checkpoint_dir": str(tmp_path)}
+    with pytest.raises(TrainingInterrupted):
+        train_stage_one(tensors, MODEL, {**loop, "max_epochs_this_run": 2}, {}, seed=0)
+    _, resumed = train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    _, full = train_stage_one(tensors, MODEL, {**loop, "checkpoint_dir": None}, {}, seed=0)
+    assert resumed["history"] == full["history"]
+    # another configuration never resumes from that checkpoint: it starts afresh
+    _, other = train_stage_one(tensors, MODEL, {**loop, "lr": 1e-3}, {}, seed=0)
+    _, other_fresh = train_stage_one(
+        tensors, MODEL, {**loop, "lr": 1e-3, "checkpoint_dir": None}, {}, seed=0
+    )
+    assert other["history"] == other_fresh["history"]
+
+
+def test_device_auto_detection(monkeypatch):
+    assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
+    assert resolve_device(None).type == "cuda"
+
+
+# ---- inference API -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def r2scp(tensors, stage1):
+    model, _ = train_stage_two(stage1[0], tensors, MODEL, LOOP, {}, seed=0)
+    return model
+
+
+def test_predict_outputs_and_masks(tensors, r2scp):
+    rows = tensors.indices("test")
+    p = predict(r2scp, tensors, "test")
+    assert p.logits.shape == (len(rows), 42) and p.pred.shape == (len(rows),)
+    np.testing.assert_array_equal(p.question_id, tensors.question_id[rows])
+    np.testing.assert_allclose(p.expert_weights.sum(1), 1, atol=1e-5)
+    assert (p.missing == 0).all() and 0 <= p.accuracy <= 1
+    mask = np.zeros(len(rows), bool)
+    mask[::2] = True
+    pa = predict(r2scp, tensors, "test", "audio", mask)
+    assert (pa.missing[mask] == 1).all() and (pa.missing[~mask] == 0).all()
+    vmask = np.zeros(len(tensors.video_ids), bool)
+    vmask[tensors.video[rows[0]]] = True
+    pv = predict(r2scp, tensors, "test", "visual", vmask, mask_level="video")
+    assert (
+        pv.missing[0] == 2
+        and (pv.missing == 2).sum() == (tensors.video[rows] == tensors.video[rows[0]]).sum()
+    )
+    frame = pa.to_frame()
+    assert list(frame.columns[:3]) == ["question_id", "pred_idx", "pred"] and len(frame) == len(
+        rows
+    )
+    with pytest.raises(ValueError, match="missing_mask has shape"):
+        predict(r2scp, tensors, "test", "audio", mask[:-1])
+
+
+def test_predict_fills_router_masking_and_inference_time_n_k(tensors, r2scp):
+    cache = build_cache(r2scp, tensors)
+    base = predict(r2scp, tensors, "test", "audio", cache=cache)
+    zero = predict(r2scp, tensors, "test", "audio", fill="zero", cache=cache)
+    mean = predict(r2scp, tensors, "test", "audio", fill="mean", cache=cache)
+    assert not np.allclose(base.logits, zero.logits) and not np.allclose(zero.logits, mean.logits)
+    masked = predict(r2scp, tensors, "test", "audio", mask_missing_expert=True, cache=cache)
+    assert (masked.expert_weights[:, EXPERTS.index("audio")] == 0).all()
+    np.testing.assert_allclose(masked.expert_weights.sum(1), 1, atol=1e-5)
+    k1 = predict(r2scp, tensors, "test", "audio", k_purge=1, cache=cache)
+    n1 = predict(r2scp, tensors, "test", "audio", n_retrieve=1, cache=cache)
+    assert not np.allclose(k1.logits, base.logits) and not np.allclose(n1.logits, base.logits)
+    assert r2scp.cap["audio"].k == MODEL["k_purge"]  # the override is not sticky
+    again = predict(r2scp, tensors, "test", "audio", cache=cache)
+    np.testing.assert_array_equal(again.logits, base.logits)
+    with pytest.raises(ValueError, match="n_retrieve = 9"):
+        predict(r2scp, tensors, "test", "audio", n_retrieve=9, cache=cache)
+
+
+def test_predict_never_reads_the_missing_features(tensors, r2scp):
+    p = predict(r2scp, tensors, "test", "audio")
+    tampered = type(tensors)(**{**tensors.__dict__, "audio": torch.randn_like(tensors.audio)})
+    p2 = predict(r2scp, tampered, "test", "audio")
+    np.testing.assert_allclose(p.logits, p2.logits, rtol=1e-5, atol=1e-5)
