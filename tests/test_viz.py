@@ -22,16 +22,28 @@ def _registered_pipelines(project: Path) -> set[str]:
         f"bootstrap_project({str(project)!r}); "
         "from kedro.framework.project import pipelines; print(json.dumps(sorted(pipelines)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
-                         text=True, check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def test_kedro_viz_build_lists_every_pipeline(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "project")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
-    res = subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=project, env=env,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     main = project / "build" / "api" / "main"
     assert main.is_file(), f"kedro viz build wrote no {main}:\n{res.stdout[-2000:]}"

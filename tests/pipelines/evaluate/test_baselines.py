@@ -14,8 +14,16 @@ from r2scp_pipeline.pipelines.evaluate.baselines import (
 
 torch.set_num_threads(1)
 
-GEN = {"d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0, "epochs": 30, "batch_size": 8,
-       "lr": 3e-3, "weight_decay": 0.0}
+GEN = {
+    "d_model": 16,
+    "layers": 1,
+    "heads": 2,
+    "dropout": 0.0,
+    "epochs": 30,
+    "batch_size": 8,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+}
 
 
 def _data(n=16, t=4, da=6, dv=5, dt=3, seed=0):
@@ -54,8 +62,9 @@ def test_generative_imputer_is_seeded_and_checks_dims():
     b, _ = train_generative_imputer(data, small, seed=1)
     for k, v in a["state_dicts"]["v2a"].items():
         torch.testing.assert_close(v, b["state_dicts"]["v2a"][k])
-    narrow = ImputerData(data.audio[..., :4], data.visual, data.q, data.q_mask, data.video_pos,
-                         data.text_pos)
+    narrow = ImputerData(
+        data.audio[..., :4], data.visual, data.q, data.q_mask, data.video_pos, data.text_pos
+    )
     with pytest.raises(ValueError, match="other feature widths"):
         impute(a, "visual", narrow)
 
@@ -66,8 +75,10 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     ckpt, hist = train_generative_imputer(train, params, seed=0, val=val)
     curve = hist["a2v_val_mse"]
     assert len(curve) == len(hist["a2v_train_mse"]) <= 12
-    norm = {m: (ckpt["norm"][m]["mean"].numpy(), ckpt["norm"][m]["std"].numpy())
-            for m in ("audio", "visual")}
+    norm = {
+        m: (ckpt["norm"][m]["mean"].numpy(), ckpt["norm"][m]["std"].numpy())
+        for m in ("audio", "visual")
+    }
     kept = _mse(load_imputer(ckpt, "a2v"), val, "audio", "visual", norm, 8)
     assert kept == pytest.approx(min(curve), rel=1e-5)
     if len(curve) < 12:  # stopped early: the last `patience` epochs did not improve

@@ -16,11 +16,23 @@ SETTINGS = ["audio_missing", "visual_missing", "complete"]
 
 def _params(**over):
     p = {
-        "split": "test", "settings": SETTINGS, "missing_rates": [0.3, 0.5, 0.7, 1.0],
-        "methods": ["r2scp", "zero_fill", "no_cap"], "ablations": {"no_cap": {"model": {"use_cap": False}}},
-        "paper_columns": "audio_visual", "batch_size": 8,
-        "generative": {"d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0, "epochs": 1,
-                       "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0},
+        "split": "test",
+        "settings": SETTINGS,
+        "missing_rates": [0.3, 0.5, 0.7, 1.0],
+        "methods": ["r2scp", "zero_fill", "no_cap"],
+        "ablations": {"no_cap": {"model": {"use_cap": False}}},
+        "paper_columns": "audio_visual",
+        "batch_size": 8,
+        "generative": {
+            "d_model": 16,
+            "layers": 1,
+            "heads": 2,
+            "dropout": 0.0,
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+        },
         "sweep": {"enabled": False},
     }
     p.update(over)
@@ -30,15 +42,18 @@ def _params(**over):
 def test_masks_are_nested_sized_and_seeded():
     m = draw_masks(IDS, SETTINGS, [0.3, 0.5, 0.7, 1.0], seed=3)
     assert list(m.columns) == ["setting", "missing_rate", "video_id", "missing"]
-    sets = {r: {v for v, miss in mask_lookup(m, "audio_missing", r).items() if miss}
-            for r in (0.3, 0.5, 0.7, 1.0)}
+    sets = {
+        r: {v for v, miss in mask_lookup(m, "audio_missing", r).items() if miss}
+        for r in (0.3, 0.5, 0.7, 1.0)
+    }
     assert [len(sets[r]) for r in (0.3, 0.5, 0.7, 1.0)] == [12, 20, 28, 40]
     assert sets[0.3] < sets[0.5] < sets[0.7] < sets[1.0]
     assert not any(mask_lookup(m, "complete", 0.0).values())
     # same seed -> identical; input order irrelevant; other seed -> different
     pd.testing.assert_frame_equal(m, draw_masks(IDS[::-1], SETTINGS[::-1], [1.0, 0.7, 0.5, 0.3], 3))
     assert not draw_masks(IDS, SETTINGS, [0.5], 4)["missing"].equals(
-        draw_masks(IDS, SETTINGS, [0.5], 3)["missing"])
+        draw_masks(IDS, SETTINGS, [0.5], 3)["missing"]
+    )
 
 
 def test_adding_a_rate_changes_no_other_rate():
@@ -88,8 +103,9 @@ def test_good_parameters_and_runs():
 
 def test_all_ablations_switch_adds_every_defined_ablation():
     abl = {"no_cap": {"model": {"use_cap": False}}, "no_mixing": {"model": {"mixing": False}}}
-    cfg = check_parameters(_params(methods=["r2scp", "no_cap"], ablations=abl,
-                                   all_ablations=True), seed=0)
+    cfg = check_parameters(
+        _params(methods=["r2scp", "no_cap"], ablations=abl, all_ablations=True), seed=0
+    )
     assert cfg.methods == ("r2scp", "no_cap", "no_mixing")
     with pytest.raises(EvaluateConfigError, match="all_ablations"):
         check_parameters(_params(all_ablations="yes"), seed=0)

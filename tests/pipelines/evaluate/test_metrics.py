@@ -71,8 +71,7 @@ def test_paper_columns_all_modalities_pooling():
 
 def test_from_predictions_table_and_bad_input():
     m, s, c = _questions()
-    df = pd.DataFrame({"modality": m, "subtype": s, "answer_idx": 3,
-                       "pred_idx": np.where(c, 3, 4)})
+    df = pd.DataFrame({"modality": m, "subtype": s, "answer_idx": 3, "pred_idx": np.where(c, 3, 4)})
     assert report_from_predictions(df)["overall"]["Overall"] == 50.0
     with pytest.raises(ValueError, match="unknown question types"):
         accuracy_report(np.array(["Audio"]), np.array(["Temporal"]), np.array([True]))

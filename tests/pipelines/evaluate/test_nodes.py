@@ -23,14 +23,27 @@ METHODS = ["r2scp", "zero_fill", "mean_fill", "generative", "router_mask", "no_m
 
 def _params(**over):
     p = {
-        "split": "test", "settings": ["audio_missing", "visual_missing", "complete"],
-        "missing_rates": [0.5, 1.0], "methods": METHODS, "paper_columns": "audio_visual",
+        "split": "test",
+        "settings": ["audio_missing", "visual_missing", "complete"],
+        "missing_rates": [0.5, 1.0],
+        "methods": METHODS,
+        "paper_columns": "audio_visual",
         "batch_size": 16,
-        "ablations": {"no_mixing": {"description": "w/o mixing", "model": {"mixing": False}},
-                      "no_cap": {"model": {"use_cap": False}},
-                      "no_stage1": {"pretrain": {"stage_one": False}}},
-        "generative": {"d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0, "epochs": 1,
-                       "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0},
+        "ablations": {
+            "no_mixing": {"description": "w/o mixing", "model": {"mixing": False}},
+            "no_cap": {"model": {"use_cap": False}},
+            "no_stage1": {"pretrain": {"stage_one": False}},
+        },
+        "generative": {
+            "d_model": 16,
+            "layers": 1,
+            "heads": 2,
+            "dropout": 0.0,
+            "epochs": 1,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+        },
         "report": {"table_missing_rate": 1.0, "plot_metric": ["paper", "Avg"]},
         "sweep": {"enabled": False},
     }
@@ -52,21 +65,39 @@ def env():
     video_index = tables["qa_pairs"][["video_id", "split"]].drop_duplicates()
     masks = N.draw_missing_masks(cfg, video_index)
     gen, gen_hist = N.train_generative_baseline(cfg, compat, *(tables[k] for k in FEATS))
-    ablations = {"models": {"no_mixing": model_checkpoint(
-        R2ScP(build_config({**MODEL, "mixing": False}, tensors)), {})}}
-    preds, results = N.evaluate_methods(cfg, compat, ckpt, ablations, gen, masks,
-                                        *(tables[k] for k in FEATS + RETR))
-    return {"tables": tables, "tensors": tensors, "ckpt": ckpt, "cfg": cfg, "compat": compat,
-            "masks": masks, "gen": gen, "gen_hist": gen_hist, "preds": preds,
-            "results": results}
+    ablations = {
+        "models": {
+            "no_mixing": model_checkpoint(
+                R2ScP(build_config({**MODEL, "mixing": False}, tensors)), {}
+            )
+        }
+    }
+    preds, results = N.evaluate_methods(
+        cfg, compat, ckpt, ablations, gen, masks, *(tables[k] for k in FEATS + RETR)
+    )
+    return {
+        "tables": tables,
+        "tensors": tensors,
+        "ckpt": ckpt,
+        "cfg": cfg,
+        "compat": compat,
+        "masks": masks,
+        "gen": gen,
+        "gen_hist": gen_hist,
+        "preds": preds,
+        "results": results,
+    }
 
 
 def test_every_method_sees_the_same_masked_videos(env):
     preds, masks = env["preds"], env["masks"]
     assert set(preds["method"]) == set(METHODS)
     for (setting, rate), d in preds.groupby(["setting", "missing_rate"]):
-        stored = set(masks[(masks.setting == setting) & (masks.missing_rate == rate)
-                           & masks.missing].video_id)
+        stored = set(
+            masks[
+                (masks.setting == setting) & (masks.missing_rate == rate) & masks.missing
+            ].video_id
+        )
         if setting == "complete":
             assert not stored and not d["missing"].any()
         for method, dm in d.groupby("method"):
@@ -76,10 +107,12 @@ def test_every_method_sees_the_same_masked_videos(env):
 
 def test_results_follow_from_the_predictions(env):
     res, preds = env["results"], env["preds"]
-    one = preds[(preds.method == "r2scp") & (preds.setting == "audio_missing")
-                & (preds.missing_rate == 1.0)]
-    row = res[(res.method == "r2scp") & (res.setting == "audio_missing")
-              & (res.missing_rate == 1.0)].set_index(["section", "metric"])["value"]
+    one = preds[
+        (preds.method == "r2scp") & (preds.setting == "audio_missing") & (preds.missing_rate == 1.0)
+    ]
+    row = res[
+        (res.method == "r2scp") & (res.setting == "audio_missing") & (res.missing_rate == 1.0)
+    ].set_index(["section", "metric"])["value"]
     assert row[("overall", "Overall")] == pytest.approx(100 * one["correct"].mean())
     av = one[one.modality == "Audio-Visual"]
     assert row[("paper", "Avg")] == pytest.approx(100 * av["correct"].mean())
@@ -101,11 +134,15 @@ def test_fill_baselines_change_only_the_masked_videos(env):
         np.testing.assert_array_equal(a["pred_idx"], b["pred_idx"])
         np.testing.assert_allclose(a["alpha_audio"], b["alpha_audio"], rtol=1e-5)
         # partial masking: intact videos answered exactly as R2ScP answers them
-        a, b = _logits(env, method, "visual_missing", 0.5), _logits(env, "r2scp", "visual_missing", 0.5)
+        a, b = (
+            _logits(env, method, "visual_missing", 0.5),
+            _logits(env, "r2scp", "visual_missing", 0.5),
+        )
         keep = ~a["missing"]
         assert keep.any() and (~keep).any()
-        np.testing.assert_allclose(a.loc[keep, "alpha_visual"], b.loc[keep, "alpha_visual"],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            a.loc[keep, "alpha_visual"], b.loc[keep, "alpha_visual"], rtol=1e-5
+        )
 
 
 def test_router_masking_gives_the_missing_expert_no_weight(env):
@@ -162,9 +199,15 @@ def test_masks_for_other_videos_are_rejected(env):
     masks = env["masks"].copy()
     masks["video_id"] = masks["video_id"] + "_other"
     with pytest.raises(ValueError, match="missing_masks has no row"):
-        N.evaluate_methods({**env["cfg"], "methods": ["r2scp"], "ablation_methods": []},
-                           env["compat"], env["ckpt"], {"models": {}}, env["gen"], masks,
-                           *(env["tables"][k] for k in FEATS + RETR))
+        N.evaluate_methods(
+            {**env["cfg"], "methods": ["r2scp"], "ablation_methods": []},
+            env["compat"],
+            env["ckpt"],
+            {"models": {}},
+            env["gen"],
+            masks,
+            *(env["tables"][k] for k in FEATS + RETR),
+        )
 
 
 def test_ablations_run_the_pretrain_and_mix_nodes_with_their_switch(env, monkeypatch):
@@ -180,13 +223,23 @@ def test_ablations_run_the_pretrain_and_mix_nodes_with_their_switch(env, monkeyp
 
     monkeypatch.setattr(N, "pretrain_experts", fake_pretrain)
     monkeypatch.setattr(N, "mix_experts", fake_mix)
-    cfg = N.check_evaluate_parameters(_params(methods=["r2scp", "no_cap", "no_stage1"],
-                                              ablation_checkpoint_dir="ck/ablations"), seed=3)
+    cfg = N.check_evaluate_parameters(
+        _params(methods=["r2scp", "no_cap", "no_stage1"], ablation_checkpoint_dir="ck/ablations"),
+        seed=3,
+    )
     base_pre = {"stage_one": True, "epochs": 3, "checkpoint_dir": "x/pretrain"}
     base_mix = {"rank_loss_weight": 0.1, "checkpoint_dir": "x/mix"}
     models, hist, metrics = N.train_ablation_models(
-        cfg, env["compat"], {"stage": "main"}, *[None] * 7, {"use_cap": True, "d_model": 16},
-        base_pre, base_mix, {}, 3)
+        cfg,
+        env["compat"],
+        {"stage": "main"},
+        *[None] * 7,
+        {"use_cap": True, "d_model": 16},
+        base_pre,
+        base_mix,
+        {},
+        3,
+    )
     assert list(models["models"]) == ["no_cap", "no_stage1"]
     # no_cap: stage I reused, mix with use_cap false
     assert calls[0][0] == "mix" and calls[0][1] == {"stage": "main"}
@@ -203,9 +256,15 @@ def test_ablations_run_the_pretrain_and_mix_nodes_with_their_switch(env, monkeyp
 
 def test_reports_from_the_results(env):
     table, table_md, abl, abl_md, comp, comp_md, fig_rate, fig_loads = N.build_reports(
-        env["cfg"], env["results"], env["preds"])
-    assert set(table["method"]) == {"R2ScP", "zero-fill", "mean-fill", "generative imputation",
-                                    "router masking"}
+        env["cfg"], env["results"], env["preds"]
+    )
+    assert set(table["method"]) == {
+        "R2ScP",
+        "zero-fill",
+        "mean-fill",
+        "generative imputation",
+        "router masking",
+    }
     assert list(abl["method"]) == ["R2ScP", "w/o expert mixing"]
     assert "| R2ScP |" in table_md and "| w/o expert mixing |" in abl_md
     assert len(fig_rate.axes) == 2 and len(fig_loads.axes) == 1
@@ -213,10 +272,17 @@ def test_reports_from_the_results(env):
     assert len(comp) == (len(METHODS) - 1) * 2 * 2 * 2
     assert set(comp["metric"]) == {"Avg", "Overall"}
     # at rate 1.0 every question is masked: the delta is the accuracy gap
-    row = comp[(comp.method == "zero-fill") & (comp.setting == "audio_missing")
-               & (comp.missing_rate == 1.0) & (comp.metric == "Overall")].iloc[0]
+    row = comp[
+        (comp.method == "zero-fill")
+        & (comp.setting == "audio_missing")
+        & (comp.missing_rate == 1.0)
+        & (comp.metric == "Overall")
+    ].iloc[0]
     res = env["results"].set_index(["method", "setting", "missing_rate", "metric"])["value"]
-    gap = res[("zero_fill", "audio_missing", 1.0, "Overall")] - res[("r2scp", "audio_missing", 1.0, "Overall")]
+    gap = (
+        res[("zero_fill", "audio_missing", 1.0, "Overall")]
+        - res[("r2scp", "audio_missing", 1.0, "Overall")]
+    )
     assert row["delta_vs_r2scp"] == pytest.approx(gap, abs=0.01)
     assert row["ci_low"] <= row["delta_vs_r2scp"] <= row["ci_high"]
     assert "Each method minus R2ScP" in comp_md
@@ -228,11 +294,23 @@ def test_sweep_disabled_and_enabled(env):
     tables = [env["tables"][k] for k in FEATS + RETR]
     table, _ = N.sweep_n_k(env["cfg"], env["compat"], env["ckpt"], env["masks"], *tables)
     assert table.empty and list(table.columns) == ["setting", "vary", "n", "k", "value"]
-    cfg = {**env["cfg"], "sweep": {"enabled": True, "n": [1, 2], "k": [0, 3],
-                                   "settings": ["visual_missing"], "missing_rate": 1.0}}
+    cfg = {
+        **env["cfg"],
+        "sweep": {
+            "enabled": True,
+            "n": [1, 2],
+            "k": [0, 3],
+            "settings": ["visual_missing"],
+            "missing_rate": 1.0,
+        },
+    }
     table, _ = N.sweep_n_k(cfg, env["compat"], env["ckpt"], env["masks"], *tables)
     assert list(zip(table.vary, table.n, table.k, strict=True)) == [
-        ("n", 1, 2), ("n", 2, 2), ("k", 2, 0), ("k", 2, 3)]
+        ("n", 1, 2),
+        ("n", 2, 2),
+        ("k", 2, 0),
+        ("k", 2, 3),
+    ]
     cfg["sweep"]["n"] = [1, 10]
     with pytest.raises(ValueError, match="build_index.neighbors.n >= 10"):
         N.sweep_n_k(cfg, env["compat"], env["ckpt"], env["masks"], *tables)

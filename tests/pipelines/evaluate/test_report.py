@@ -31,14 +31,16 @@ def _results():
             rows.append((method, setting, rate, "modalities", "Audio", base - 2, 20))
             for e, w in (("audio", 0.2), ("visual", 0.5), ("text", 0.3)):
                 rows.append((method, setting, rate, "loads", e, w, 90))
-    return pd.DataFrame(rows, columns=["method", "setting", "missing_rate", "section", "metric",
-                                       "value", "n"])
+    return pd.DataFrame(
+        rows, columns=["method", "setting", "missing_rate", "section", "metric", "value", "n"]
+    )
 
 
 def test_results_table_rows_and_average():
     res = _results()
-    tab = results_table(res, ["r2scp", "zero_fill"], ["audio_missing", "visual_missing",
-                                                      "complete"], rate=1.0)
+    tab = results_table(
+        res, ["r2scp", "zero_fill"], ["audio_missing", "visual_missing", "complete"], rate=1.0
+    )
     r = tab[tab["method"] == "R2ScP"].set_index("setting")
     assert list(r.index) == ["audio_missing", "visual_missing", "complete", "Average"]
     # audio_missing at rate 1.0 is RUNS[1]: 65 + 1 = 66; visual 67; complete 68
@@ -49,8 +51,13 @@ def test_results_table_rows_and_average():
 
 
 def test_ablation_table_with_paper_reference():
-    tab = ablation_table(_results(), ["r2scp", "no_cap"], ["audio_missing", "visual_missing",
-                                                            "complete"], 1.0, {"no_cap": "CAP off"})
+    tab = ablation_table(
+        _results(),
+        ["r2scp", "no_cap"],
+        ["audio_missing", "visual_missing", "complete"],
+        1.0,
+        {"no_cap": "CAP off"},
+    )
     row = tab.set_index("method").loc["w/o CAP"]
     assert row["change"] == "CAP off"
     assert row["Avg A/V missing"] == pytest.approx((61.5 + 62.5) / 2)
@@ -63,13 +70,25 @@ def test_figures_are_built():
     res = _results()
     assert isinstance(accuracy_vs_rate_figure(res, ["r2scp", "zero_fill"]), Figure)
     loads = res[res["section"] == "loads"]
-    hist = pd.DataFrame({"epoch": [0, 1, 0, 1], "setting": "audio_missing",
-                         "expert": ["audio", "audio", "visual", "visual"],
-                         "load": [0.3, 0.2, 0.4, 0.5]})
+    hist = pd.DataFrame(
+        {
+            "epoch": [0, 1, 0, 1],
+            "setting": "audio_missing",
+            "expert": ["audio", "audio", "visual", "visual"],
+            "load": [0.3, 0.2, 0.4, 0.5],
+        }
+    )
     assert len(expert_loads_figure(hist, loads).axes) == 2
     assert len(expert_loads_figure(None, loads).axes) == 1
-    sw = pd.DataFrame({"setting": "audio_missing", "vary": ["n", "n", "k"], "n": [1, 3, 3],
-                       "k": [5, 5, 1], "value": [60.0, 61.0, 59.0]})
+    sw = pd.DataFrame(
+        {
+            "setting": "audio_missing",
+            "vary": ["n", "n", "k"],
+            "n": [1, 3, 3],
+            "k": [5, 5, 1],
+            "value": [60.0, 61.0, 59.0],
+        }
+    )
     assert isinstance(sweep_figure(sw), Figure)
     assert isinstance(sweep_figure(pd.DataFrame()), Figure)
 
@@ -82,8 +101,12 @@ def test_child_runs_are_nested_under_the_active_run(tmp_path):
         with mlflow.start_run() as parent:
             ids = log_child_runs(_results())
         assert len(ids) == 3 * len(RUNS)
-        runs = mlflow.search_runs(experiment_names=["t"], filter_string=(
-            f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.method = 'r2scp'"))
+        runs = mlflow.search_runs(
+            experiment_names=["t"],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.method = 'r2scp'"
+            ),
+        )
         assert len(runs) == len(RUNS)
         row = runs[runs["tags.setting"] == "audio_missing"].sort_values("params.missing_rate")
         assert list(row["params.missing_rate"]) == ["0.5", "1.0"]

@@ -61,8 +61,12 @@ class GenerativeImputer(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         nn.init.normal_(self.type_emb, std=0.02)
         layer = nn.TransformerEncoderLayer(
-            cfg.d_model, cfg.heads, dim_feedforward=2 * cfg.d_model, dropout=cfg.dropout,
-            batch_first=True, norm_first=True,
+            cfg.d_model,
+            cfg.heads,
+            dim_feedforward=2 * cfg.d_model,
+            dropout=cfg.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.d_model)
@@ -137,24 +141,32 @@ def train_generative_imputer(
         torch.manual_seed(seed + d_i)
         gen = torch.Generator().manual_seed(seed + d_i)
         cfg = ImputerConfig(
-            d_in=train.feats(avl).shape[-1], d_out=train.feats(miss).shape[-1],
-            d_text=train.q.shape[-1], segments=segments, d_model=int(params["d_model"]),
-            layers=int(params["layers"]), heads=int(params["heads"]),
+            d_in=train.feats(avl).shape[-1],
+            d_out=train.feats(miss).shape[-1],
+            d_text=train.q.shape[-1],
+            segments=segments,
+            d_model=int(params["d_model"]),
+            layers=int(params["layers"]),
+            heads=int(params["heads"]),
             dropout=float(params["dropout"]),
         )
         net = GenerativeImputer(cfg)
         opt = torch.optim.AdamW(
             net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
         )
-        x_avl, x_miss = _normalise(train.feats(avl), norm[avl]), _normalise(train.feats(miss), norm[miss])
+        x_avl, x_miss = (
+            _normalise(train.feats(avl), norm[avl]),
+            _normalise(train.feats(miss), norm[miss]),
+        )
         q, qm = torch.from_numpy(train.q), torch.from_numpy(train.q_mask)
         vpos, tpos = torch.from_numpy(train.video_pos), torch.from_numpy(train.text_pos)
         tr_hist, va_hist = [], []
         bs = int(params["batch_size"])
         patience = int(params.get("patience", 0) or 0)
         best, best_state, bad = math.inf, None, 0
-        for _ in tqdm(range(int(params["epochs"])), desc=f"generative imputer {direction}",
-                      leave=False):
+        for _ in tqdm(
+            range(int(params["epochs"])), desc=f"generative imputer {direction}", leave=False
+        ):
             net.train()
             perm = torch.randperm(len(vpos), generator=gen)
             total = 0.0
@@ -185,13 +197,19 @@ def train_generative_imputer(
             history[f"{direction}_val_mse"] = va_hist
         configs[direction] = asdict(cfg)
         states[direction] = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        logger.info("generative imputer %s: train MSE %.4f%s", direction, tr_hist[-1],
-                    f", val MSE {va_hist[-1]:.4f}" if va_hist else "")
+        logger.info(
+            "generative imputer %s: train MSE %.4f%s",
+            direction,
+            tr_hist[-1],
+            f", val MSE {va_hist[-1]:.4f}" if va_hist else "",
+        )
     ckpt = {
         "config": {"directions": configs, "params": dict(params), "seed": int(seed)},
         "state_dicts": states,
-        "norm": {m: {"mean": torch.from_numpy(mu), "std": torch.from_numpy(sd)}
-                 for m, (mu, sd) in norm.items()},
+        "norm": {
+            m: {"mean": torch.from_numpy(mu), "std": torch.from_numpy(sd)}
+            for m, (mu, sd) in norm.items()
+        },
     }
     return ckpt, history
 
@@ -203,8 +221,14 @@ def _finite(x: float, what: str) -> float:
 
 
 @torch.no_grad()
-def _mse(net: GenerativeImputer, data: ImputerData, avl: str, miss: str,
-         norm: dict[str, tuple[np.ndarray, np.ndarray]], bs: int) -> float:
+def _mse(
+    net: GenerativeImputer,
+    data: ImputerData,
+    avl: str,
+    miss: str,
+    norm: dict[str, tuple[np.ndarray, np.ndarray]],
+    bs: int,
+) -> float:
     """Mean squared error (standardised units) of ``net`` over ``data``'s questions."""
     net.eval()
     x_avl, x_miss = _normalise(data.feats(avl), norm[avl]), _normalise(data.feats(miss), norm[miss])
@@ -212,8 +236,9 @@ def _mse(net: GenerativeImputer, data: ImputerData, avl: str, miss: str,
     for start in range(0, len(data.video_pos), bs):
         v = torch.from_numpy(data.video_pos[start : start + bs])
         t = torch.from_numpy(data.text_pos[start : start + bs])
-        pred = net(x_avl[v], torch.from_numpy(data.q[t.numpy()]),
-                   torch.from_numpy(data.q_mask[t.numpy()]))
+        pred = net(
+            x_avl[v], torch.from_numpy(data.q[t.numpy()]), torch.from_numpy(data.q_mask[t.numpy()])
+        )
         total += float(nn.functional.mse_loss(pred, x_miss[v], reduction="sum"))
     return total / (len(data.video_pos) * x_miss.shape[1] * x_miss.shape[2])
 
@@ -243,26 +268,40 @@ def check_imputer_dims(ckpt: dict[str, Any], dims: dict[str, int]) -> None:
 
 @torch.no_grad()
 def impute(
-    ckpt: dict[str, Any], missing: str, data: ImputerData, rows: np.ndarray | None = None,
+    ckpt: dict[str, Any],
+    missing: str,
+    data: ImputerData,
+    rows: np.ndarray | None = None,
     batch_size: int = 256,
 ) -> np.ndarray:
     """Generated raw features ``[N, T, D_miss]`` of the ``missing`` modality (audio or visual)
     for the questions ``rows`` of ``data`` (default all), mapped back to raw feature space."""
     direction = {"audio": "v2a", "visual": "a2v"}[missing]
     avl = DIRECTIONS[direction][0]
-    check_imputer_dims(ckpt, {"d_audio": data.audio.shape[-1], "d_visual": data.visual.shape[-1],
-                              "d_text": data.q.shape[-1]})
+    check_imputer_dims(
+        ckpt,
+        {
+            "d_audio": data.audio.shape[-1],
+            "d_visual": data.visual.shape[-1],
+            "d_text": data.q.shape[-1],
+        },
+    )
     net = load_imputer(ckpt, direction)
     rows = np.arange(len(data.video_pos)) if rows is None else np.asarray(rows)
-    norm = {m: (ckpt["norm"][m]["mean"].numpy(), ckpt["norm"][m]["std"].numpy())
-            for m in ("audio", "visual")}
+    norm = {
+        m: (ckpt["norm"][m]["mean"].numpy(), ckpt["norm"][m]["std"].numpy())
+        for m in ("audio", "visual")
+    }
     x_avl = data.feats(avl)
     out = np.zeros((len(rows), x_avl.shape[1], net.cfg.d_out), np.float32)
     for start in range(0, len(rows), batch_size):
         r = rows[start : start + batch_size]
         v, t = data.video_pos[r], data.text_pos[r]
-        pred = net(_normalise(x_avl[v], norm[avl]), torch.from_numpy(data.q[t]),
-                   torch.from_numpy(data.q_mask[t])).numpy()
+        pred = net(
+            _normalise(x_avl[v], norm[avl]),
+            torch.from_numpy(data.q[t]),
+            torch.from_numpy(data.q_mask[t]),
+        ).numpy()
         out[start : start + len(r)] = pred * norm[missing][1] + norm[missing][0]
     if not np.isfinite(out).all():
         raise FloatingPointError("generative imputer produced NaN/inf features")

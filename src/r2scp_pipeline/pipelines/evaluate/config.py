@@ -80,7 +80,9 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
 
     def need(key: str, default: Any = None) -> Any:
         if key not in p and default is None:
-            errors.append(f"parameter evaluate.{key} is missing (see conf/base/parameters_evaluate.yml)")
+            errors.append(
+                f"parameter evaluate.{key} is missing (see conf/base/parameters_evaluate.yml)"
+            )
         return p.get(key, default)
 
     split = need("split")
@@ -98,12 +100,15 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
     generative = dict(p.get("generative") or {})
     sweep = dict(p.get("sweep") or {"enabled": False})
     report = dict(p.get("report") or {})
-    report.setdefault("table_missing_rate", max(rates) if all(_is_number(r) for r in rates) and rates else 1.0)
+    report.setdefault(
+        "table_missing_rate", max(rates) if all(_is_number(r) for r in rates) and rates else 1.0
+    )
     report.setdefault("plot_metric", ["paper", "Avg"])
     ablation_dir = p.get("ablation_checkpoint_dir")
     threads = p.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
-                                or threads < 1):
+    if threads is not None and (
+        not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+    ):
         errors.append(f"evaluate.threads={threads!r} must be a positive integer or null")
 
     if not isinstance(split, str) or not split:
@@ -128,23 +133,28 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
         if name in BASE_METHODS:
             errors.append(f"evaluate.ablations.{name}: name clashes with a base method")
         if not isinstance(spec, dict):
-            errors.append(f"evaluate.ablations.{name} must be a mapping (description, model, "
-                          "pretrain, mix)")
+            errors.append(
+                f"evaluate.ablations.{name} must be a mapping (description, model, pretrain, mix)"
+            )
             continue
         extra = sorted(set(spec) - {"description", *ABLATION_BLOCKS})
         if extra:
-            errors.append(f"evaluate.ablations.{name} has unknown keys {extra}; an ablation "
-                          f"overrides only the blocks {list(ABLATION_BLOCKS)}")
+            errors.append(
+                f"evaluate.ablations.{name} has unknown keys {extra}; an ablation "
+                f"overrides only the blocks {list(ABLATION_BLOCKS)}"
+            )
         for block in ABLATION_BLOCKS:
             if not isinstance(spec.get(block, {}), dict):
                 errors.append(f"evaluate.ablations.{name}.{block} must be a mapping of overrides")
         bad_fields = sorted(set(spec.get("model", {}) or {}) - model_fields)
         if bad_fields:
-            errors.append(f"evaluate.ablations.{name}.model has unknown model parameters "
-                          f"{bad_fields}")
+            errors.append(
+                f"evaluate.ablations.{name}.model has unknown model parameters {bad_fields}"
+            )
         if not any(spec.get(b) for b in ABLATION_BLOCKS):
-            errors.append(f"evaluate.ablations.{name} changes nothing: give model/pretrain/mix "
-                          "overrides")
+            errors.append(
+                f"evaluate.ablations.{name} changes nothing: give model/pretrain/mix overrides"
+            )
     known = list(BASE_METHODS) + list(ablations)
     if not methods:
         errors.append(f"evaluate.methods is empty: choose from {known}")
@@ -157,7 +167,9 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
     if len(set(methods)) != len(methods):
         errors.append(f"evaluate.methods {methods} has duplicates")
     if paper_columns not in PAPER_POOLINGS:
-        errors.append(f"evaluate.paper_columns={paper_columns!r}; choose from {list(PAPER_POOLINGS)}")
+        errors.append(
+            f"evaluate.paper_columns={paper_columns!r}; choose from {list(PAPER_POOLINGS)}"
+        )
     if not isinstance(batch_size, int) or batch_size <= 0:
         errors.append(f"evaluate.batch_size={batch_size!r} must be a positive integer")
     if "generative" in methods:
@@ -171,37 +183,59 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
         for key in ("lr", "weight_decay", "dropout"):
             if not _is_number(generative.get(key)) or generative.get(key) < 0:
                 errors.append(f"evaluate.generative.{key}={generative.get(key)!r} must be >= 0")
-        if (isinstance(generative.get("d_model"), int) and isinstance(generative.get("heads"), int)
-                and generative["heads"] > 0 and generative["d_model"] % generative["heads"]):
-            errors.append("evaluate.generative.d_model must be divisible by evaluate.generative.heads")
+        if (
+            isinstance(generative.get("d_model"), int)
+            and isinstance(generative.get("heads"), int)
+            and generative["heads"] > 0
+            and generative["d_model"] % generative["heads"]
+        ):
+            errors.append(
+                "evaluate.generative.d_model must be divisible by evaluate.generative.heads"
+            )
     if sweep.get("enabled"):
         for key, least in (("n", 1), ("k", 0)):  # k = 0: no purification
             vals = sweep.get(key)
-            if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least
-                                   for v in vals):
-                errors.append(f"evaluate.sweep.{key}={vals!r} must be a list of integers >= {least}")
+            if not vals or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= least for v in vals
+            ):
+                errors.append(
+                    f"evaluate.sweep.{key}={vals!r} must be a list of integers >= {least}"
+                )
         for s in sweep.get("settings", []):
             if s not in SETTINGS or SETTINGS[s] is None:
-                errors.append(f"evaluate.sweep.settings has {s!r}; use audio_missing / visual_missing")
+                errors.append(
+                    f"evaluate.sweep.settings has {s!r}; use audio_missing / visual_missing"
+                )
         r = sweep.get("missing_rate", 1.0)
         if not _is_number(r) or not 0.0 <= float(r) <= 1.0:
             errors.append(f"evaluate.sweep.missing_rate={r!r} is outside [0, 1]")
     good_rates = {float(r) for r in rates if _is_number(r)}
     if not _is_number(report["table_missing_rate"]) or (
-            good_rates and float(report["table_missing_rate"]) not in good_rates):
-        errors.append(f"evaluate.report.table_missing_rate={report['table_missing_rate']!r} "
-                      f"must be one of evaluate.missing_rates {rates}")
+        good_rates and float(report["table_missing_rate"]) not in good_rates
+    ):
+        errors.append(
+            f"evaluate.report.table_missing_rate={report['table_missing_rate']!r} "
+            f"must be one of evaluate.missing_rates {rates}"
+        )
     nb = report.get("bootstrap", 2000)
     if not isinstance(nb, int) or isinstance(nb, bool) or nb < 100:
         errors.append(f"evaluate.report.bootstrap={nb!r} must be an integer >= 100")
     pm = report["plot_metric"]
     if not (isinstance(pm, list | tuple) and len(pm) == 2 and pm[0] in PLOT_SECTIONS):
-        errors.append(f"evaluate.report.plot_metric={pm!r}: give [section, metric], section one "
-                      f"of {list(PLOT_SECTIONS)}, e.g. [paper, Avg] or [overall, Overall]")
-    if sweep.get("enabled") and good_rates and _is_number(sweep.get("missing_rate", 1.0)) and \
-            float(sweep.get("missing_rate", 1.0)) not in good_rates:
-        errors.append("evaluate.sweep.missing_rate must be one of evaluate.missing_rates "
-                      f"{rates} (its masks are the ones drawn)")
+        errors.append(
+            f"evaluate.report.plot_metric={pm!r}: give [section, metric], section one "
+            f"of {list(PLOT_SECTIONS)}, e.g. [paper, Avg] or [overall, Overall]"
+        )
+    if (
+        sweep.get("enabled")
+        and good_rates
+        and _is_number(sweep.get("missing_rate", 1.0))
+        and float(sweep.get("missing_rate", 1.0)) not in good_rates
+    ):
+        errors.append(
+            "evaluate.sweep.missing_rate must be one of evaluate.missing_rates "
+            f"{rates} (its masks are the ones drawn)"
+        )
     if ablation_dir is not None and not isinstance(ablation_dir, str):
         errors.append(f"evaluate.ablation_checkpoint_dir={ablation_dir!r} must be a path or null")
     if not isinstance(seed, int) or isinstance(seed, bool):

@@ -47,7 +47,9 @@ class Fill:
 def video_mask(tensors: AVQATensors, lookup: dict[str, bool], split: str) -> np.ndarray:
     """Per-video bool mask aligned with ``tensors.video_ids`` from a ``{video_id: missing}``
     lookup; every video of ``split`` must be in the lookup."""
-    split_videos = {tensors.video_ids[i] for i in np.unique(tensors.video[tensors.indices(split)].numpy())}
+    split_videos = {
+        tensors.video_ids[i] for i in np.unique(tensors.video[tensors.indices(split)].numpy())
+    }
     absent = sorted(split_videos - set(lookup))
     if absent:
         raise ValueError(
@@ -59,8 +61,14 @@ def video_mask(tensors: AVQATensors, lookup: dict[str, bool], split: str) -> np.
 
 @torch.no_grad()
 def predict_with_fill(
-    model: R2ScP, tensors: AVQATensors, split: str, missing: str, vmask: np.ndarray,
-    fill: Fill, cache: ExpertCache, batch_size: int = 256,
+    model: R2ScP,
+    tensors: AVQATensors,
+    split: str,
+    missing: str,
+    vmask: np.ndarray,
+    fill: Fill,
+    cache: ExpertCache,
+    batch_size: int = 256,
 ) -> Predictions:
     """``training.predict`` where the masked rows' recovered candidate is ``fill`` instead of
     the model's retrieval: ``H_miss = E_m(Phi_m(fill))`` (eq. 4 with the fill as the single
@@ -96,28 +104,48 @@ def predict_with_fill(
         alphas.append(alpha.float().cpu())
     lg = torch.cat(logits).numpy()
     return Predictions(
-        question_id=tensors.question_id[rows], logits=lg, pred=lg.argmax(1).astype(np.int64),
-        answer=tensors.answer[rows].numpy(), missing=code,
+        question_id=tensors.question_id[rows],
+        logits=lg,
+        pred=lg.argmax(1).astype(np.int64),
+        answer=tensors.answer[rows].numpy(),
+        missing=code,
         expert_weights=torch.cat(alphas).numpy(),
     )
 
 
 def run_method(
-    method: str, model: R2ScP, tensors: AVQATensors, split: str, missing: str,
-    vmask: np.ndarray, cache: ExpertCache, fills: dict[str, Fill], batch_size: int,
-    n_retrieve: int | None = None, k_purge: int | None = None,
+    method: str,
+    model: R2ScP,
+    tensors: AVQATensors,
+    split: str,
+    missing: str,
+    vmask: np.ndarray,
+    cache: ExpertCache,
+    fills: dict[str, Fill],
+    batch_size: int,
+    n_retrieve: int | None = None,
+    k_purge: int | None = None,
 ) -> Predictions:
     """Answer ``split`` with ``method`` (module docstring) when ``missing`` is absent from the
     videos of ``vmask``. ``fills[method]`` gives a fill baseline's :class:`Fill`."""
     if method in FILL_METHODS:
         if missing == "none" or not vmask.any():
             return predict(model, tensors, split, "none", cache=cache, batch_size=batch_size)
-        return predict_with_fill(model, tensors, split, missing, vmask, fills[method], cache,
-                                 batch_size)
+        return predict_with_fill(
+            model, tensors, split, missing, vmask, fills[method], cache, batch_size
+        )
     return predict(
-        model, tensors, split, missing, vmask if missing != "none" else None,
-        mask_level="video", mask_missing_expert=method == "router_mask", cache=cache,
-        batch_size=batch_size, n_retrieve=n_retrieve, k_purge=k_purge,
+        model,
+        tensors,
+        split,
+        missing,
+        vmask if missing != "none" else None,
+        mask_level="video",
+        mask_missing_expert=method == "router_mask",
+        cache=cache,
+        batch_size=batch_size,
+        n_retrieve=n_retrieve,
+        k_purge=k_purge,
     )
 
 

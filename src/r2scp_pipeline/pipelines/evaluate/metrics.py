@@ -86,7 +86,11 @@ def accuracy_report(
         raise ValueError(f"paper_columns={paper_columns!r}; choose one of {PAPER_POOLINGS}")
 
     out: dict[str, dict[str, float]] = {
-        "types": {}, "modalities": {}, "overall": {}, "paper": {}, "counts": {}
+        "types": {},
+        "modalities": {},
+        "overall": {},
+        "paper": {},
+        "counts": {},
     }
 
     def put(section: str, key: str, mask: np.ndarray) -> None:
@@ -112,8 +116,12 @@ def flat_metrics(report: dict[str, dict[str, float]]) -> dict[str, float]:
     """One flat ``{name: accuracy}`` dict for MLflow: ``acc/<type>``, ``acc/<modality>``,
     ``acc/Overall``, ``paper/<column>`` (names use ``_`` for ``-`` and spaces)."""
     flat: dict[str, float] = {}
-    for section, prefix in (("types", "acc"), ("modalities", "acc"), ("overall", "acc"),
-                            ("paper", "paper")):
+    for section, prefix in (
+        ("types", "acc"),
+        ("modalities", "acc"),
+        ("overall", "acc"),
+        ("paper", "paper"),
+    ):
         for key, value in report[section].items():
             flat[f"{prefix}/{key.replace('-', '_')}"] = float(value)
     return flat
@@ -126,7 +134,9 @@ def report_from_predictions(
     pred_idx`` columns."""
     correct = predictions["pred_idx"].to_numpy() == predictions["answer_idx"].to_numpy()
     return accuracy_report(
-        predictions["modality"].to_numpy(), predictions["subtype"].to_numpy(), correct,
+        predictions["modality"].to_numpy(),
+        predictions["subtype"].to_numpy(),
+        correct,
         paper_columns,
     )
 

@@ -106,12 +106,16 @@ def check_model_compatibility(
         )
     answers = (r2scp_model.get("meta") or {}).get("answers") or mcfg.get("answers")
     if answers is not None and list(answers) != list(avqa.ANSWERS):
-        errors.append("answer vocabulary: r2scp_model records another answer list than "
-                      "avqa.ANSWERS; retrain it")
+        errors.append(
+            "answer vocabulary: r2scp_model records another answer list than "
+            "avqa.ANSWERS; retrain it"
+        )
     max_idx = int(qa_pairs["answer_idx"].max()) if len(qa_pairs) else -1
     if 0 < n_answers <= max_idx:
-        errors.append(f"answer vocabulary: qa_pairs has answer_idx {max_idx} but r2scp_model "
-                      f"has only {n_answers} answers")
+        errors.append(
+            f"answer vocabulary: qa_pairs has answer_idx {max_idx} but r2scp_model "
+            f"has only {n_answers} answers"
+        )
     dims = {
         "d_audio": _feature_dim(audio_features, "audio_features"),
         "d_visual": _feature_dim(visual_features, "visual_features"),
@@ -128,7 +132,9 @@ def check_model_compatibility(
     if n_split == 0:
         errors.append(f"qa_pairs has no question in split {config['split']!r} (evaluate.split)")
     if errors:
-        raise ValueError("r2scp_model does not fit the evaluated data:\n  - " + "\n  - ".join(errors))
+        raise ValueError(
+            "r2scp_model does not fit the evaluated data:\n  - " + "\n  - ".join(errors)
+        )
     return {"dims": dims, "n_questions": n_split, "n_answers": n_answers}
 
 
@@ -146,8 +152,11 @@ def draw_missing_masks(config: dict[str, Any], video_index: pd.DataFrame) -> pd.
             f"{sorted(video_index['split'].unique().tolist())}"
         )
     masks = draw_masks(ids, config["settings"], config["missing_rates"], config["seed"])
-    logger.info("missing masks: %d videos x %d (setting, rate) pairs", len(ids),
-                masks.groupby(["setting", "missing_rate"]).ngroups)
+    logger.info(
+        "missing masks: %d videos x %d (setting, rate) pairs",
+        len(ids),
+        masks.groupby(["setting", "missing_rate"]).ngroups,
+    )
     return masks
 
 
@@ -156,7 +165,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of parameter dicts (``over`` wins)."""
     out = copy.deepcopy(dict(base or {}))
     for k, v in (over or {}).items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -215,19 +226,37 @@ def train_ablation_models(
         logger.info("ablation %s: training (%s)", name, spec.get("description", ""))
         if _stage_one_changes(spec):
             stage1, s1_summary = pretrain_experts(
-                qa_pairs, audio_features, visual_features, question_features, m_params,
-                p_params, train_missing, seed,
+                qa_pairs,
+                audio_features,
+                visual_features,
+                question_features,
+                m_params,
+                p_params,
+                train_missing,
+                seed,
             )
         else:
             stage1, s1_summary = stage1_experts, {"reused": "stage1_experts"}
         ckpt, s2_summary = mix_experts(
-            stage1, qa_pairs, audio_features, visual_features, question_features,
-            memory_bank_audio, memory_bank_visual, neighbors, m_params, x_params,
-            train_missing, seed,
+            stage1,
+            qa_pairs,
+            audio_features,
+            visual_features,
+            question_features,
+            memory_bank_audio,
+            memory_bank_visual,
+            neighbors,
+            m_params,
+            x_params,
+            train_missing,
+            seed,
         )
         models[name] = ckpt
-        history[name] = {"pretrain": s1_summary, "mix": s2_summary,
-                         "seconds": round(time.perf_counter() - start, 1)}
+        history[name] = {
+            "pretrain": s1_summary,
+            "mix": s2_summary,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         for stage, summary in (("pretrain", s1_summary), ("mix", s2_summary)):
             for key, series in history_to_mlflow(summary).items():
                 metrics[f"{name}.{stage}.{key}"] = series
@@ -240,9 +269,12 @@ def imputer_data(tensors: AVQATensors, split: str) -> ImputerData:
     """The questions of ``split`` in ``ImputerData`` layout (features of every video)."""
     rows = tensors.indices(split)
     return ImputerData(
-        audio=tensors.audio.numpy(), visual=tensors.visual.numpy(),
-        q=tensors.question.numpy(), q_mask=tensors.question_mask.numpy(),
-        video_pos=tensors.video[rows].numpy(), text_pos=tensors.text[rows].numpy(),
+        audio=tensors.audio.numpy(),
+        visual=tensors.visual.numpy(),
+        q=tensors.question.numpy(),
+        q_mask=tensors.question_mask.numpy(),
+        video_pos=tensors.video[rows].numpy(),
+        text_pos=tensors.text[rows].numpy(),
     )
 
 
@@ -262,7 +294,8 @@ def train_generative_baseline(
     del compatibility
     if "generative" not in config["methods"]:
         return {"config": {}, "state_dicts": {}, "skipped": True}, {
-            "skipped": {"step": 0, "value": 1.0}}
+            "skipped": {"step": 0, "value": 1.0}
+        }
     tensors = build_tensors(qa_pairs, audio_features, visual_features, question_features)
     train = imputer_data(tensors, "train")
     val = imputer_data(tensors, "val") if (tensors.split == "val").any() else None
@@ -271,18 +304,32 @@ def train_generative_baseline(
         ckpt, hist = train_generative_imputer(train, config["generative"], config["seed"], val)
     ckpt["config"]["seconds"] = round(time.perf_counter() - start, 1)
     logger.info("generative imputer trained in %.1f s", ckpt["config"]["seconds"])
-    return ckpt, {k: [{"step": i, "value": float(x)} for i, x in enumerate(v)]
-                  for k, v in hist.items() if v}
+    return ckpt, {
+        k: [{"step": i, "value": float(x)} for i, x in enumerate(v)] for k, v in hist.items() if v
+    }
 
 
 # ---- 5. evaluation ------------------------------------------------------------------------------
 def _eval_tensors(
-    config: dict[str, Any], n_needed: int, qa_pairs, audio_features, visual_features,
-    question_features, memory_bank_audio, memory_bank_visual, neighbors,
+    config: dict[str, Any],
+    n_needed: int,
+    qa_pairs,
+    audio_features,
+    visual_features,
+    question_features,
+    memory_bank_audio,
+    memory_bank_visual,
+    neighbors,
 ) -> AVQATensors:
     return build_tensors(
-        qa_pairs, audio_features, visual_features, question_features, memory_bank_audio,
-        memory_bank_visual, neighbors, n_neighbors=n_needed,
+        qa_pairs,
+        audio_features,
+        visual_features,
+        question_features,
+        memory_bank_audio,
+        memory_bank_visual,
+        neighbors,
+        n_neighbors=n_needed,
     )
 
 
@@ -318,15 +365,28 @@ def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> p
     rows = []
     keys = ["method", "setting", "missing_rate"]
     for (method, setting, rate), d in predictions.groupby(keys, sort=False):
-        r = accuracy_report(d["modality"].to_numpy(), d["subtype"].to_numpy(),
-                            d["correct"].to_numpy(), paper_columns)
+        r = accuracy_report(
+            d["modality"].to_numpy(),
+            d["subtype"].to_numpy(),
+            d["correct"].to_numpy(),
+            paper_columns,
+        )
         for section in ("types", "modalities", "overall", "paper"):
             for metric, value in r[section].items():
                 rows.append((method, setting, rate, section, metric, value, r["counts"][metric]))
         for name, sel in (("masked_videos", d["missing"]), ("intact_videos", ~d["missing"])):
             if sel.any():
-                rows.append((method, setting, rate, "subset", name,
-                             100.0 * float(d.loc[sel, "correct"].mean()), int(sel.sum())))
+                rows.append(
+                    (
+                        method,
+                        setting,
+                        rate,
+                        "subset",
+                        name,
+                        100.0 * float(d.loc[sel, "correct"].mean()),
+                        int(sel.sum()),
+                    )
+                )
         for m in EXPERTS:
             rows.append((method, setting, rate, "loads", m, float(d[f"alpha_{m}"].mean()), len(d)))
     out = pd.DataFrame(rows, columns=list(rep.RESULT_COLUMNS))
@@ -362,25 +422,58 @@ def evaluate_methods(
     abl = ablation_models.get("models", {})
     lacking = [m for m in config["ablation_methods"] if m not in abl]
     if lacking:
-        raise ValueError(f"ablation_models lacks {lacking}; re-run the evaluate pipeline's "
-                         "train_ablation_models node")
+        raise ValueError(
+            f"ablation_models lacks {lacking}; re-run the evaluate pipeline's "
+            "train_ablation_models node"
+        )
     with torch_threads(config.get("threads")):
-        return _evaluate_methods(config, r2scp_model, abl, generative_imputer, missing_masks,
-                                 qa_pairs, audio_features, visual_features, question_features,
-                                 memory_bank_audio, memory_bank_visual, neighbors)
+        return _evaluate_methods(
+            config,
+            r2scp_model,
+            abl,
+            generative_imputer,
+            missing_masks,
+            qa_pairs,
+            audio_features,
+            visual_features,
+            question_features,
+            memory_bank_audio,
+            memory_bank_visual,
+            neighbors,
+        )
 
 
-def _evaluate_methods(config, r2scp_model, abl, generative_imputer, missing_masks, qa_pairs,
-                      audio_features, visual_features, question_features, memory_bank_audio,
-                      memory_bank_visual, neighbors) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _evaluate_methods(
+    config,
+    r2scp_model,
+    abl,
+    generative_imputer,
+    missing_masks,
+    qa_pairs,
+    audio_features,
+    visual_features,
+    question_features,
+    memory_bank_audio,
+    memory_bank_visual,
+    neighbors,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     split, bs = config["split"], config["batch_size"]
     start = time.perf_counter()
     models = {"r2scp": load_model(r2scp_model, "cpu")}
     for name in config["ablation_methods"]:
         models[name] = load_model(abl[name], "cpu")
     n_needed = max(m.cfg.n_retrieve for m in models.values())
-    tensors = _eval_tensors(config, n_needed, qa_pairs, audio_features, visual_features,
-                            question_features, memory_bank_audio, memory_bank_visual, neighbors)
+    tensors = _eval_tensors(
+        config,
+        n_needed,
+        qa_pairs,
+        audio_features,
+        visual_features,
+        question_features,
+        memory_bank_audio,
+        memory_bank_visual,
+        neighbors,
+    )
     meta = _question_meta(qa_pairs, tensors, split)
     fills = {"zero_fill": Fill("zero"), "mean_fill": Fill("mean")}
     gen_features: dict[str, np.ndarray] = {}
@@ -407,11 +500,20 @@ def _evaluate_methods(config, r2scp_model, abl, generative_imputer, missing_mask
                 fills["generative"] = Fill("features", gen_features[missing])
             p = run_method(method, model, tensors, split, missing, vmask, caches[key], fills, bs)
             frames.append(_prediction_frame(meta, p, method, setting, rate))
-            logger.info("evaluate %-12s %-14s rate %.2f: accuracy %.2f%%", method, setting, rate,
-                        100 * p.accuracy)
+            logger.info(
+                "evaluate %-12s %-14s rate %.2f: accuracy %.2f%%",
+                method,
+                setting,
+                rate,
+                100 * p.accuracy,
+            )
     predictions = pd.concat(frames, ignore_index=True)
-    logger.info("evaluated %d methods x %d runs in %.1f s", len(config["methods"]),
-                len(config["runs"]), time.perf_counter() - start)
+    logger.info(
+        "evaluated %d methods x %d runs in %.1f s",
+        len(config["methods"]),
+        len(config["runs"]),
+        time.perf_counter() - start,
+    )
     return predictions, results_from_predictions(predictions, config["paper_columns"])
 
 
@@ -437,29 +539,65 @@ def sweep_n_k(
     sw = config["sweep"]
     cols = ["setting", "vary", "n", "k", "value"]
     if not sw.get("enabled"):
-        empty = pd.DataFrame({c: pd.Series(dtype="float64" if c == "value" else "object") for c in cols})
+        empty = pd.DataFrame(
+            {c: pd.Series(dtype="float64" if c == "value" else "object") for c in cols}
+        )
         return empty, rep.sweep_figure(empty)
     with torch_threads(config.get("threads")):
-        table = _sweep(config, sw, r2scp_model, missing_masks, qa_pairs, audio_features,
-                       visual_features, question_features, memory_bank_audio,
-                       memory_bank_visual, neighbors)
+        table = _sweep(
+            config,
+            sw,
+            r2scp_model,
+            missing_masks,
+            qa_pairs,
+            audio_features,
+            visual_features,
+            question_features,
+            memory_bank_audio,
+            memory_bank_visual,
+            neighbors,
+        )
     return table, rep.sweep_figure(table)
 
 
-def _sweep(config, sw, r2scp_model, missing_masks, qa_pairs, audio_features, visual_features,
-           question_features, memory_bank_audio, memory_bank_visual, neighbors) -> pd.DataFrame:
+def _sweep(
+    config,
+    sw,
+    r2scp_model,
+    missing_masks,
+    qa_pairs,
+    audio_features,
+    visual_features,
+    question_features,
+    memory_bank_audio,
+    memory_bank_visual,
+    neighbors,
+) -> pd.DataFrame:
     cols = ["setting", "vary", "n", "k", "value"]
     model = load_model(r2scp_model, "cpu")
     ranks = int(neighbors.groupby(["query_video_id", "direction", "polarity"]).size().min())
     if max(sw["n"]) > ranks:
-        raise ValueError(f"evaluate.sweep.n goes up to {max(sw['n'])} but the neighbors table "
-                         f"holds {ranks} per video: set build_index.neighbors.n >= {max(sw['n'])} "
-                         "and re-run build_index")
-    tensors = _eval_tensors(config, max(sw["n"]), qa_pairs, audio_features, visual_features,
-                            question_features, memory_bank_audio, memory_bank_visual, neighbors)
+        raise ValueError(
+            f"evaluate.sweep.n goes up to {max(sw['n'])} but the neighbors table "
+            f"holds {ranks} per video: set build_index.neighbors.n >= {max(sw['n'])} "
+            "and re-run build_index"
+        )
+    tensors = _eval_tensors(
+        config,
+        max(sw["n"]),
+        qa_pairs,
+        audio_features,
+        visual_features,
+        question_features,
+        memory_bank_audio,
+        memory_bank_visual,
+        neighbors,
+    )
     if max(sw["k"]) > tensors.num_segments:
-        raise ValueError(f"evaluate.sweep.k goes up to {max(sw['k'])} but videos have "
-                         f"{tensors.num_segments} segments")
+        raise ValueError(
+            f"evaluate.sweep.k goes up to {max(sw['k'])} but videos have "
+            f"{tensors.num_segments} segments"
+        )
     meta = _question_meta(qa_pairs, tensors, config["split"])
     cache = build_cache(model, tensors)
     rate = float(sw.get("missing_rate", 1.0))
@@ -467,13 +605,25 @@ def _sweep(config, sw, r2scp_model, missing_masks, qa_pairs, audio_features, vis
     for setting in sw.get("settings", ["audio_missing", "visual_missing"]):
         missing = SETTINGS[setting]
         vmask = video_mask(tensors, mask_lookup(missing_masks, setting, rate), config["split"])
-        grid = [("n", n, model.cfg.k_purge) for n in sw["n"]] + \
-               [("k", model.cfg.n_retrieve, k) for k in sw["k"]]
+        grid = [("n", n, model.cfg.k_purge) for n in sw["n"]] + [
+            ("k", model.cfg.n_retrieve, k) for k in sw["k"]
+        ]
         for vary, n, k in grid:
-            p = predict(model, tensors, config["split"], missing, vmask, mask_level="video",
-                        cache=cache, n_retrieve=n, k_purge=k, batch_size=config["batch_size"])
-            r = accuracy_report(meta["modality"], meta["subtype"], p.pred == p.answer,
-                                config["paper_columns"])
+            p = predict(
+                model,
+                tensors,
+                config["split"],
+                missing,
+                vmask,
+                mask_level="video",
+                cache=cache,
+                n_retrieve=n,
+                k_purge=k,
+                batch_size=config["batch_size"],
+            )
+            r = accuracy_report(
+                meta["modality"], meta["subtype"], p.pred == p.answer, config["paper_columns"]
+            )
             rows.append((setting, vary, n, k, r["paper"].get("Avg", r["overall"]["Overall"])))
     return pd.DataFrame(rows, columns=cols)
 
@@ -492,13 +642,16 @@ def log_evaluation_runs(
     ]
     return {
         f"{r.method}/{r.setting}/rate_{r.missing_rate:g}/{r.metric}": {
-            "step": 0, "value": float(r.value)}
+            "step": 0,
+            "value": float(r.value),
+        }
         for r in head.itertuples()
     }
 
 
 def build_reports(
-    config: dict[str, Any], evaluation_results: pd.DataFrame,
+    config: dict[str, Any],
+    evaluation_results: pd.DataFrame,
     evaluation_predictions: pd.DataFrame,
 ) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, Figure, Figure]:
     """Table-1-style results, Table-2/3-style ablations, every method against R2ScP with paired
@@ -508,39 +661,55 @@ def build_reports(
     settings = list(config["settings"])
     base = [m for m in config["methods"] if m not in config["ablation_methods"]]
     table = rep.results_table(evaluation_results, base, settings, rate)
-    pooled = ("the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
-              if config["paper_columns"] == "audio_visual" else
-              "sub-types pooled over all modalities; Avg = overall accuracy (micro)")
-    note = (f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
-            f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
-            "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
-            "setting rows.")
+    pooled = (
+        "the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
+        if config["paper_columns"] == "audio_visual"
+        else "sub-types pooled over all modalities; Avg = overall accuracy (micro)"
+    )
+    note = (
+        f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
+        f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
+        "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
+        "setting rows."
+    )
     table_md = rep.to_markdown(table, "Results (cf. paper Table 1)", note)
-    abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(config["ablation_methods"])
+    abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(
+        config["ablation_methods"]
+    )
     desc = {n: s.get("description", "") for n, s in config["ablations"].items()}
     desc["r2scp"] = "full model"
     abl = rep.ablation_table(evaluation_results, abl_methods, settings, rate, desc)
     abl_md = rep.to_markdown(
-        abl, "Ablations (cf. paper Tables 2 and 3)",
+        abl,
+        "Ablations (cf. paper Tables 2 and 3)",
         f"Avg per setting at missing rate {rate:g}; 'Avg A/V missing' = mean of the two missing "
         "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers.",
     )
     if "r2scp" in config["methods"]:
         comp = rep.comparison_table(
-            evaluation_predictions, "r2scp", list(config["methods"]), config["paper_columns"],
-            int(config["report"].get("bootstrap", 2000)), config["seed"])
+            evaluation_predictions,
+            "r2scp",
+            list(config["methods"]),
+            config["paper_columns"],
+            int(config["report"].get("bootstrap", 2000)),
+            config["seed"],
+        )
     else:
         comp = pd.DataFrame(columns=["method", "setting", "missing_rate", "metric"])
     shown = comp[comp["missing_rate"] == rate] if len(comp) else comp
     comp_md = rep.to_markdown(
-        shown, "Each method minus R2ScP (percentage points, same questions)",
+        shown,
+        "Each method minus R2ScP (percentage points, same questions)",
         f"Missing rate {rate:g}; 95% paired bootstrap interval over the {config['split']} "
         "questions; significant = the interval excludes 0. All rates: comparison_table.csv.",
     )
     section, metric = config["report"]["plot_metric"]
-    fig_rate = rep.accuracy_vs_rate_figure(evaluation_results, list(config["methods"]),
-                                           (section, metric), config["ablation_methods"])
-    fig_loads = rep.expert_loads_figure(None, evaluation_results[evaluation_results["section"] == "loads"])
+    fig_rate = rep.accuracy_vs_rate_figure(
+        evaluation_results, list(config["methods"]), (section, metric), config["ablation_methods"]
+    )
+    fig_loads = rep.expert_loads_figure(
+        None, evaluation_results[evaluation_results["section"] == "loads"]
+    )
     return table, table_md, abl, abl_md, comp, comp_md, fig_rate, fig_loads
 
 
@@ -549,4 +718,3 @@ __all__ = [
     "draw_missing_masks", "evaluate_methods", "log_evaluation_runs", "results_from_predictions",
     "sweep_n_k", "train_ablation_models", "train_generative_baseline",
 ]  # fmt: skip
-

@@ -42,9 +42,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 train_ablation_models,
                 inputs=[
-                    "evaluate_config", "evaluate_compatibility", "stage1_experts", *FEATURES,
-                    *RETRIEVAL, "params:model", "params:pretrain", "params:mix",
-                    "params:train_missing", "params:seed",
+                    "evaluate_config",
+                    "evaluate_compatibility",
+                    "stage1_experts",
+                    *FEATURES,
+                    *RETRIEVAL,
+                    "params:model",
+                    "params:pretrain",
+                    "params:mix",
+                    "params:train_missing",
+                    "params:seed",
                 ],  # fmt: skip
                 outputs=["ablation_models", "ablation_history", "ablation_metrics"],
                 name="train_ablation_models",
@@ -58,8 +65,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluate_methods,
                 inputs=[
-                    "evaluate_config", "evaluate_compatibility", "r2scp_model", "ablation_models",
-                    "generative_imputer", "missing_masks", *FEATURES, *RETRIEVAL,
+                    "evaluate_config",
+                    "evaluate_compatibility",
+                    "r2scp_model",
+                    "ablation_models",
+                    "generative_imputer",
+                    "missing_masks",
+                    *FEATURES,
+                    *RETRIEVAL,
                 ],  # fmt: skip
                 outputs=["evaluation_predictions", "evaluation_results"],
                 name="evaluate_methods",
@@ -74,17 +87,26 @@ def create_pipeline(**kwargs) -> Pipeline:
                 build_reports,
                 inputs=["evaluate_config", "evaluation_results", "evaluation_predictions"],
                 outputs=[
-                    "results_table", "results_table_markdown", "ablation_table",
-                    "ablation_table_markdown", "comparison_table", "comparison_table_markdown",
-                    "accuracy_vs_missing_rate_plot", "evaluation_expert_loads_plot",
+                    "results_table",
+                    "results_table_markdown",
+                    "ablation_table",
+                    "ablation_table_markdown",
+                    "comparison_table",
+                    "comparison_table_markdown",
+                    "accuracy_vs_missing_rate_plot",
+                    "evaluation_expert_loads_plot",
                 ],  # fmt: skip
                 name="build_reports",
             ),
             Node(
                 sweep_n_k,
                 inputs=[
-                    "evaluate_config", "evaluate_compatibility", "r2scp_model", "missing_masks",
-                    *FEATURES, *RETRIEVAL,
+                    "evaluate_config",
+                    "evaluate_compatibility",
+                    "r2scp_model",
+                    "missing_masks",
+                    *FEATURES,
+                    *RETRIEVAL,
                 ],  # fmt: skip
                 outputs=["nk_sweep", "nk_sweep_plot"],
                 name="sweep_n_k",

@@ -80,8 +80,11 @@ def _wide(results: pd.DataFrame, sections: Sequence[str]) -> pd.DataFrame:
     """results -> one row per (method, setting, missing_rate), one column per metric."""
     sel = results[results["section"].isin(sections)]
     return sel.pivot_table(
-        index=["method", "setting", "missing_rate"], columns="metric", values="value",
-        aggfunc="first", sort=False,
+        index=["method", "setting", "missing_rate"],
+        columns="metric",
+        values="value",
+        aggfunc="first",
+        sort=False,
     )
 
 
@@ -108,18 +111,33 @@ def results_table(
             if key not in wide.index:
                 continue
             vals = wide.loc[key, cols]
-            block.append({"method": label(method), "setting": setting,
-                          "missing_rate": key[2], **vals.to_dict()})
+            block.append(
+                {
+                    "method": label(method),
+                    "setting": setting,
+                    "missing_rate": key[2],
+                    **vals.to_dict(),
+                }
+            )
         rows += block
         if len(block) > 1:
             avg = pd.DataFrame(block)[cols].mean(axis=0, skipna=True)
-            rows.append({"method": label(method), "setting": "Average",
-                         "missing_rate": np.nan, **avg.to_dict()})
+            rows.append(
+                {
+                    "method": label(method),
+                    "setting": "Average",
+                    "missing_rate": np.nan,
+                    **avg.to_dict(),
+                }
+            )
     return pd.DataFrame(rows, columns=["method", "setting", "missing_rate", *cols]).round(2)
 
 
 def ablation_table(
-    results: pd.DataFrame, methods: Sequence[str], settings: Sequence[str], rate: float,
+    results: pd.DataFrame,
+    methods: Sequence[str],
+    settings: Sequence[str],
+    rate: float,
     descriptions: dict[str, str],
 ) -> pd.DataFrame:
     """Table-2/3-style: one row per method (R2ScP and its ablations), the paper Avg per setting,
@@ -132,11 +150,17 @@ def ablation_table(
         got = []
         for setting in settings:
             key = (method, setting, table_rate(results, setting, rate))
-            v = float(wide.loc[key, "Avg"]) if key in wide.index and "Avg" in wide.columns else np.nan
+            v = (
+                float(wide.loc[key, "Avg"])
+                if key in wide.index and "Avg" in wide.columns
+                else np.nan
+            )
             row[f"Avg {setting}"] = v
             if setting in missing_settings and np.isfinite(v):
                 got.append(v)
-        row["Avg A/V missing"] = float(np.mean(got)) if len(got) == len(missing_settings) and got else np.nan
+        row["Avg A/V missing"] = (
+            float(np.mean(got)) if len(got) == len(missing_settings) and got else np.nan
+        )
         for setting in settings:
             row[f"paper {setting}"] = PAPER_TABLE2.get((method, setting), np.nan)
         row["paper A/V missing"] = PAPER_TABLE3.get(method, np.nan)
@@ -163,7 +187,9 @@ def to_markdown(df: pd.DataFrame, title: str = "", note: str = "") -> str:
 
 
 def accuracy_vs_rate_figure(
-    results: pd.DataFrame, methods: Sequence[str], metric: tuple[str, str] = ("paper", "Avg"),
+    results: pd.DataFrame,
+    methods: Sequence[str],
+    metric: tuple[str, str] = ("paper", "Avg"),
     dashed: Sequence[str] = (),
 ) -> Figure:
     """The paper's Fig. 5: accuracy vs missing rate, one panel per missing setting, one line
@@ -172,22 +198,34 @@ def accuracy_vs_rate_figure(
     section, key = metric
     sel = results[(results["section"] == section) & (results["metric"] == key)]
     settings = [s for s in ("audio_missing", "visual_missing") if s in set(sel["setting"])]
-    fig, axes = plt.subplots(1, max(len(settings), 1), figsize=(6 * max(len(settings), 1) + 2, 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(settings), 1), figsize=(6 * max(len(settings), 1) + 2, 4.2), squeeze=False
+    )
     complete = sel[(sel["setting"] == "complete") & (sel["method"] == "r2scp")]["value"]
     for ax, setting in zip(axes[0], settings, strict=False):
         for method in methods:
             d = sel[(sel["setting"] == setting) & (sel["method"] == method)].sort_values(
-                "missing_rate")
+                "missing_rate"
+            )
             if d.empty:
                 continue
-            ax.plot(d["missing_rate"], d["value"], marker="o", label=label(method),
-                    linewidth=2.6 if method == "r2scp" else 1.3,
-                    linestyle="--" if method in dashed else "-",
-                    color="black" if method == "r2scp" else None)
+            ax.plot(
+                d["missing_rate"],
+                d["value"],
+                marker="o",
+                label=label(method),
+                linewidth=2.6 if method == "r2scp" else 1.3,
+                linestyle="--" if method in dashed else "-",
+                color="black" if method == "r2scp" else None,
+            )
         if len(complete):
-            ax.axhline(float(complete.iloc[0]), color="grey", linestyle="--", linewidth=1,
-                       label="R2ScP, complete")
+            ax.axhline(
+                float(complete.iloc[0]),
+                color="grey",
+                linestyle="--",
+                linewidth=1,
+                label="R2ScP, complete",
+            )
         ax.set_title(SETTING_LABELS.get(setting, setting))
         ax.set_xlabel("missing rate (fraction of test videos)")
         ax.set_ylabel(f"{key} accuracy (%)")
@@ -199,9 +237,7 @@ def accuracy_vs_rate_figure(
     return fig
 
 
-def expert_loads_figure(
-    loads_history: pd.DataFrame | None, eval_loads: pd.DataFrame
-) -> Figure:
+def expert_loads_figure(loads_history: pd.DataFrame | None, eval_loads: pd.DataFrame) -> Figure:
     """The paper's Fig. 6 (expert loads).
 
     Left, if the mix stage recorded them: the mean router weight of each expert per epoch
@@ -210,8 +246,9 @@ def expert_loads_figure(
     (``eval_loads``: rows of ``evaluation_results`` with ``section == "loads"``).
     """
     has_hist = loads_history is not None and len(loads_history) > 0
-    fig, axes = plt.subplots(1, 2 if has_hist else 1, figsize=(12 if has_hist else 6.5, 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_hist else 1, figsize=(12 if has_hist else 6.5, 4.2), squeeze=False
+    )
     ax_i = 0
     if has_hist:
         ax = axes[0][0]
@@ -234,10 +271,18 @@ def expert_loads_figure(
         width = 0.8 / max(len(experts), 1)
         for i, expert in enumerate(experts):
             ax.bar(x + i * width, piv[expert].to_numpy(), width, label=expert)
-        ax.set_xticks(x + width * (len(experts) - 1) / 2,
-                      [f"{s}\n(rate {r:g})" for s, r in zip(
-                          piv.index, d.groupby("setting")["missing_rate"].max().reindex(piv.index),
-                          strict=True)], fontsize=8)
+        ax.set_xticks(
+            x + width * (len(experts) - 1) / 2,
+            [
+                f"{s}\n(rate {r:g})"
+                for s, r in zip(
+                    piv.index,
+                    d.groupby("setting")["missing_rate"].max().reindex(piv.index),
+                    strict=True,
+                )
+            ],
+            fontsize=8,
+        )
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "R2ScP was not evaluated", ha="center", va="center")
@@ -254,8 +299,9 @@ def sweep_figure(sweep: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
     if sweep is None or sweep.empty:
         for ax in axes[0]:
-            ax.text(0.5, 0.5, "sweep disabled (evaluate.sweep.enabled: false)", ha="center",
-                    va="center")
+            ax.text(
+                0.5, 0.5, "sweep disabled (evaluate.sweep.enabled: false)", ha="center", va="center"
+            )
         return fig
     for ax, (var, fixed) in zip(axes[0], (("n", "k"), ("k", "n")), strict=True):
         for setting, d in sweep[sweep["vary"] == var].groupby("setting"):
@@ -271,8 +317,12 @@ def sweep_figure(sweep: pd.DataFrame) -> Figure:
 
 
 def comparison_table(
-    predictions: pd.DataFrame, reference: str, methods: Sequence[str], paper_columns: str,
-    n_boot: int, seed: int,
+    predictions: pd.DataFrame,
+    reference: str,
+    methods: Sequence[str],
+    paper_columns: str,
+    n_boot: int,
+    seed: int,
 ) -> pd.DataFrame:
     """Each method minus ``reference`` (percentage points) on the same questions, per missing
     setting and rate, for the paper Avg and the overall accuracy, with 95% paired bootstrap
@@ -293,15 +343,28 @@ def comparison_table(
                 continue
             o = o.set_index("question_id").loc[r["question_id"]]
             scopes = {"Overall": np.ones(len(r), bool)}
-            scopes["Avg"] = (r["modality"].to_numpy() == "Audio-Visual"
-                             if paper_columns == "audio_visual" else np.ones(len(r), bool))
+            scopes["Avg"] = (
+                r["modality"].to_numpy() == "Audio-Visual"
+                if paper_columns == "audio_visual"
+                else np.ones(len(r), bool)
+            )
             for metric, sel in scopes.items():
                 if not sel.any():
                     continue
-                d, lo, hi = paired_bootstrap(o["correct"].to_numpy()[sel],
-                                             r["correct"].to_numpy()[sel], n_boot, seed)
-                rows.append({"method": label(method), "setting": setting, "missing_rate": rate,
-                             "metric": metric, "delta_vs_" + reference: d, "ci_low": lo,
-                             "ci_high": hi, "significant": bool(lo > 0 or hi < 0),
-                             "n": int(sel.sum())})
+                d, lo, hi = paired_bootstrap(
+                    o["correct"].to_numpy()[sel], r["correct"].to_numpy()[sel], n_boot, seed
+                )
+                rows.append(
+                    {
+                        "method": label(method),
+                        "setting": setting,
+                        "missing_rate": rate,
+                        "metric": metric,
+                        "delta_vs_" + reference: d,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "significant": bool(lo > 0 or hi < 0),
+                        "n": int(sel.sum()),
+                    }
+                )
     return pd.DataFrame(rows).round(2)

@@ -42,15 +42,21 @@ def log_child_runs(
         if max_runs is not None and i >= max_runs:
             break
         run_tags = {
-            "method": str(method), "setting": str(setting), "missing_rate": f"{rate:g}",
-            "parent_run_id": parent.info.run_id, **(tags or {}),
+            "method": str(method),
+            "setting": str(setting),
+            "missing_rate": f"{rate:g}",
+            "parent_run_id": parent.info.run_id,
+            **(tags or {}),
         }
-        with mlflow.start_run(run_name=f"{method} | {setting} | {rate:g}", nested=True,
-                              tags=run_tags) as child:
+        with mlflow.start_run(
+            run_name=f"{method} | {setting} | {rate:g}", nested=True, tags=run_tags
+        ) as child:
             mlflow.log_params({"method": method, "setting": setting, "missing_rate": float(rate)})
             mlflow.log_metrics(
-                {_metric_name(s, m): float(v) for s, m, v in
-                 zip(d["section"], d["metric"], d["value"], strict=True)}
+                {
+                    _metric_name(s, m): float(v)
+                    for s, m, v in zip(d["section"], d["metric"], d["value"], strict=True)
+                }
             )
             ids.append(child.info.run_id)
     logger.info("logged %d nested MLflow runs under run %s", len(ids), parent.info.run_id)
