@@ -95,3 +95,21 @@ def test_every_run_is_tracked_in_mlflow(project: Path):
         params = con.execute("select count(*) from params").fetchone()[0]
     assert runs >= 1 and params > 0
     assert any(k.startswith("answer_prior") for k in metrics), sorted(metrics)[:20]
+
+
+def test_evaluation_uses_one_mask_table_and_nested_child_runs(project: Path):
+    masks = _read(project, "data/05_model_input/missing_masks.parquet")
+    results = _read(project, "data/07_model_output/evaluation_results.parquet")
+    assert {"setting", "missing_rate", "video_id", "missing"} <= set(masks.columns)
+    # at rate 1.0 every test video misses the modality; nested rates: 0.5-set inside 1.0-set
+    audio = masks[masks["setting"] == "audio_missing"]
+    assert audio.loc[audio["missing_rate"] == 1.0, "missing"].all()
+    half = set(audio.loc[(audio["missing_rate"] == 0.5) & audio["missing"], "video_id"])
+    assert 0 < len(half) < audio["video_id"].nunique()
+    assert results["method"].nunique() >= 2
+    with sqlite3.connect(project / "mlflow.db") as con:
+        children = con.execute(
+            "select count(distinct run_uuid) from tags where key = 'mlflow.parentRunId'"
+        ).fetchone()[0]
+        methods = {r[0] for r in con.execute("select value from tags where key = 'method'")}
+    assert children >= 2 * len(methods) >= 4, (children, methods)
