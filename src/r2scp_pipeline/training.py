@@ -16,8 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, avqa
 from .data import MODALITIES, AVQATensors, exclude_missing_from_bank, train_missing_masks
+from .datasets.torch_checkpoint_dataset import atomic_torch_save
 from .model import EXPERTS, MISSING_CODE, OTHER, Encodings, R2ScP, R2ScPConfig, sentence_vector
 
 logger = logging.getLogger(__name__)
@@ -95,18 +94,6 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
     ]
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _finite(x: float, what: str) -> float:
@@ -287,7 +274,7 @@ def fit(
                     ", ".join(f"{g} {b['score']:.4f} @ {b['epoch'] + 1}" for g, b in state["best"].items()),
                     ", early stop" if state["bad_epochs"] >= loop.patience else "")  # fmt: skip
         if ckpt_path is not None:
-            _atomic_torch_save(
+            atomic_torch_save(
                 {"run_hash": run_hash, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **state},
                 ckpt_path,

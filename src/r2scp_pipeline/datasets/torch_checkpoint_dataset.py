@@ -17,6 +17,20 @@ import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, then ``os.replace``: a crash mid-write
+    never leaves a truncated checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, Any]]):
     """Saves and loads a checkpoint dictionary (tensors, numbers, strings, lists, dicts)."""
 
@@ -46,17 +60,7 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
     def _save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):
             raise DatasetError(f"TorchCheckpointDataset saves a dict, got {type(data).__name__}")
-        path = Path(get_filepath_str(self._get_save_path(), "file"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # atomic: a crash mid-write never leaves a truncated checkpoint behind
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(data, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_torch_save(data, Path(get_filepath_str(self._get_save_path(), "file")))
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "version": self._version}
