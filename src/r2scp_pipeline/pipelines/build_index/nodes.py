@@ -258,15 +258,11 @@ def build_memory_banks(
             bank = _rows_of(own, ids, table)
         else:
             entry = f"external_corpus_{modality}_features"
-            if ext is None or len(ext) == 0:
-                raise ValueError(
-                    f"build_index.corpus.source=external but the catalog entry {entry} is "
-                    "empty or its file does not exist: put the corpus' long feature table "
-                    "(video_id, t, feature) there, or set corpus.source: train_split"
-                )
-            missing = {"video_id", "t", "feature"} - set(ext.columns)
-            if missing:
-                raise ValueError(f"{entry} lacks columns {sorted(missing)}")
+            _require_user_table(
+                ext, entry, ("video_id", "t", "feature"), "corpus.source=external",
+                "put the corpus' long feature table (video_id, t, feature) there, or set "
+                "corpus.source: train_split",
+            )
             _, x_ext = frame_to_tensor(ext)
             if len(own):
                 first = own[own["video_id"] == own["video_id"].iloc[0]]
@@ -304,19 +300,28 @@ def _embedding_frame(
     )
 
 
+def _require_user_table(
+    table: pd.DataFrame | None, entry: str, columns: Sequence[str], switch: str, hint: str
+) -> None:
+    """A user-supplied catalog table that ``build_index.<switch>`` needs: non-empty, with ``columns``."""
+    if table is None or len(table) == 0:
+        raise ValueError(
+            f"build_index.{switch} but the catalog entry {entry} is empty or its file does not "
+            f"exist: {hint}"
+        )
+    missing = set(columns) - set(table.columns)
+    if missing:
+        raise ValueError(f"{entry} lacks columns {sorted(missing)}")
+
+
 def _table_vectors(
     table: pd.DataFrame, entry: str, modality: str, ids: Sequence[str]
 ) -> np.ndarray:
     """Rows of a user table (``video_id, modality, vector``) for ``ids``, in that order."""
-    if table is None or len(table) == 0:
-        raise ValueError(
-            f"build_index.embeddings.source=table but the catalog entry {entry} is empty or its "
-            "file does not exist: supply a parquet table (video_id, modality, vector) or set "
-            "embeddings.source: learned"
-        )
-    missing_cols = {"video_id", "modality", "vector"} - set(table.columns)
-    if missing_cols:
-        raise ValueError(f"{entry} lacks columns {sorted(missing_cols)}")
+    _require_user_table(
+        table, entry, ("video_id", "modality", "vector"), "embeddings.source=table",
+        "supply a parquet table (video_id, modality, vector) or set embeddings.source: learned",
+    )
     sub = table[table["modality"] == modality]
     sub_ids = sub["video_id"].astype(str)
     dup = sub_ids[sub_ids.duplicated()].tolist()
