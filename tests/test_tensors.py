@@ -7,6 +7,7 @@ import pytest
 from r2scp_pipeline.tensors import (
     frame_to_padded,
     frame_to_tensor,
+    frame_to_tokens,
     ragged_to_frame,
     tensor_to_frame,
 )
@@ -60,3 +61,24 @@ def test_ragged_tables_pad_with_a_mask(tmp_path):
     assert x.shape == (2, 4, 3)
     np.testing.assert_array_equal(mask, [[1, 1, 1, 1], [1, 1, 0, 0]])
     assert (x[1, 2:] == 0).all() and (x[1, :2] == 1).all() and (x[0] == 2).all()
+
+
+def test_tokens_per_segment_round_trip_and_plain_tables_read_as_one_token(tmp_path):
+    x = np.random.default_rng(1).normal(size=(3, 4, 6, 5)).astype(np.float32)  # [N, T, S, D]
+    df = tensor_to_frame(["b", "a", "c"], x)
+    assert list(df.columns) == ["video_id", "t", "s", "feature"]
+    assert len(df) == 3 * 4 * 6
+    df.sample(frac=1.0, random_state=0).to_parquet(tmp_path / "g.parquet")
+    ids, y = frame_to_tokens(pd.read_parquet(tmp_path / "g.parquet"), ids=["c", "b"])
+    assert ids == ["c", "b"]
+    np.testing.assert_array_equal(y, x[[2, 0]])
+    with pytest.raises(ValueError, match="frame_to_tokens"):
+        frame_to_tensor(df)
+    plain = np.ones((2, 3, 4), np.float32)
+    assert frame_to_tokens(tensor_to_frame(["a", "b"], plain))[1].shape == (2, 3, 1, 4)
+
+
+def test_tokens_with_a_missing_cell_are_refused():
+    df = tensor_to_frame(["a"], np.zeros((1, 2, 3, 4)))
+    with pytest.raises(ValueError, match="exactly once"):
+        frame_to_tokens(df.drop(index=1))

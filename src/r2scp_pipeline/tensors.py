@@ -9,11 +9,15 @@ column     meaning
 =========  ================================================================
 <id_col>   ``video_id`` (str) for audio/visual, ``question`` (str) for text
 ``t``      segment / token position, 0..L-1 (int32)
-``feature`` the segment's vector, ``list<float32>`` of length D
+``s``      optional: token within the segment, 0..S-1 (int32): a spatial
+           grid cell (row-major) for visual, a time frame for audio
+``feature`` the token's vector, ``list<float32>`` of length D
 =========  ================================================================
 
-Audio and visual tables have the same ``L = T`` for every video; question tables are ragged
-(one row per real token) and are padded on load with :func:`frame_to_padded`.
+Audio and visual tables have the same ``L = T`` (and ``S``) for every video; question tables
+are ragged (one row per real token) and are padded on load with :func:`frame_to_padded`.
+A table without ``s`` has one token per segment (``S = 1``): :func:`frame_to_tokens` reads
+either kind as ``[N, T, S, D]``; :func:`frame_to_tensor` reads ``S = 1`` tables as ``[N, T, D]``.
 """
 
 from __future__ import annotations
@@ -25,20 +29,25 @@ import pandas as pd
 
 
 def tensor_to_frame(ids: Sequence[str], x: np.ndarray, id_col: str = "video_id") -> pd.DataFrame:
-    """``x`` ``[N, L, D]`` -> long table with ``N * L`` rows (see module docstring)."""
+    """``x`` ``[N, L, D]`` -> long table with ``N * L`` rows; ``x`` ``[N, T, S, D]`` -> long
+    table with ``N * T * S`` rows and an ``s`` column (see module docstring)."""
     x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3 or x.shape[0] != len(ids):
-        raise ValueError(f"expected x of shape [len(ids)={len(ids)}, L, D], got {x.shape}")
+    if x.ndim not in (3, 4) or x.shape[0] != len(ids):
+        raise ValueError(
+            f"expected x of shape [len(ids)={len(ids)}, L, D] or [len(ids), T, S, D], got {x.shape}"
+        )
     if not np.isfinite(x).all():
         raise ValueError("refusing to write a feature table containing NaN or inf")
-    n, length, dim = x.shape
-    return pd.DataFrame(
-        {
-            id_col: np.repeat(np.asarray(ids, dtype=object), length),
-            "t": np.tile(np.arange(length, dtype=np.int32), n),
-            "feature": _rows(x.reshape(n * length, dim)),
-        }
-    )
+    n, length, dim = x.shape[0], x.shape[1], x.shape[-1]
+    sub = x.shape[2] if x.ndim == 4 else 1
+    columns = {
+        id_col: np.repeat(np.asarray(ids, dtype=object), length * sub),
+        "t": np.tile(np.repeat(np.arange(length, dtype=np.int32), sub), n),
+    }
+    if x.ndim == 4:
+        columns["s"] = np.tile(np.arange(sub, dtype=np.int32), n * length)
+    columns["feature"] = _rows(x.reshape(n * length * sub, dim))
+    return pd.DataFrame(columns)
 
 
 def ragged_to_frame(
@@ -89,7 +98,14 @@ def frame_to_tensor(
     """Long table -> ``(ids, x[N, L, D])``. All ids must have the same length L.
 
     ``ids`` selects and orders the output; an id absent from the table raises ``KeyError``.
+    A table with several tokens per segment (``s`` column, ``S > 1``) is refused: read it with
+    :func:`frame_to_tokens`.
     """
+    if "s" in df.columns and len(df) and int(df["s"].max()) > 0:
+        raise ValueError(
+            f"the table has {int(df['s'].max()) + 1} tokens per segment (column 's'): "
+            "read it with frame_to_tokens"
+        )
     df = df.sort_values([id_col, "t"], kind="stable")
     mat = _feature_matrix(df)
     keys = df[id_col].to_numpy()
@@ -106,6 +122,33 @@ def frame_to_tensor(
     if missing:
         raise KeyError(f"{len(missing)} ids absent from the feature table, e.g. {missing[:3]}")
     return list(ids), x[[pos[i] for i in ids]]
+
+
+def frame_to_tokens(
+    df: pd.DataFrame, id_col: str = "video_id", ids: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Long table -> ``(ids, x[N, T, S, D])``; a table without ``s`` gives ``S = 1``.
+
+    Every id must have the same ``T`` and ``S`` (every (t, s) pair present once); ``ids``
+    selects and orders the output, an absent id raises ``KeyError``.
+    """
+    if "s" not in df.columns:
+        out, x = frame_to_tensor(df, id_col, ids)
+        return out, x[:, :, None, :]
+    if len(df) == 0:
+        return frame_to_tensor(df.drop(columns="s"), id_col, ids)[0], np.zeros((0, 0, 0, 0), np.float32)
+    sub = int(df["s"].max()) + 1
+    df = df.sort_values([id_col, "t", "s"], kind="stable")
+    s_col = df["s"].to_numpy()
+    if (s_col != np.tile(np.arange(sub), len(df) // sub + 1)[: len(df)]).any() or len(df) % sub:
+        raise ValueError(f"every ({id_col}, t) must have the tokens s = 0..{sub - 1} exactly once")
+    # one row per (id, t): the S tokens of a segment concatenated, then split again below
+    mat = _feature_matrix(df)
+    dim = mat.shape[1]
+    seg = df.iloc[::sub][[id_col, "t"]].copy()
+    seg["feature"] = _rows(mat.reshape(-1, sub * dim))
+    out, x = frame_to_tensor(seg, id_col, ids)
+    return out, x.reshape(x.shape[0], x.shape[1], sub, dim)
 
 
 def frame_to_padded(

@@ -1,0 +1,102 @@
+"""Write the figures of README.md and docs/*.md from the committed result files.
+
+Numbers in the documentation are never typed: each figure lives in a block
+
+    <!-- BEGIN GENERATED name -->
+    ... (rewritten by this script) ...
+    <!-- END GENERATED name -->
+
+whose body is produced by ``RENDERERS[name]`` from files under ``docs/results/`` (written by
+the commands that measured them). ``python scripts/render_docs.py`` rewrites every block;
+``--check`` only reports blocks that differ from their source (a test runs it).
+
+To add a figure: write its result file from the command that measures it, add a renderer
+below (a function ``root -> markdown``), and put the empty block where it should appear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path("docs/results")
+BLOCK = re.compile(
+    r"(<!-- BEGIN GENERATED (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED (?P=name) -->)",
+    re.S,
+)
+
+
+def load_json(root: Path, name: str) -> dict:
+    path = root / RESULTS / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the command that writes it (see docs)")
+    return json.loads(path.read_text())
+
+
+def md_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub markdown table; floats get two decimals."""
+
+    def cell(v: object) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+#: name of a block -> function(root) returning its markdown body
+RENDERERS: dict[str, Callable[[Path], str]] = {}
+
+
+def renderer(name: str) -> Callable[[Callable[[Path], str]], Callable[[Path], str]]:
+    def register(fn: Callable[[Path], str]) -> Callable[[Path], str]:
+        RENDERERS[name] = fn
+        return fn
+
+    return register
+
+
+def render_text(text: str, root: Path, source: str = "") -> str:
+    def replace(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in RENDERERS:
+            raise KeyError(f"{source}: no renderer for block {name!r} (scripts/render_docs.py)")
+        return m.group(1) + RENDERERS[name](root) + m.group(4)
+
+    return BLOCK.sub(replace, text)
+
+
+def documents(root: Path) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="report stale blocks, write nothing")
+    ap.add_argument("--root", type=Path, default=ROOT)
+    args = ap.parse_args(argv)
+    stale = []
+    for doc in documents(args.root):
+        text = doc.read_text()
+        new = render_text(text, args.root, str(doc))
+        if new != text:
+            stale.append(doc)
+            if not args.check:
+                doc.write_text(new)
+    verb = "stale" if args.check else "rewritten"
+    for doc in stale:
+        print(f"{verb}: {doc.relative_to(args.root)}")
+    return 1 if (args.check and stale) else 0
+
+
+# ---- renderers (one per block name) -----------------------------------------------------------
+# Each reads docs/results/<file> only; keep them short and put the wording in the documents.
+
+
+if __name__ == "__main__":
+    sys.exit(main())
