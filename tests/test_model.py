@@ -8,6 +8,7 @@ import torch
 from r2scp_pipeline.model import (
     EXPERTS,
     AnswerDecoder,
+    AudioFrontEnd,
     ContextAwarePurification,
     CrossModalRetrieval,
     Encodings,
@@ -18,6 +19,7 @@ from r2scp_pipeline.model import (
     R2ScP,
     R2ScPConfig,
     Router,
+    TokenEncoder,
     token_saliency,
 )
 from r2scp_pipeline.training import ranking_loss
@@ -50,8 +52,8 @@ def encodings(seed=0) -> Encodings:
 # ---- shapes ------------------------------------------------------------------------------------
 def test_shapes_through_every_module():
     c = cfg()
-    x = torch.randn(B, T, 9)
-    h = FeatureEncoder(9, D, 64, 0.0)(x)
+    assert FeatureEncoder(5, D, 64, 0.0)(torch.randn(B, LQ, 5)).shape == (B, LQ, D)
+    h = TokenEncoder(9, D, 64, 1, 0.0)(torch.randn(B, T, 1, 9))
     assert h.shape == (B, T, D)
     h = ModalityExpert(D, 2, 2, 2, 0.0)(h)
     assert h.shape == (B, T, D)
@@ -77,14 +79,68 @@ def test_shapes_through_every_module():
 def test_r2scp_stage_one_and_fuse_shapes(complete_mode):
     model = R2ScP(cfg(complete_mode=complete_mode)).eval()
     logits = model.expert_logits(
-        torch.randn(B, T, 6), torch.randn(B, T, 9), torch.randn(B, LQ, 5), text_mask()
+        torch.randn(B, T, 1, 6), torch.randn(B, T, 1, 9), torch.randn(B, LQ, 5), text_mask()
     )
     assert set(logits) == set(EXPERTS) and all(v.shape == (B, 42) for v in logits.values())
-    assert model.encode_common("audio", torch.randn(B, T, 9)).shape == (B, T, D)
-    assert model.encode_retrieved("visual", torch.randn(B, 2, T, 9)).shape == (B, 2, T, D)
+    assert model.encode_common("audio", torch.randn(B, T, 1, 9)).shape == (B, T, D)
+    assert model.encode_retrieved("visual", torch.randn(B, 2, T, 1, 9)).shape == (B, 2, T, D)
     out, alpha = model.fuse(encodings(), torch.tensor([0, 1, 2]))
     assert out.shape == (B, 42) and alpha.shape == (B, 3)
     assert torch.isfinite(out).all()
+
+
+# ---- token front ends (spatial grid, audio frames) ------------------------------------------
+def test_token_encoder_keeps_time_and_place():
+    enc = TokenEncoder(9, D, 64, 6, 0.0)
+    torch.nn.init.normal_(enc.pos_s)
+    x = torch.randn(B, T, 6, 9)
+    h = enc(x)  # [B, T*6, D], token (t, s) at t*6+s
+    assert h.shape == (B, T * 6, D)
+    # the same content in another cell gives another token: place is encoded
+    swapped = x.clone()
+    swapped[:, :, [0, 1]] = x[:, :, [1, 0]]
+    assert not torch.allclose(enc(swapped)[:, 0], h[:, 0])
+    assert torch.allclose(enc(swapped)[:, 0] - enc.pos_s[0], h[:, 1] - enc.pos_s[1], atol=1e-6)
+    with pytest.raises(ValueError, match=r"expects \[B, T, 6, D\]"):
+        enc(torch.randn(B, T, 4, 9))
+
+
+def test_audio_front_end_tokens_hear_loudness_and_time():
+    torch.manual_seed(0)
+    fe = AudioFrontEnd(n_mels=16, n_frames=12, d=D, max_len=64, tokens=3, channels=4,
+                       dropout=0.0).eval()  # fmt: skip
+    x = torch.randn(B, T, 12, 16)
+    h = fe(x)
+    assert h.shape == (B, T * 3, D)
+    assert not torch.allclose(fe(x + 3.0), h)  # a louder clip is another input (no per-token LN)
+    late = x.clone()
+    late[:, :, 6:] += 4.0  # an onset in the second half of each segment
+    early = x.clone()
+    early[:, :, :6] += 4.0
+    assert not torch.allclose(fe(late), fe(early))
+
+
+@pytest.mark.parametrize("frontend", ["auto", "linear"])
+def test_r2scp_with_grid_and_audio_frames(frontend):
+    c = cfg(s_audio=12, d_audio=16, s_visual=6, audio_tokens=2, audio_channels=4,
+            audio_frontend=frontend, k_purge=4)  # fmt: skip
+    model = R2ScP(c).eval()
+    la = T * (2 if frontend == "auto" else 12)
+    assert c.tokens_per_segment("audio") == la // T and c.tokens_per_segment("visual") == 6
+    a, v = torch.randn(B, T, 12, 16), torch.randn(B, T, 6, 9)
+    logits = model.expert_logits(a, v, torch.randn(B, LQ, 5), text_mask())
+    assert all(x.shape == (B, 42) for x in logits.values())
+    assert model.encode("audio", a).shape == (B, la, D)
+    assert model.encode_common("audio", v).shape == (B, T * 6, D)  # visual tokens, audio expert
+    assert model.encode_retrieved("visual", torch.randn(B, 3, T, 6, 9)).shape == (B, 3, T * 6, D)
+    g = torch.Generator().manual_seed(3)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    enc = Encodings(h={"audio": r(B, la, D), "visual": r(B, T * 6, D)},
+                    cand={"audio": r(B, la, D), "visual": r(B, T * 6, D)},
+                    com={"audio": r(B, T * 6, D), "visual": r(B, la, D)},
+                    h_text=r(B, LQ, D), text_mask=text_mask(), q_sent=r(B, 5))  # fmt: skip
+    out, alpha = model.fuse(enc, torch.tensor([0, 1, 2]))
+    assert out.shape == (B, 42) and torch.isfinite(out).all()
 
 
 # ---- CAP ---------------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ def stage1(tensors):
 def test_build_tensors_shapes_and_neighbours(tables, tensors):
     q = len(tables["qa_pairs"])
     v = tables["qa_pairs"]["video_id"].nunique()
-    assert tensors.audio.shape == (v, 10, 16) and tensors.visual.shape == (v, 10, 24)
-    assert tensors.dims == {"d_audio": 16, "d_visual": 24, "d_text": 12}
+    assert tensors.audio.shape == (v, 10, 1, 16) and tensors.visual.shape == (v, 10, 1, 24)
+    assert tensors.dims == {"d_audio": 16, "d_visual": 24, "d_text": 12, "s_audio": 1,
+                            "s_visual": 1}  # fmt: skip
     assert len(tensors.question_id) == q and tensors.answer.shape == (q,)
     assert (
         tensors.question.shape[0]
@@ -74,7 +75,7 @@ def test_build_tensors_shapes_and_neighbours(tables, tensors):
     vid = tables["qa_pairs"]["video_id"].iloc[row]
     feat = tables["audio_features"]
     expected = np.stack(feat[feat.video_id == vid].sort_values("t")["feature"].to_numpy())
-    np.testing.assert_allclose(tensors.audio[tensors.video[row]].numpy(), expected)
+    np.testing.assert_allclose(tensors.audio[tensors.video[row], :, 0].numpy(), expected)
 
 
 def test_build_tensors_rejects_a_video_retrieving_itself(tables):
@@ -313,3 +314,23 @@ def test_predict_never_reads_the_missing_features(tensors, r2scp):
     tampered = type(tensors)(**{**tensors.__dict__, "audio": torch.randn_like(tensors.audio)})
     p2 = predict(r2scp, tampered, "test", "audio")
     np.testing.assert_allclose(p.logits, p2.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_grid_and_audio_frames_through_both_stages_and_prediction():
+    """Spatial visual cells and log-mel frames per segment (the default features' layout)."""
+    tables = make_synthetic_tables(n_videos=30, seed=5, audio_tokens=8, visual_tokens=6)
+    t = build_tensors(**tables, n_neighbors=2)
+    assert t.audio.shape[2:] == (8, 16) and t.visual.shape[2:] == (6, 24)
+    assert t.bank["visual"].shape[1:] == t.visual.shape[1:]  # the bank stores tokens too
+    model_params = {**MODEL, "audio_tokens": 2, "audio_channels": 4, "k_purge": 6}
+    loop = {**LOOP, "epochs": 1}
+    s1, _ = train_stage_one(t, model_params, loop, {}, seed=0)
+    assert s1.cfg.s_audio == 8 and s1.cfg.s_visual == 6 and s1.cfg.conv_audio
+    model, _ = train_stage_two(model_checkpoint(s1, {}), t, model_params, loop, {}, seed=0)
+    cache = build_cache(model, t)
+    assert cache.h["audio"].shape[1:] == (10 * 2, 16) and cache.h["visual"].shape[1:] == (60, 16)
+    for missing in ("none", "audio", "visual"):
+        p = predict(model, t, "test", missing, cache=cache)
+        assert np.isfinite(p.logits).all() and len(p.pred) == len(t.indices("test"))
+    with pytest.raises(ValueError, match="k_purge=99 exceeds the 20 expert tokens"):
+        train_stage_one(t, {**model_params, "k_purge": 99}, loop, {}, seed=0)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from . import avqa
-from .tensors import frame_to_padded, frame_to_tensor, ragged_to_frame, tensor_to_frame
+from .tensors import frame_to_padded, frame_to_tokens, ragged_to_frame, tensor_to_frame
 
 MODALITIES = ("audio", "visual")
 #: ``neighbors.direction`` whose *values* are the given modality (the modality being recovered).
@@ -40,9 +40,11 @@ class AVQATensors:
 
     Per question (rows of ``qa_pairs``, in table order): ``question_id [Q]``, ``split [Q]``,
     ``video [Q]`` (row in the video arrays), ``text [Q]`` (row in the question arrays),
-    ``answer [Q]``. Per video: ``audio [V, T, Da]``, ``visual [V, T, Dv]``. Per distinct
-    question text: ``question [Nt, Lq, Dt]`` and ``question_mask [Nt, Lq]`` (True = real token).
-    Memory bank (the retrievable values, eq. 4): ``bank[m] [Nb_m, T, D_m]``;
+    ``answer [Q]``. Per video: ``audio [V, T, S_a, Da]`` (log-mel frames per segment, or
+    ``S_a = 1``), ``visual [V, T, S_v, Dv]`` (grid cells per segment). Per distinct question
+    text: ``question [Nt, Lq, Dt]`` and ``question_mask [Nt, Lq]`` (True = real token).
+    Memory bank (the retrievable values, eq. 4, stored as the experts consume them):
+    ``bank[m] [Nb_m, T, S_m, D_m]``;
     ``neighbors[(m, polarity)] [V, R]``: for each video, the bank rows retrieved when modality
     ``m`` is missing, best first (``pos``) or least similar first (``neg``, the R- of eq. 14).
     """
@@ -70,6 +72,8 @@ class AVQATensors:
             "d_audio": int(self.audio.shape[-1]),
             "d_visual": int(self.visual.shape[-1]),
             "d_text": int(self.question.shape[-1]),
+            "s_audio": int(self.audio.shape[2]),
+            "s_visual": int(self.visual.shape[2]),
         }
 
     @property
@@ -100,7 +104,7 @@ class AVQATensors:
         return video_mask[self.video[self.indices(split)].numpy()]
 
     def train_mean(self, modality: str) -> torch.Tensor:
-        """``[T, D]`` mean feature sequence over training videos (the ``mean`` fill baseline)."""
+        """``[T, S, D]`` mean features over training videos (the ``mean`` fill baseline)."""
         rows = np.flatnonzero(self.video_split == "train")
         x = self.features(modality)
         return (x[rows] if len(rows) else x).mean(0)
@@ -161,9 +165,11 @@ def build_tensors(
     for name, df in (("audio_features", audio_features), ("visual_features", visual_features)):
         _require_columns(df, ("video_id", "t", "feature"), name)
         try:
-            _, x = frame_to_tensor(df, "video_id", ids=video_ids)
+            _, x = frame_to_tokens(df, "video_id", ids=video_ids)  # [V, T, S, D]
         except KeyError as exc:
             raise ValueError(f"{name}: {exc.args[0]} (videos of qa_pairs)") from exc
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
         tensors[name] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     audio, visual = tensors["audio_features"], tensors["visual_features"]
     if audio.shape[1] != visual.shape[1]:
@@ -205,10 +211,10 @@ def build_tensors(
             if df is None:
                 raise ValueError(f"{name} is required when neighbors are given")
             _require_columns(df, ("video_id", "t", "feature"), name)
-            ids, x = frame_to_tensor(df, "video_id")
+            ids, x = frame_to_tokens(df, "video_id")
             if x.shape[1:] != out.features(m).shape[1:]:
                 raise ValueError(
-                    f"{name} rows are [T, D] = {list(x.shape[1:])} but {m}_features are "
+                    f"{name} rows are [T, S, D] = {list(x.shape[1:])} but {m}_features are "
                     f"{list(out.features(m).shape[1:])}"
                 )
             out.bank_ids[m] = ids
@@ -352,6 +358,8 @@ def make_synthetic_tables(
     neighbor_ranks: int = 5,
     noise: float = 0.3,
     seed: int = 0,
+    audio_tokens: int = 1,
+    visual_tokens: int = 1,
 ) -> dict[str, pd.DataFrame]:
     """Upstream tables in the catalog contract format, with answers grounded in the features.
 
@@ -362,6 +370,9 @@ def make_synthetic_tables(
     is the training videos; ``neighbors`` ranks bank videos by cosine similarity between noisy
     instrument multi-hots of the query modality and of the bank's value modality (a stand-in
     for the unified embedding space), excluding the query's own video.
+    ``audio_tokens`` / ``visual_tokens`` > 1 write several tokens per segment (``s`` column):
+    audio frames, each instrument active per frame; visual cells, each visible instrument in
+    one cell of the grid.
     Returns ``qa_pairs, audio_features, visual_features, question_features,
     memory_bank_audio, memory_bank_visual, neighbors``.
     """
@@ -376,8 +387,8 @@ def make_synthetic_tables(
     split[perm[:n_tr]], split[perm[n_tr : n_tr + n_va]], split[perm[n_tr + n_va :]] = (
         "train", "val", "test",
     )  # fmt: skip
-    audio = np.zeros((n_videos, segments, d_audio), np.float32)
-    visual = np.zeros((n_videos, segments, d_visual), np.float32)
+    audio = np.zeros((n_videos, segments, audio_tokens, d_audio), np.float32)
+    visual = np.zeros((n_videos, segments, visual_tokens, d_visual), np.float32)
     seen_hot = np.zeros((n_videos, n_instruments), np.float32)
     heard_hot = np.zeros((n_videos, n_instruments), np.float32)
     rows, qid = [], 0
@@ -388,12 +399,13 @@ def make_synthetic_tables(
         heard = [i for i in inst if rng.random() < 0.75] or [int(inst[-1])]
         seen_hot[v, seen], heard_hot[v, heard] = 1.0, 1.0
         for i in heard:
-            active = (rng.random(segments) < 0.8).astype(np.float32)[:, None]
+            active = (rng.random((segments, audio_tokens)) < 0.8).astype(np.float32)[..., None]
             audio[v] += active * proto_a[i]
         for i in seen:
-            visual[v] += proto_v[i]
-        audio[v] += noise * rng.standard_normal((segments, d_audio))
-        visual[v] += noise * rng.standard_normal((segments, d_visual))
+            cell = int(rng.integers(visual_tokens)) if visual_tokens > 1 else 0
+            visual[v, :, cell] += proto_v[i]
+        audio[v] += noise * rng.standard_normal((segments, audio_tokens, d_audio))
+        visual[v] += noise * rng.standard_normal((segments, visual_tokens, d_visual))
         nq = int(rng.integers(questions_per_video[0], questions_per_video[1] + 1))
         for _ in range(nq):
             modality, subtype, template = _SYN_TEMPLATES[int(rng.integers(len(_SYN_TEMPLATES)))]
@@ -454,6 +466,10 @@ def make_synthetic_tables(
         nb_rows,
         columns=["query_video_id", "direction", "polarity", "rank", "neighbor_video_id", "score"],
     ).astype({"rank": "int64", "score": "float32"})
+    if audio_tokens == 1:  # one token per segment: the plain [V, T, D] layout (no s column)
+        audio = audio[:, :, 0]
+    if visual_tokens == 1:
+        visual = visual[:, :, 0]
     return {
         "qa_pairs": qa,
         "audio_features": tensor_to_frame(vids, audio),

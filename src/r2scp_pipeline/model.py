@@ -1,11 +1,13 @@
 """R2ScP (section 3 of the paper), one small module per part, nanoGPT style.
 
-Shapes: ``B`` batch, ``T`` audio/visual segments (10), ``Lq`` question tokens, ``n`` retrieved
-neighbours, ``k`` purification budget, ``d`` model width, ``D_m`` raw feature width of
-modality ``m``. Every choice the paper leaves open is listed, with its equation, in
-``docs/model.md``.
+Shapes: ``B`` batch, ``T`` audio/visual segments (10), ``S_m`` raw tokens per segment of
+modality ``m`` (visual: spatial grid cells; audio: log-mel frames), ``L_m`` expert tokens of
+``m`` (visual ``T * S_v``, audio ``T * P`` with ``P = audio_tokens``), ``Lq`` question tokens,
+``n`` retrieved neighbours, ``k`` purification budget, ``d`` model width, ``D_m`` raw feature
+width. Every choice the paper leaves open is listed, with its equation, in ``docs/model.md``.
 
-    raw features --Phi_m (FeatureEncoder)--> [B, L, d] --E_m (ModalityExpert)--> H_m [B, L, d]
+    raw [B, T, S_m, D_m] --Phi_m (TokenEncoder | AudioFrontEnd)--> [B, L_m, d]
+        --E_m (ModalityExpert)--> H_m [B, L_m, d]
     missing m:   CrossModalRetrieval (eq. 4) -> H_miss -> ContextAwarePurification (eqs. 2-9)
     each H_m --ExpertReadout--> h_m [B, d] --Router (eq. 11)--> alpha [B, 3]
     Z_joint = sum_m alpha_m h_m (eq. 12) --AnswerDecoder--> logits [B, n_answers]
@@ -26,9 +28,10 @@ MISSING_CODE = {"audio": 1, "visual": 2}
 OTHER = {"audio": "visual", "visual": "audio"}
 #: config fields that shape the experts (Phi_m, E_m, stage-I heads): stage II must match them.
 EXPERT_FIELDS = (
-    "d_audio", "d_visual", "d_text", "n_answers", "d_model", "n_heads", "n_layers", "ff_mult",
-    "max_len",
+    "d_audio", "d_visual", "d_text", "s_audio", "s_visual", "n_answers", "d_model", "n_heads",
+    "n_layers", "ff_mult", "max_len", "audio_frontend", "audio_tokens", "audio_channels",
 )  # fmt: skip
+AUDIO_FRONTENDS = ("auto", "conv", "linear")
 
 
 @dataclass
@@ -36,6 +39,8 @@ class R2ScPConfig:
     d_audio: int = 128  # Da, read from the data
     d_visual: int = 1280  # Dv
     d_text: int = 384  # Dt
+    s_audio: int = 1  # S_a: raw audio tokens per segment (log-mel frames), read from the data
+    s_visual: int = 1  # S_v: raw visual tokens per segment (grid cells), read from the data
     n_answers: int = 42  # len(avqa.ANSWERS)
     d_model: int = 128  # d: width of every expert's representation H_m
     n_heads: int = 4
@@ -43,6 +48,12 @@ class R2ScPConfig:
     ff_mult: int = 2  # MLP width = ff_mult * d
     dropout: float = 0.1
     max_len: int = 64  # learned positions (>= T and the longest question)
+    # Phi_a: "conv" = AudioFrontEnd over each segment's [S_a, D_a] log-mel frames (learned in
+    # stage I); "linear" = TokenEncoder (one token per raw token, e.g. precomputed VGGish);
+    # "auto" = conv when S_a > 1, else linear
+    audio_frontend: str = "auto"
+    audio_tokens: int = 3  # P: tokens per segment out of the conv front end
+    audio_channels: int = 32  # width of the conv front end
     n_retrieve: int = 3  # n of eq. 4 (paper's best, Fig. 4)
     k_purge: int = 5  # k of eqs. 5 and 7 (paper's best, Fig. 4)
     use_cmr: bool = True  # Table 2 "CMR": retrieve the missing modality (else a zero fill)
@@ -68,6 +79,13 @@ class R2ScPConfig:
             )
         if self.saliency not in ("received", "paper"):
             raise ValueError(f"model.saliency must be 'received' or 'paper', got {self.saliency!r}")
+        if self.audio_frontend not in AUDIO_FRONTENDS:
+            raise ValueError(
+                f"model.audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}"
+            )
+        for name in ("s_audio", "s_visual", "audio_tokens", "audio_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +101,17 @@ class R2ScPConfig:
 
     def expert_dict(self) -> dict:
         return {k: getattr(self, k) for k in EXPERT_FIELDS}
+
+    @property
+    def conv_audio(self) -> bool:
+        """Whether Phi_a is the convolutional front end (see ``audio_frontend``)."""
+        return self.audio_frontend == "conv" or (self.audio_frontend == "auto" and self.s_audio > 1)
+
+    def tokens_per_segment(self, modality: str) -> int:
+        """Expert tokens per segment: P for conv audio, else the raw tokens S_m (text: 1)."""
+        if modality == "audio":
+            return self.audio_tokens if self.conv_audio else self.s_audio
+        return self.s_visual if modality == "visual" else 1
 
     @property
     def recovers_complete(self) -> bool:
@@ -160,7 +189,7 @@ class EncoderBlock(nn.Module):
 
 
 class FeatureEncoder(nn.Module):
-    """Phi_m: raw features [B, L, D_m] -> [B, L, d] (LayerNorm, linear map, learned positions)."""
+    """Phi_t: question tokens [B, Lq, Dt] -> [B, Lq, d] (LayerNorm, linear map, learned positions)."""
 
     def __init__(self, d_in: int, d: int, max_len: int, dropout: float) -> None:
         super().__init__()
@@ -174,6 +203,75 @@ class FeatureEncoder(nn.Module):
                 f"sequence of {x.shape[1]} tokens exceeds model.max_len={self.pos.shape[0]}"
             )
         return self.drop(self.proj(self.ln(x)) + self.pos[: x.shape[1]])  # [B, L, d]
+
+
+def _check_segments(x: torch.Tensor, n_sub: int, pos_t: torch.Tensor, what: str) -> None:
+    if x.dim() != 4 or x.shape[2] != n_sub:
+        raise ValueError(f"{what} expects [B, T, {n_sub}, D] features, got {list(x.shape)}")
+    if x.shape[1] > pos_t.shape[0]:
+        raise ValueError(f"{x.shape[1]} segments exceed model.max_len={pos_t.shape[0]}")
+
+
+class TokenEncoder(nn.Module):
+    """Phi_m for token features: [B, T, S, D_m] -> [B, T*S, d], one token per (segment, cell).
+
+    LayerNorm and a linear map per raw token, plus a learned time embedding (segment t) and a
+    learned place embedding (cell s: where in the frame), so the expert knows when and where.
+    """
+
+    def __init__(self, d_in: int, d: int, max_len: int, n_sub: int, dropout: float) -> None:
+        super().__init__()
+        self.ln, self.proj = nn.LayerNorm(d_in), nn.Linear(d_in, d)
+        self.pos_t = nn.Parameter(torch.zeros(max_len, d))
+        self.pos_s = nn.Parameter(torch.zeros(n_sub, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_segments(x, self.pos_s.shape[0], self.pos_t, "TokenEncoder")
+        b, t, s, _ = x.shape
+        h = self.proj(self.ln(x)) + self.pos_t[:t, None] + self.pos_s  # [B, T, S, d]
+        return self.drop(h.reshape(b, t * s, -1))  # [B, T*S, d]
+
+
+class AudioFrontEnd(nn.Module):
+    """Phi_a for log-mel frames: [B, T, S_a, n_mels] -> [B, T*P, d], learned in stage I.
+
+    Each one-second segment's [S_a frames, n_mels] patch goes through a small CNN (three 3x3
+    convolutions, frequency and time strided), is pooled to P time steps, and each step's
+    (channels x frequency) map becomes one token: timbre (which bands), loudness (one global
+    input normalisation, so level differences survive), onsets and rhythm (time inside the
+    segment) reach the expert. Time and within-segment position embeddings as TokenEncoder.
+    """
+
+    def __init__(self, n_mels: int, n_frames: int, d: int, max_len: int, tokens: int,
+                 channels: int, dropout: float) -> None:  # fmt: skip
+        super().__init__()
+        self.n_frames = n_frames
+        self.norm = nn.BatchNorm2d(1)  # one mean / variance over every band and frame
+        c = channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c, 3, stride=(1, 2), padding=1), nn.GELU(),  # [c, S_a, M/2]
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GELU(),  # [2c, S_a/2, M/4]
+            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GELU(),  # [2c, S_a/4, M/8]
+        )  # fmt: skip
+        f_out = n_mels
+        for _ in range(3):
+            f_out = (f_out - 1) // 2 + 1
+        self.pool = nn.AdaptiveAvgPool2d((tokens, f_out))  # [2c, P, M/8]
+        self.proj = nn.Linear(2 * c * f_out, d)
+        self.pos_t = nn.Parameter(torch.zeros(max_len, d))
+        self.pos_p = nn.Parameter(torch.zeros(tokens, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_segments(x, self.n_frames, self.pos_t, "AudioFrontEnd")
+        b, t, f, m = x.shape
+        y = self.conv(self.norm(x.reshape(b * t, 1, f, m)))  # [B*T, 2c, F', M']
+        y = self.pool(y)  # [B*T, 2c, P, M']
+        p = y.shape[2]
+        y = y.permute(0, 2, 1, 3).reshape(b, t, p, -1)  # [B, T, P, 2c*M']
+        h = self.proj(y) + self.pos_t[:t, None] + self.pos_p  # [B, T, P, d]
+        return self.drop(h.reshape(b, t * p, -1))  # [B, T*P, d]
 
 
 class ModalityExpert(nn.Module):
@@ -241,7 +339,7 @@ class CrossModalRetrieval(nn.Module):
         self.n = n
 
     def forward(self, retrieved: torch.Tensor, n: int | None = None) -> torch.Tensor:
-        # retrieved [B, R>=n, T, d] = E_miss(Phi_miss(r_i)), best first -> H_miss [B, T, d]
+        # retrieved [B, R>=n, L, d] = E_miss(Phi_miss(r_i)), best first -> H_miss [B, L, d]
         n = self.n if n is None else n  # n may be overridden at inference (Fig. 4 sweep)
         if not 1 <= n <= retrieved.shape[1]:
             raise ValueError(f"{retrieved.shape[1]} retrieved candidates, n_retrieve = {n}")
@@ -321,12 +419,12 @@ class ContextAwarePurification(nn.Module):
         h_t: torch.Tensor,
         t_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        # h_miss [B, T, d] (eq. 4); h_avl [B, L, d]; h_com = E_miss(Phi_avl(F_avl)) [B, L, d]
+        # h_miss [B, L, d] (eq. 4); h_avl [B, L', d]; h_com = E_miss(Phi_avl(F_avl)) [B, L', d]
         b, length, d = h_miss.shape
         k = min(self.k, length, h_com.shape[1])
         g = h_avl.mean(1)  # g_avl [B, d] (eq. 2)
-        z = self.w_proj(h_miss)  # H_miss W_proj [B, T, d]
-        delta = 1.0 - F.cosine_similarity(z, g.unsqueeze(1), dim=-1, eps=1e-8)  # [B, T] (eq. 3)
+        z = self.w_proj(h_miss)  # H_miss W_proj [B, L, d]
+        delta = 1.0 - F.cosine_similarity(z, g.unsqueeze(1), dim=-1, eps=1e-8)  # [B, L] (eq. 3)
         h_guided, a_self, cross_logits = self.guidance(h_com, h_t, t_mask)  # eq. 6
         info = {"delta": delta}
         if k == 0:
@@ -338,15 +436,15 @@ class ContextAwarePurification(nn.Module):
         sal_idx = sigma.topk(k, dim=1).indices  # Omega_salient [B, k] (eq. 7), most salient first
         src = h_guided.gather(1, sal_idx.unsqueeze(-1).expand(-1, -1, d))  # [B, k, d]
         # eq. 8/9: the j-th noise position takes the j-th salient guided token, the rest is kept
-        injected = h_miss.scatter(1, noise_idx.unsqueeze(-1).expand(-1, -1, d), src)  # [B, T, d]
+        injected = h_miss.scatter(1, noise_idx.unsqueeze(-1).expand(-1, -1, d), src)  # [B, L, d]
         # Straight-through mask: the forward value is exactly eq. 9 (the added term is 0), the
         # backward pass sees a soft top-k of delta, so W_proj gets a gradient (docs/model.md).
         vals = top.values.detach()
         thr = (vals[:, k - 1] + vals[:, k]) / 2 if length > k else vals[:, k - 1] - 1.0
-        soft = torch.sigmoid((delta - thr.unsqueeze(1)) / self.tau)  # [B, T]
+        soft = torch.sigmoid((delta - thr.unsqueeze(1)) / self.tau)  # [B, L]
         h_pur = injected + (soft - soft.detach()).unsqueeze(-1) * (injected - h_miss)
         info.update(noise_idx=noise_idx, salient_idx=sal_idx, saliency=sigma)
-        return h_pur, info  # H_miss^pur [B, T, d]
+        return h_pur, info  # H_miss^pur [B, L, d]
 
 
 class Router(nn.Module):
@@ -393,9 +491,10 @@ class AnswerDecoder(nn.Module):
 class Encodings:
     """Expert encodings of one batch (everything upstream of the frozen experts' outputs).
 
-    ``h[m]`` [B, T, d]: E_m(Phi_m(F_m)) of the sample's own features (ignored where m is missing).
-    ``cand[m]`` [B, T, d]: H_miss for m (eq. 4 from the retrieved neighbours, or a fill).
-    ``com[m]`` [B, T, d]: H_com for recovering m = E_m(Phi_other(F_other)) (Alg. 1 line 14).
+    ``h[m]`` [B, L_m, d]: E_m(Phi_m(F_m)) of the sample's own features (ignored where m is
+    missing). ``cand[m]`` [B, L_m, d]: H_miss for m (eq. 4 from the retrieved neighbours, or a
+    fill). ``com[m]`` [B, L_other, d]: H_com for recovering m = E_m(Phi_other(F_other)) (Alg. 1
+    line 14).
     ``h_text`` [B, Lq, d], ``text_mask`` [B, Lq], ``q_sent`` [B, Dt] (raw sentence vector).
     """
 
@@ -423,10 +522,16 @@ class R2ScP(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        dims = {"audio": cfg.d_audio, "visual": cfg.d_visual, "text": cfg.d_text}
         self.phi = nn.ModuleDict(
-            {m: FeatureEncoder(dims[m], d, cfg.max_len, cfg.dropout) for m in EXPERTS}
-        )
+            {
+                "audio": AudioFrontEnd(cfg.d_audio, cfg.s_audio, d, cfg.max_len, cfg.audio_tokens,
+                                       cfg.audio_channels, cfg.dropout)
+                if cfg.conv_audio
+                else TokenEncoder(cfg.d_audio, d, cfg.max_len, cfg.s_audio, cfg.dropout),
+                "visual": TokenEncoder(cfg.d_visual, d, cfg.max_len, cfg.s_visual, cfg.dropout),
+                "text": FeatureEncoder(cfg.d_text, d, cfg.max_len, cfg.dropout),
+            }
+        )  # fmt: skip
         self.experts = nn.ModuleDict(
             {
                 m: ModalityExpert(d, cfg.n_heads, cfg.n_layers, cfg.ff_mult, cfg.dropout)
@@ -454,6 +559,9 @@ class R2ScP(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, FeatureEncoder):
             nn.init.normal_(module.pos, std=0.02)
+        elif isinstance(module, TokenEncoder | AudioFrontEnd):
+            for pos in (p for n, p in module.named_parameters(recurse=False) if n.startswith("pos")):
+                nn.init.normal_(pos, std=0.02)
 
     # ---- parameter groups --------------------------------------------------------------------
     def expert_modules(self) -> list[nn.Module]:
@@ -473,18 +581,19 @@ class R2ScP(nn.Module):
     def encode(
         self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """E_m(Phi_m(x)): raw [B, L, D_m] -> H_m [B, L, d]."""
+        """E_m(Phi_m(x)): raw [B, T, S_m, D_m] (text: [B, Lq, Dt]) -> H_m [B, L_m, d]."""
         return self.experts[modality](self.phi[modality](x), mask)
 
     def encode_common(self, target: str, x_avl: torch.Tensor) -> torch.Tensor:
         """H_com = E_target(Phi_avl(F_avl)): the available modality through the missing
-        modality's expert (Algorithm 1 line 14, eq. 6): [B, T, D_avl] -> [B, T, d]."""
+        modality's expert (Algorithm 1 line 14, eq. 6): [B, T, S_avl, D_avl] -> [B, L_avl, d]."""
         return self.experts[target](self.phi[OTHER[target]](x_avl))
 
     def encode_retrieved(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        """Retrieved raw candidates [B, n, T, D_m] -> their encodings [B, n, T, d] (eq. 4)."""
+        """Retrieved raw candidates [B, n, T, S_m, D_m] -> their encodings [B, n, L_m, d] (eq. 4)."""
         b, n = x.shape[:2]
-        return self.encode(modality, x.flatten(0, 1)).view(b, n, x.shape[2], -1)
+        h = self.encode(modality, x.flatten(0, 1))  # [B*n, L_m, d]
+        return h.view(b, n, *h.shape[1:])
 
     # ---- stage I -----------------------------------------------------------------------------
     def expert_logits(
@@ -508,7 +617,7 @@ class R2ScP(nn.Module):
     def recover(self, target: str, enc: Encodings, use_cap: bool | None = None) -> torch.Tensor:
         """The recovered sequence of ``target``: H_miss (eq. 4), purified by CAP (eq. 9)."""
         use_cap = self.cfg.use_cap if use_cap is None else use_cap
-        cand = enc.cand[target]  # [B, T, d]
+        cand = enc.cand[target]  # [B, L, d]
         if not use_cap:
             return cand
         h_pur, _ = self.cap[target](
@@ -530,7 +639,7 @@ class R2ScP(nn.Module):
         get both recovered sequences appended to their own tokens (docs/model.md).
         """
         cfg = self.cfg
-        b, t = missing.shape[0], enc.h["audio"].shape[1]
+        b = missing.shape[0]
         complete = missing == 0  # [B]
         # without expert mixing (Table 3) nothing after the experts is trained: no CAP, no append
         append = cfg.recovers_complete and cfg.mixing
@@ -541,15 +650,16 @@ class R2ScP(nn.Module):
             need = is_missing | complete if append else is_missing  # rows that use a recovery
             rec = None
             if need.all():
-                rec = self.recover(m, enc, use_cap)  # [B, T, d]
+                rec = self.recover(m, enc, use_cap)  # [B, L_m, d]
             elif need.any():  # recover only those rows; the others keep a finite placeholder
                 rows = need.nonzero().squeeze(1)
                 rec = enc.h[m].index_copy(0, rows, self.recover(m, enc.select(rows), use_cap))
             own = enc.h[m] if rec is None else torch.where(is_missing[:, None, None], rec, enc.h[m])
             if append and rec is not None:
-                seqs[m] = torch.cat([own, rec], 1)  # [B, 2T, d]
-                masks[m] = torch.cat([torch.ones(b, t, dtype=torch.bool, device=own.device),
-                                      complete[:, None].expand(b, t)], 1)  # fmt: skip
+                seqs[m] = torch.cat([own, rec], 1)  # [B, 2 L_m, d]
+                length = own.shape[1]
+                masks[m] = torch.cat([torch.ones(b, length, dtype=torch.bool, device=own.device),
+                                      complete[:, None].expand(b, length)], 1)  # fmt: skip
             else:
                 seqs[m], masks[m] = own, None
         seqs["text"], masks["text"] = enc.h_text, enc.text_mask

@@ -313,10 +313,10 @@ class ExpertCache:
     Experts frozen in eval mode give the same encodings every time, so they are computed once.
     """
 
-    h: dict[str, torch.Tensor]  # [V, T, d]
-    com: dict[str, torch.Tensor]  # H_com for recovering m: E_m(Phi_other(F_other)) [V, T, d]
-    bank: dict[str, torch.Tensor]  # [Nb, T, d]
-    fill: dict[tuple[str, str], torch.Tensor]  # (m, zero|mean) -> [T, d]
+    h: dict[str, torch.Tensor]  # [V, L_m, d]
+    com: dict[str, torch.Tensor]  # H_com for recovering m: E_m(Phi_other(F_other)) [V, L_o, d]
+    bank: dict[str, torch.Tensor]  # [Nb, L_m, d]
+    fill: dict[tuple[str, str], torch.Tensor]  # (m, zero|mean) -> [L_m, d]
     text: torch.Tensor  # [Nt, Lq, d]
     text_mask: torch.Tensor  # [Nt, Lq]
     q_sent: torch.Tensor  # [Nt, Dt]
@@ -397,7 +397,7 @@ def batch_encodings(
                 )
             bank_rows = table[v, :n]  # [B, n]
             if cache is not None:
-                retrieved = cache.bank[m][bank_rows.to(device)]  # [B, n, T, d]
+                retrieved = cache.bank[m][bank_rows.to(device)]  # [B, n, L_m, d]
             else:
                 retrieved = model.encode_retrieved(m, tensors.bank[m][bank_rows].to(device))
             cand[m] = model.cmr(retrieved, n)  # H_miss (eq. 4)
@@ -587,15 +587,20 @@ def build_config(model_params: dict, tensors: AVQATensors) -> R2ScPConfig:
     for key in ("d_audio", "d_visual", "d_text", "n_answers"):
         if key in params:
             raise ValueError(f"model.{key} is read from the data; remove it from the parameters")
+    for key in ("s_audio", "s_visual"):
+        if key in params:
+            raise ValueError(f"model.{key} is read from the data; remove it from the parameters")
     cfg = R2ScPConfig.from_dict({**params, **tensors.dims, "n_answers": len(avqa.ANSWERS)})
     longest = int(tensors.question_mask.sum(1).max())
     if max(longest, tensors.num_segments) > cfg.max_len:
         raise ValueError(
             f"model.max_len={cfg.max_len} < longest sequence {max(longest, tensors.num_segments)}"
         )
-    if cfg.k_purge > tensors.num_segments:
+    tokens = min(tensors.num_segments * cfg.tokens_per_segment(m) for m in MODALITIES)
+    if cfg.k_purge > tokens:
         raise ValueError(
-            f"model.k_purge={cfg.k_purge} exceeds the {tensors.num_segments} segments per video"
+            f"model.k_purge={cfg.k_purge} exceeds the {tokens} expert tokens of a video "
+            f"({tensors.num_segments} segments x tokens per segment)"
         )
     return cfg
 

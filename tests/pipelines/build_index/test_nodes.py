@@ -261,7 +261,7 @@ def test_external_corpus_errors(data):
         _run(data, params)
     x = np.zeros((3, 4, 5), np.float32)  # D=5, the dataset has D=16
     wrong = tensor_to_frame(["e1", "e2", "e3"], x)
-    with pytest.raises(ValueError, match=r"\[T, D\] = \[4, 5\] per video but audio_features"):
+    with pytest.raises(ValueError, match=r"\[T, S, D\] = \[4, 1, 5\] per video but audio_features"):
         _run(data, params, ext={"audio": wrong, "visual": wrong})
 
 

@@ -163,7 +163,7 @@ def test_zero_and_mean_fill_match_the_models_own_fills_when_everything_is_masked
         np.testing.assert_allclose(ours.logits, theirs.logits, rtol=1e-5, atol=1e-6)
     # the raw-feature path (generative) with zero features equals the zero fill
     n_q = len(t.indices("test"))
-    zeros = np.zeros((n_q, t.num_segments, t.dims["d_visual"]), np.float32)
+    zeros = np.zeros((n_q, *t.visual.shape[1:]), np.float32)
     a = predict_with_fill(model, t, "test", "visual", everything, Fill("features", zeros), cache)
     b = predict_with_fill(model, t, "test", "visual", everything, Fill("zero"), cache)
     np.testing.assert_allclose(a.logits, b.logits, rtol=1e-4, atol=1e-5)

@@ -1,7 +1,7 @@
 """Nodes of the ``build_index`` pipeline: Cross-Modal Retrieval's memory bank (paper section 3.2).
 
 1. :func:`train_joint_space` -- the unified semantic space (learned stand-in for ImageBind).
-2. :func:`build_memory_banks` -- the retrievable values ``v_i``: raw ``[T, D]`` features of the
+2. :func:`build_memory_banks` -- the retrievable values ``v_i``: raw ``[T, S, D]`` token features of the
    corpus (training split, or an external corpus).
 3. :func:`embed_videos` -- keys ``k_i`` and queries ``Q_avl``: unified embeddings of every video
    of every split and of the corpus (learned heads, or a user-supplied table).
@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
 from r2scp_pipeline.datasets.faiss_index_dataset import KeyedFaissIndex
-from r2scp_pipeline.tensors import frame_to_tensor
+from r2scp_pipeline.tensors import frame_to_tokens
 
 from .index import build_index, check_keys, normalize, search_excluding
 from .joint_space import JointSpaceConfig, embed, fit_joint_space, load_joint_space
@@ -94,14 +94,16 @@ def _rows_of(features: pd.DataFrame, ids: Sequence[str], table: str) -> pd.DataF
 
 
 def _pooled(features: pd.DataFrame, ids: Sequence[str], table: str) -> np.ndarray:
-    """Time-average of each video's ``[T, D]`` features -> ``[N, D]``."""
+    """Each video's ``[T, S, D]`` tokens pooled over time and place: ``[mean | std]`` -> ``[N, 2D]``
+    (the keys of the unified space stay pooled; the bank keeps the tokens)."""
     if not len(ids):
         return np.zeros((0, 0), np.float32)
     sub = _rows_of(features, ids, table)
-    _, x = frame_to_tensor(sub, ids=list(ids))
+    _, x = frame_to_tokens(sub, ids=list(ids))
     if not np.isfinite(x).all():
         raise ValueError(f"{table} contains NaN or inf values")
-    return x.mean(1).astype(np.float32)
+    flat = x.reshape(len(x), -1, x.shape[-1])
+    return np.concatenate([flat.mean(1), flat.std(1)], 1).astype(np.float32)
 
 
 def _vectors(column: pd.Series) -> np.ndarray:
@@ -234,7 +236,8 @@ def build_memory_banks(
     external_corpus_visual_features: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The retrievable values: the corpus videos' raw ``[T, D]`` feature tables per modality.
+    """The retrievable values: the corpus videos' raw ``[T, S, D]`` feature tables per modality
+    (the tokens the experts consume: grid cells, log-mel frames).
 
     ``corpus.source: train_split`` -> the training split's rows of ``audio_features`` /
     ``visual_features``; ``external`` -> the ``external_corpus_{audio,visual}_features``
@@ -263,19 +266,20 @@ def build_memory_banks(
                 "put the corpus' long feature table (video_id, t, feature) there, or set "
                 "corpus.source: train_split",
             )
-            _, x_ext = frame_to_tensor(ext)
+            _, x_ext = frame_to_tokens(ext)
             if len(own):
                 first = own[own["video_id"] == own["video_id"].iloc[0]]
-                own_shape = frame_to_tensor(first)[1].shape[1:]
+                own_shape = frame_to_tokens(first)[1].shape[1:]
                 if x_ext.shape[1:] != own_shape:
                     raise ValueError(
-                        f"{entry} has [T, D] = {list(x_ext.shape[1:])} per video but {table} "
+                        f"{entry} has [T, S, D] = {list(x_ext.shape[1:])} per video but {table} "
                         f"has {list(own_shape)}: the corpus must be encoded like the dataset"
                     )
             if not np.isfinite(x_ext).all():
                 raise ValueError(f"{entry} contains NaN or inf values")
             bank = ext
-        bank = bank.sort_values(["video_id", "t"], kind="stable").reset_index(drop=True)
+        order = ["video_id", "t", "s"] if "s" in bank.columns else ["video_id", "t"]
+        bank = bank.sort_values(order, kind="stable").reset_index(drop=True)
         banks.append(bank)
         logger.info("memory bank %s: %d videos", modality, bank["video_id"].nunique())
     return banks[0], banks[1]

@@ -93,7 +93,7 @@ def predict_with_fill(
                 rep = cache.fill[(missing, fill.kind)].expand(int(sel.sum()), -1, -1)
             elif fill.kind == "features":
                 x = torch.from_numpy(fill.features[i : i + batch_size][sel.cpu().numpy()])
-                rep = model.encode(missing, x.to(device))  # E_m(Phi_m(G(f_avl, q))) [b, T, d]
+                rep = model.encode(missing, x.to(device))  # E_m(Phi_m(G(f_avl, q))) [b, L, d]
             else:
                 raise ValueError(f"unknown fill {fill.kind!r}")
             cand = enc.cand[missing].clone()

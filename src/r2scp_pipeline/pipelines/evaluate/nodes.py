@@ -266,11 +266,13 @@ def train_ablation_models(
 
 # ---- 4. generative imputer ----------------------------------------------------------------------
 def imputer_data(tensors: AVQATensors, split: str) -> ImputerData:
-    """The questions of ``split`` in ``ImputerData`` layout (features of every video)."""
+    """The questions of ``split`` in ``ImputerData`` layout (features of every video); the S
+    tokens of a segment are concatenated (``[V, T, S * D]``): the imputer generates whole
+    segments."""
     rows = tensors.indices(split)
     return ImputerData(
-        audio=tensors.audio.numpy(),
-        visual=tensors.visual.numpy(),
+        audio=tensors.audio.flatten(2).numpy(),
+        visual=tensors.visual.flatten(2).numpy(),
         q=tensors.question.numpy(),
         q_mask=tensors.question_mask.numpy(),
         video_pos=tensors.video[rows].numpy(),
@@ -480,12 +482,15 @@ def _evaluate_methods(
     if "generative" in config["methods"]:
         if generative_imputer.get("skipped"):
             raise ValueError("generative_imputer was skipped; re-run train_generative_baseline")
-        check_imputer_dims(generative_imputer, tensors.dims)
         data = imputer_data(tensors, split)
+        check_imputer_dims(generative_imputer, {"d_audio": data.audio.shape[-1],
+                                                "d_visual": data.visual.shape[-1],
+                                                "d_text": data.q.shape[-1]})  # fmt: skip
         for setting in config["settings"]:
             m = SETTINGS[setting]
             if m is not None and m not in gen_features:
-                gen_features[m] = impute(generative_imputer, m, data, batch_size=bs)
+                gen = impute(generative_imputer, m, data, batch_size=bs)  # [N, T, S * D]
+                gen_features[m] = gen.reshape(len(gen), *tensors.features(m).shape[1:])
     frames = []
     caches = {}
     for method in config["methods"]:
