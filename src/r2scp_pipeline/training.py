@@ -550,6 +550,32 @@ def predict(
     )  # fmt: skip
 
 
+@torch.no_grad()
+def predict_experts(
+    model: R2ScP,
+    tensors: AVQATensors,
+    split: str = "test",
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> dict[str, np.ndarray]:
+    """Each stage-I expert answering alone (its eq. 10 head): ``{m: answer_idx [Q]}`` for the
+    questions of ``split`` in ``qa_pairs`` order. Shows what each modality alone can answer."""
+    device = resolve_device(device) if isinstance(device, str | type(None)) else device
+    was_training = model.training
+    model.to(device).eval()
+    rows = tensors.indices(split)
+    out: dict[str, list[np.ndarray]] = {m: [] for m in EXPERTS}
+    for i in range(0, len(rows), batch_size):
+        r = rows[i : i + batch_size]
+        q, qm = _question_batch(tensors, r, device)
+        v = tensors.video[r]
+        logits = model.expert_logits(tensors.audio[v].to(device), tensors.visual[v].to(device), q, qm)
+        for m in EXPERTS:
+            out[m].append(logits[m].argmax(-1).cpu().numpy())
+    model.train(was_training)
+    return {m: np.concatenate(v).astype(np.int64) for m, v in out.items()}
+
+
 # ---- checkpoints -----------------------------------------------------------------------------
 def model_checkpoint(model: R2ScP, meta: dict[str, Any]) -> dict[str, Any]:
     """``TorchCheckpointDataset`` payload: config + state_dict + JSON-able metadata."""

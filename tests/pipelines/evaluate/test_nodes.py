@@ -314,3 +314,27 @@ def test_sweep_disabled_and_enabled(env):
     cfg["sweep"]["n"] = [1, 10]
     with pytest.raises(ValueError, match="build_index.neighbors.n >= 10"):
         N.sweep_n_k(cfg, env["compat"], env["ckpt"], env["masks"], *tables)
+
+
+def test_modality_needs_scores_each_expert_alone_and_the_full_model(env):
+    tables, t = env["tables"], env["tensors"]
+    table, md = N.modality_needs_report(env["cfg"], env["compat"], env["ckpt"], env["preds"],
+                                        *(tables[k] for k in FEATS))  # fmt: skip
+    overall = table[table["level"] == "all"].iloc[0]
+    rows = t.indices("test")
+    assert overall["n"] == len(rows)
+    # the audio expert alone, recomputed here from its stage-I head (eq. 10)
+    model = load_model(env["ckpt"], "cpu")
+    v, q, qm = t.video[rows], t.question[t.text[rows]], t.question_mask[t.text[rows]]
+    with torch.no_grad():
+        logits = model.expert_logits(t.audio[v], t.visual[v], q, qm)["audio"]
+    expected = 100 * (logits.argmax(-1).numpy() == t.answer[rows].numpy()).mean()
+    assert overall["audio_expert"] == pytest.approx(expected, abs=0.01)
+    # the complete model's column is the r2scp complete predictions
+    p = env["preds"]
+    comp = p[(p.method == "r2scp") & (p.setting == "complete")]
+    assert overall["r2scp_complete"] == pytest.approx(100 * comp["correct"].mean(), abs=0.01)
+    assert {"prior", "text_expert", "zero_fill_audio_missing"} <= set(table.columns)
+    types = table[table["level"] == "type"]
+    assert types["n"].sum() == len(rows)
+    assert "| Audio | Counting |" in md

@@ -26,7 +26,13 @@ from r2scp_pipeline.data import AVQATensors, build_tensors
 from r2scp_pipeline.model import EXPERT_FIELDS, EXPERTS
 from r2scp_pipeline.pipelines.mix.nodes import mix_experts
 from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
-from r2scp_pipeline.training import build_cache, history_to_mlflow, load_model, predict
+from r2scp_pipeline.training import (
+    build_cache,
+    history_to_mlflow,
+    load_model,
+    predict,
+    predict_experts,
+)
 
 from . import report as rep
 from .baselines import ImputerData, check_imputer_dims, impute, train_generative_imputer
@@ -723,3 +729,60 @@ __all__ = [
     "draw_missing_masks", "evaluate_methods", "log_evaluation_runs", "results_from_predictions",
     "sweep_n_k", "train_ablation_models", "train_generative_baseline",
 ]  # fmt: skip
+
+
+# ---- which modality each question needs (stage-I experts alone) -------------------------------
+def modality_needs_report(
+    config: dict[str, Any],
+    compatibility: dict[str, Any],
+    stage1_experts: dict[str, Any],
+    evaluation_predictions: pd.DataFrame,
+    qa_pairs: pd.DataFrame,
+    audio_features: pd.DataFrame,
+    visual_features: pd.DataFrame,
+    question_features: pd.DataFrame,
+) -> tuple[pd.DataFrame, str]:
+    """Accuracy per question type and per template of each stage-I expert *alone* (audio,
+    visual, text: eq. 10 heads), of the answer prior (most frequent training answer of the
+    template), of the complete R2ScP model and of zero-fill at the highest missing rate.
+
+    Where the audio expert beats the prior and the visual expert does not, the question needs
+    audio; the zero-fill columns show what losing a modality costs (the headroom recovery can
+    win back). Returns the table (``modality_needs``) and its markdown.
+    """
+    del compatibility  # ordering only: the model was checked against these features
+    split = config["split"]
+    tensors = build_tensors(qa_pairs, audio_features, visual_features, question_features)
+    with torch_threads(config.get("threads")):
+        experts = predict_experts(load_model(stage1_experts, "cpu"), tensors, split)
+    meta = _question_meta(qa_pairs, tensors, split)
+    qa = qa_pairs.reset_index(drop=True)
+    meta["template"] = qa["template"].astype(str).to_numpy()[tensors.indices(split)]
+    answer = tensors.answer[tensors.indices(split)].numpy()
+    train = qa[qa["split"] == "train"]
+    prior = train.groupby("template")["answer_idx"].agg(lambda a: a.value_counts().idxmax())
+    columns = {
+        "prior": meta["template"].map(prior).fillna(-1).to_numpy() == answer,
+        **{f"{m}_expert": experts[m] == answer for m in EXPERTS},
+    }
+    preds = evaluation_predictions
+    for label, method, setting in (
+        ("r2scp_complete", "r2scp", "complete"),
+        ("zero_fill_audio_missing", "zero_fill", "audio_missing"),
+        ("zero_fill_visual_missing", "zero_fill", "visual_missing"),
+    ):
+        sel = preds[(preds["method"] == method) & (preds["setting"] == setting)]
+        if sel.empty:
+            continue
+        sel = sel[sel["missing_rate"] == sel["missing_rate"].max()]
+        by_q = sel.set_index("question_id")["correct"]
+        columns[label] = meta["question_id"].map(by_q).to_numpy(dtype=bool)
+    table = rep.modality_needs_table(meta, columns)
+    md = rep.to_markdown(
+        table[table["level"] != "template"].drop(columns=["level", "template"]),
+        "Which modality each question type needs (accuracy %, " + split + " split)",
+        "audio/visual/text_expert: the stage-I expert alone (eq. 10); prior: most frequent "
+        "training answer of the template; r2scp_complete: the full model with both modalities; "
+        "zero_fill_*: the missing modality replaced by zeros at the highest missing rate.",
+    )
+    return table, md

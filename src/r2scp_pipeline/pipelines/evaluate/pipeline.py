@@ -9,6 +9,7 @@ from .nodes import (
     draw_missing_masks,
     evaluate_methods,
     log_evaluation_runs,
+    modality_needs_report,
     sweep_n_k,
     train_ablation_models,
     train_generative_baseline,
@@ -97,6 +98,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "evaluation_expert_loads_plot",
                 ],  # fmt: skip
                 name="build_reports",
+            ),
+            Node(
+                modality_needs_report,
+                inputs=[
+                    "evaluate_config",
+                    "evaluate_compatibility",
+                    "stage1_experts",
+                    "evaluation_predictions",
+                    *FEATURES,
+                ],  # fmt: skip
+                outputs=["modality_needs", "modality_needs_markdown"],
+                name="report_modality_needs",
             ),
             Node(
                 sweep_n_k,

@@ -368,3 +368,27 @@ def comparison_table(
                     }
                 )
     return pd.DataFrame(rows).round(2)
+
+
+def modality_needs_table(meta: pd.DataFrame, correct: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Accuracy (%) of each ``correct`` column per question type, per template and overall.
+
+    ``meta``: per question ``modality``, ``subtype``, ``template``; ``correct``: name -> bool
+    per question (same order). Rows: ``level`` = all | type | template, with ``n``.
+    """
+    df = meta[["modality", "subtype", "template"]].copy()
+    for name, values in correct.items():
+        df[name] = np.asarray(values, dtype=float) * 100.0
+    names = list(correct)
+    rows = [{"level": "all", "modality": "All", "subtype": "", "template": "", "n": len(df),
+             **df[names].mean().round(2).to_dict()}]  # fmt: skip
+    order = {t: i for i, t in enumerate(avqa.QUESTION_TYPES)}
+    types = sorted(df.groupby(["modality", "subtype"]).groups, key=lambda t: order.get(t, 99))
+    for mod, sub in types:
+        g = df[(df["modality"] == mod) & (df["subtype"] == sub)]
+        rows.append({"level": "type", "modality": mod, "subtype": sub, "template": "",
+                     "n": len(g), **g[names].mean().round(2).to_dict()})  # fmt: skip
+    for (mod, sub, tpl), g in df.groupby(["modality", "subtype", "template"], sort=True):
+        rows.append({"level": "template", "modality": mod, "subtype": sub, "template": tpl,
+                     "n": len(g), **g[names].mean().round(2).to_dict()})  # fmt: skip
+    return pd.DataFrame(rows)
