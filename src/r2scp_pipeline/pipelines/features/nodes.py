@@ -1,6 +1,8 @@
 """Nodes of the ``features`` pipeline: per-video audio / visual sequences and question tokens.
 
-Every video of ``video_index`` gets ``T`` segments (``features.segments``, one per second for
+Every video of ``video_index`` gets ``T`` segments of ``S`` tokens each (``[T, S, D]``: visual
+grid cells, audio time bins; written with an ``s`` column when ``S > 1``, see
+:mod:`r2scp_pipeline.tensors`) (``features.segments``, one per second for
 10 s clips). Media with ``S != T`` seconds are mapped to ``T`` segments by
 :func:`segment_indices`, like the official MUSIC-AVQA loaders: longer media are sampled evenly
 (60 s -> seconds 0, 6, ..., 54), shorter ones are padded by repeating their last second.
@@ -115,17 +117,21 @@ def _check_video_index(video_index: pd.DataFrame, column: str | None) -> None:
 
 
 class _Collector:
-    """Gathers per-video ``[T, D]`` features and skips; applies the ``on_error`` policy."""
+    """Gathers per-video ``[T, S, D]`` features and skips; applies the ``on_error`` policy.
+
+    The table's shape ``(S, D)`` is the one most videos share (ties: the earliest video's), so
+    one odd file is blamed whichever position it holds in ``video_index``. Videos of another
+    shape fail when :meth:`result` runs (the first one raises, or all are skipped).
+    """
 
     def __init__(self, modality: str, encoder: str, cfg: dict[str, Any]) -> None:
         self.modality, self.encoder = modality, encoder
         self.on_error = _choice(cfg, ON_ERROR, "on_error")
         self.segments = int(_param(cfg, "segments"))
         self.feats: dict[str, np.ndarray] = {}
+        self.sources: dict[str, str | None] = {}
         self.skipped: list[dict[str, str]] = []
         self.start = time.perf_counter()
-        self.dim: int | None = None
-        self.dim_source: str | None = None
 
     def fail(self, video_id: str, err: MediaError) -> None:
         err.for_video(video_id)
@@ -142,38 +148,59 @@ class _Collector:
         )
 
     def add(self, video_id: str, x: np.ndarray, source: str | None) -> None:
-        """Store ``x [T, D]`` after checking it is finite and matches earlier videos' D."""
+        """Store ``x [T, S, D]`` after checking it is finite (shapes are compared at the end)."""
         if not np.isfinite(x).all():
             self.fail(
                 video_id, MediaError(f"{self.encoder} encoder produced NaN or inf features", source)
             )
             return
-        if self.dim is None:
-            self.dim, self.dim_source = int(x.shape[1]), source
-        elif x.shape[1] != self.dim:
+        self.feats[video_id] = np.asarray(x, dtype=np.float32)
+        self.sources[video_id] = source
+
+    def _drop_odd_shapes(self, ids: list[str]) -> list[str]:
+        """Fail every video whose ``(S, D)`` differs from the most common one; the rest."""
+        shapes = [self.feats[v].shape[1:] for v in ids]
+        counts: dict[tuple[int, ...], int] = {}
+        for shape in shapes:
+            counts[shape] = counts.get(shape, 0) + 1
+        common = max(counts, key=lambda k: counts[k])  # first-seen wins a tie
+        if len(counts) == 1:
+            return ids
+        keep = []
+        for vid, shape in zip(ids, shapes, strict=True):
+            if shape == common:
+                keep.append(vid)
+                continue
+            del self.feats[vid]
             self.fail(
-                video_id,
+                vid,
                 MediaError(
-                    f"feature dim {x.shape[1]} differs from {self.dim} of {self.dim_source}", source
+                    f"feature shape [S={shape[0]}, D={shape[1]}] differs from the "
+                    f"[S={common[0]}, D={common[1]}] of {counts[common]} of {len(ids)} videos",
+                    self.sources[vid],
                 ),
             )
-            return
-        self.feats[video_id] = np.asarray(x, dtype=np.float32)
+        return keep
 
     def result(self, video_ids: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
         ids = [v for v in video_ids if v in self.feats]
+        if ids:
+            ids = self._drop_odd_shapes(ids)
         if not ids:
             reasons = "; ".join(f"{s['video_id']}: {s['reason']}" for s in self.skipped[:3])
             raise RuntimeError(
                 f"all {len(video_ids)} videos failed {self.modality} feature extraction ({reasons})"
             )
-        x = np.stack([self.feats[v] for v in ids])  # [N, T, D]
-        frame = tensor_to_frame(ids, x, id_col="video_id")  # refuses NaN / inf
+        x = np.stack([self.feats[v] for v in ids])  # [N, T, S, D]
+        tokens = int(x.shape[2])
+        # S = 1 keeps the plain [N, T, D] layout (no s column), as before grids and time bins
+        frame = tensor_to_frame(ids, x if tokens > 1 else x[:, :, 0], id_col="video_id")
         seconds = time.perf_counter() - self.start
         stats = {
             "modality": self.modality,
             "encoder": self.encoder,
-            "dim": int(x.shape[2]),
+            "dim": int(x.shape[3]),
+            "tokens": tokens,
             "segments": self.segments,
             "videos": len(video_ids),
             "extracted": len(ids),
@@ -181,11 +208,12 @@ class _Collector:
             "seconds": seconds,
         }
         logger.info(
-            "features: %s %s [T=%d, D=%d] for %d/%d videos in %.1f s (%d skipped)",
+            "features: %s %s [T=%d, S=%d, D=%d] for %d/%d videos in %.1f s (%d skipped)",
             self.modality,
             self.encoder,
             self.segments,
-            x.shape[2],
+            tokens,
+            x.shape[3],
             len(ids),
             len(video_ids),
             seconds,
@@ -218,10 +246,12 @@ def _precomputed_loader(
     root = Path(directory)
     if not root.is_dir():
         raise ValueError(f"features.{modality}.precomputed.dir {str(root)!r} is not a directory")
+    # spatial [S, C, H, W] visual files are pooled to the grid; audio ones over all of H, W
+    grid = _param(cfg, "visual", "grid") if modality == "visual" else None
 
     def load(video_id: str) -> tuple[np.ndarray, Path]:
         path = root / pattern.format(video_id=video_id)
-        return load_precomputed(path), path
+        return load_precomputed(path, grid), path
 
     return load
 
@@ -232,11 +262,13 @@ def _precomputed_loader(
 def extract_audio_features(
     video_index: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Audio features ``[T, Da]`` per video of ``video_index``.
+    """Audio features ``[T, S_a, Da]`` per video of ``video_index``.
 
-    ``features.audio.encoder``: ``logmel`` (VGGish-style log-mel pooled per second, see
-    :class:`~.encoders.LogMelEncoder`; Da = 128 by default) reads ``audio_path``;
-    ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[S, Da]``. Clips whose RMS is
+    ``features.audio.encoder``: ``logmel`` (VGGish-style log-mel, see
+    :class:`~.encoders.LogMelEncoder`; by default ``S_a = frames_per_segment`` time bins of raw
+    64-band log-mel per segment, or one pooled token with ``pooling: mean_std | mean``) reads
+    ``audio_path``; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[seconds, Da]``
+    (``S_a = 1``). Clips whose RMS is
     below ``features.audio.min_rms`` count as silent by accident. Runs on one torch thread.
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
@@ -292,12 +324,15 @@ def extract_audio_features(
 def extract_visual_features(
     video_index: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Visual features ``[T, Dv]`` per video of ``video_index``.
+    """Visual features ``[T, S_v, Dv]`` per video of ``video_index``, ``S_v = rows * cols`` of
+    ``features.visual.grid`` (row-major cells of the last feature map, average-pooled).
 
-    ``features.visual.encoder``: ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Dv = 1280)
-    decodes only the ``T`` frames it needs from ``frames_dir`` (one image per second, in name
-    order) at ``input_size`` px and encodes them in batches of ``batch_size`` frames across
-    videos; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[S, Dv]``.
+    ``features.visual.encoder``: ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Dv = 1280,
+    or 320 with ``token: block``) decodes only the ``T`` frames it needs from ``frames_dir`` (one
+    image per second, in name order) at ``input_size`` px and encodes them in batches of
+    ``batch_size`` frames across videos; ``precomputed`` reads
+    ``<precomputed.dir>/<video_id>.npy``: spatial ``[seconds, C, H, W]`` is pooled to the grid,
+    ``[seconds, Dv]`` gives ``S_v = 1``.
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
@@ -322,7 +357,8 @@ def extract_visual_features(
 
         size = int(_param(params, "visual", "efficientnet_lite0", "input_size"))
         batch_size = max(1, int(_param(params, "visual", "efficientnet_lite0", "batch_size")))
-        encoder = EfficientNetLite0Encoder(size)
+        token = _param(params, "visual", "efficientnet_lite0", "token")
+        encoder = EfficientNetLite0Encoder(size, _param(params, "visual", "grid"), token)
         # pending videos: (video_id, frames_dir, inverse index [T]) and their unique frames
         pending: list[tuple[str, str, np.ndarray]] = []
         pending_frames: list[np.ndarray] = []
