@@ -16,9 +16,11 @@ from r2scp_pipeline.pipelines.features.encoders import (
     load_precomputed,
     mel_filterbank,
     read_audio,
+    read_mp4_audio,
+    read_mp4_frames,
 )
 
-from .media import SR, frame_image, tone, write_frames, write_wav
+from .media import SR, frame_image, tone, write_frames, write_mp4, write_wav
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -320,4 +322,71 @@ def test_load_precomputed_shapes_and_errors(tmp_path):
     }.items():
         with pytest.raises(MediaError, match=reason) as info:
             load_precomputed(tmp_path / name)
+        assert name in str(info.value)
+
+
+# ---- mp4 -------------------------------------------------------------------------------------
+
+
+def _peak_hz(wave: np.ndarray, rate: int = SR) -> float:
+    spec = np.abs(np.fft.rfft(wave))
+    return float(np.fft.rfftfreq(len(wave), 1 / rate)[spec.argmax()])
+
+
+def test_read_mp4_audio_mono_16k_and_resampled(tmp_path):
+    path = write_mp4(tmp_path / "a.mp4", [0, 1, 2], wave=tone(440.0, 3.0))
+    wave = read_mp4_audio(path, SR)
+    assert wave.dtype == np.float32 and abs(len(wave) - 3 * SR) <= 2048  # AAC frame padding
+    assert abs(_peak_hz(wave) - 440.0) < 2.0 and 0.1 < np.abs(wave).max() < 0.5
+    # stereo 44.1 kHz -> mono 16 kHz, same tone
+    t = np.arange(3 * 44100) / 44100
+    stereo = write_mp4(
+        tmp_path / "s.mp4",
+        [0, 1, 2],
+        wave=(0.3 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32),
+        audio_rate=44100,
+        channels=2,
+    )
+    wave = read_mp4_audio(stereo, SR)
+    assert abs(len(wave) - 3 * SR) <= 2048 and abs(_peak_hz(wave) - 1000.0) < 2.0
+
+
+def test_read_mp4_frames_one_per_second(tmp_path):
+    path = write_mp4(tmp_path / "v.mp4", [5, 6, 7, 8], fps=4, size=32)
+    frames, n = read_mp4_frames(path, 32, lambda n: np.array([3, 0, 2]))
+    assert n == 4 and frames.shape == (3, 32, 32, 3) and frames.dtype == np.uint8
+    for frame, pattern in zip(frames, [8, 5, 7], strict=True):
+        err = np.abs(frame.astype(int) - frame_image(pattern, 32).astype(int)).mean()
+        others = [
+            np.abs(frame.astype(int) - frame_image(p, 32).astype(int)).mean()
+            for p in {5, 6, 7, 8} - {pattern}
+        ]
+        assert err < 8 and err < min(others) / 3
+    # resized like decode_frame: shorter side to the size, centre crop
+    assert read_mp4_frames(path, 16, lambda n: np.arange(n))[0].shape == (4, 16, 16, 3)
+
+
+def test_mp4_errors_name_the_file(tmp_path):
+    good = write_mp4(tmp_path / "good.mp4", list(range(4)), wave=tone(440.0, 4.0))
+    data = open(good, "rb").read()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # index at the end: lost
+    fast = write_mp4(tmp_path / "fast.mp4", list(range(4)), wave=tone(440.0, 4.0), faststart=True)
+    data = open(fast, "rb").read()
+    (tmp_path / "cut_fast.mp4").write_bytes(data[: len(data) // 2])  # index kept, data cut
+    write_mp4(tmp_path / "mute.mp4", list(range(4)))  # no audio stream
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 50)
+    audio_cases = {
+        "cut.mp4": "corrupt or truncated",
+        "cut_fast.mp4": "truncated",
+        "mute.mp4": "no audio stream",
+        "junk.mp4": "cannot open mp4",
+        "missing.mp4": "not found",
+    }
+    for name, reason in audio_cases.items():
+        with pytest.raises(MediaError, match=reason) as info:
+            read_mp4_audio(tmp_path / name, SR)
+        assert name in str(info.value)
+    for name in ("cut.mp4", "cut_fast.mp4", "junk.mp4"):
+        with pytest.raises(MediaError, match="truncated|cannot open") as info:
+            read_mp4_frames(tmp_path / name, 32, lambda n: np.arange(n))
         assert name in str(info.value)

@@ -19,7 +19,7 @@ from r2scp_pipeline.pipelines.features.nodes import (
 )
 from r2scp_pipeline.tensors import frame_to_padded, frame_to_tokens
 
-from .media import make_video, tone, write_frames, write_wav
+from .media import make_video, tone, write_frames, write_mp4, write_wav
 
 # well separated tones: second s of a test clip plays FREQS[k] for a known k
 FREQS = [300.0, 520.0, 800.0, 1150.0, 1600.0, 2150.0, 2800.0, 3600.0, 4600.0, 5800.0]
@@ -370,6 +370,92 @@ def test_odd_first_video_is_skipped_and_the_good_ones_kept(odd_first):
     assert sorted(frame["video_id"].unique()) == ["g1", "g2", "g3"]
     assert [s["video_id"] for s in stats["skipped"]] == ["odd"]
     assert stats["skipped"][0]["path"].endswith("odd.npy") and stats["dim"] == 128
+
+
+# ---- raw mp4 ---------------------------------------------------------------------------------
+
+
+def _mp4_row(video_id: str, **paths: str | None) -> dict:
+    return {
+        "video_id": video_id,
+        "audio_path": None,
+        "frames_dir": None,
+        "video_path": None,
+    } | paths
+
+
+def test_mp4_source_matches_extracted_media(tmp_path, make_params):
+    """The same clip as wav + JPEG frames and as an mp4 gives (nearly) the same features."""
+    patterns = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]
+    wave = np.concatenate([tone(FREQS[s], 1.0, seed=s) for s in range(10)])
+    write_wav(tmp_path / "clip.wav", wave)
+    write_frames(tmp_path / "clip", patterns, size=96)
+    write_mp4(tmp_path / "videos" / "clip.mp4", patterns, fps=2, size=96, wave=wave)
+    vi = _index(
+        [
+            _mp4_row("files", audio_path="clip.wav", frames_dir="clip"),
+            _mp4_row("mp4", video_path="videos/clip.mp4"),  # auto: no extracted files -> mp4
+        ]
+    )
+    a, a_stats = extract_audio_features(vi, make_params())
+    v, v_stats = extract_visual_features(vi, make_params())
+    assert a_stats["skipped"] == v_stats["skipped"] == []
+    xa, xv = _tensor(a, ["files", "mp4"]), _tensor(v, ["files", "mp4"])
+    assert xa.shape == (2, 10, 25, 64) and xv.shape == (2, 10, 6, 1280)
+    # audio: same peak band every second, log-mel close (AAC is lossy)
+    bands = [_peak_band(f) for f in FREQS]
+    assert [int(b) for b in xa[1].mean(axis=1).argmax(axis=1)] == bands
+    assert np.abs(xa[1].mean(axis=1) - xa[0].mean(axis=1)).max() < 1.0
+    # visual: each mp4 segment is nearest to the frame of the same second
+    f, m = xv[0].reshape(10, -1), xv[1].reshape(10, -1)
+    dist = ((m[:, None] - f[None]) ** 2).sum(-1)  # [mp4 t, files t]
+    same = np.array(patterns)[dist.argmin(axis=1)] == np.array(patterns)
+    assert same.all()
+
+
+def test_mp4_source_parameter(tmp_path, make_params):
+    make_video(tmp_path, "v")  # audio/v.wav, frames/v
+    write_mp4(tmp_path / "videos" / "v.mp4", list(range(10)), fps=1, wave=tone(300.0, 10.0))
+    row = _mp4_row("v", audio_path="audio/v.wav", frames_dir="frames/v", video_path="videos/v.mp4")
+    vi = _index([row])
+    for source in ("auto", "extracted", "mp4"):
+        a, _ = extract_audio_features(vi, make_params(source=source))
+        peak = _tensor(a)[0].mean(axis=1).argmax(axis=1)  # make_video plays 440 Hz, the mp4 300
+        assert (peak == _peak_band(300.0 if source == "mp4" else 440.0)).all(), source
+    only_mp4 = _index([_mp4_row("v", video_path="videos/v.mp4")])
+    with pytest.raises(MediaError, match="gives no audio_path") as info:
+        extract_audio_features(only_mp4, make_params(source="extracted"))
+    assert "features.source" in str(info.value)
+    with pytest.raises(ValueError, match="features.source"):
+        extract_audio_features(only_mp4, make_params(source="webm"))
+    with pytest.raises(ValueError, match="lacks column.*frames_dir or video_path"):
+        extract_visual_features(_index([{"video_id": "v"}]), make_params())
+
+
+def test_broken_mp4_raises_or_is_skipped(tmp_path, make_params):
+    wave = tone(440.0, 10.0)
+    write_mp4(tmp_path / "videos" / "good.mp4", list(range(10)), fps=1, wave=wave)
+    write_mp4(tmp_path / "videos" / "mute.mp4", list(range(10)), fps=1)  # no audio stream
+    data = (tmp_path / "videos" / "good.mp4").read_bytes()
+    (tmp_path / "videos" / "cut.mp4").write_bytes(data[: len(data) // 2])
+    vi = _index([_mp4_row(v, video_path=f"videos/{v}.mp4") for v in ("good", "mute", "cut")])
+    with pytest.raises(MediaError, match="no audio stream") as info:
+        extract_audio_features(vi[vi["video_id"] != "cut"], make_params())
+    assert info.value.video_id == "mute" and "videos/mute.mp4" in str(info.value)
+    with pytest.raises(MediaError, match="corrupt or truncated") as info:
+        extract_visual_features(vi[vi["video_id"] != "mute"], make_params())
+    assert info.value.video_id == "cut" and "videos/cut.mp4" in str(info.value)
+    params = make_params(on_error="skip")
+    a, a_stats = extract_audio_features(vi, params)
+    v, v_stats = extract_visual_features(vi, params)
+    assert sorted(s["video_id"] for s in a_stats["skipped"]) == ["cut", "mute"]
+    assert [s["video_id"] for s in v_stats["skipped"]] == ["cut"]  # mute has frames
+    audio, visual = align_media_features(a, v, a_stats, v_stats)
+    assert set(audio["video_id"]) == set(visual["video_id"]) == {"good"}
+    q_stats = dict.fromkeys(("dim", "questions", "unique_texts", "tokens_max", "truncated"), 1)
+    q_stats |= {"encoder": "minilm", "tokens_mean": 1.0, "seconds": 0.0}
+    metrics = {k: i["value"] for k, i in feature_report(a_stats, v_stats, q_stats)[0].items()}
+    assert metrics["videos_skipped"] == 2 and metrics["audio_skipped"] == 2
 
 
 # ---- precomputed ---------------------------------------------------------------------------

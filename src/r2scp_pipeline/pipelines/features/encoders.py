@@ -16,6 +16,9 @@ Every encoder here is deterministic (eval mode, no dropout, no random draws) and
 
 Every media encoder returns ``[seconds, S, D]``: ``S`` tokens per second (grid cells, time bins).
 
+Raw MUSIC-AVQA ``.mp4`` files are decoded with PyAV (FFmpeg's libraries in a pip wheel):
+:func:`read_mp4_audio` (16 kHz mono) and :func:`read_mp4_frames` (1 fps frames).
+
 Media readers raise :class:`MediaError` (naming the video and the file) for a missing, corrupt,
 truncated or silent input; the nodes turn that into a stop or a counted skip (``on_error``).
 """
@@ -27,7 +30,7 @@ import functools
 import io
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -304,17 +307,147 @@ def decode_frame(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size, size))
-            img = img.convert("RGB")
-            w, h = img.size
-            if (w, h) != (size, size):
-                scale = size / min(w, h)
-                nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-                img = img.resize((nw, nh), Image.BILINEAR)
-                left, top = (nw - size) // 2, (nh - size) // 2
-                img = img.crop((left, top, left + size, top + size))
-            return np.asarray(img, dtype=np.uint8)
+            return fit_square(img.convert("RGB"), size)
     except Exception as exc:  # PIL: UnidentifiedImageError, OSError (truncated), ...
         raise MediaError(f"cannot decode frame ({type(exc).__name__}: {exc})", path) from exc
+
+
+def fit_square(img: Any, size: int) -> np.ndarray:
+    """An RGB PIL image -> uint8 ``[size, size, 3]``: shorter side to ``size`` (bilinear),
+    centre crop. Frame folders and mp4 frames go through the same resize."""
+    from PIL import Image
+
+    w, h = img.size
+    if (w, h) != (size, size):
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+# ---- mp4 (MUSIC-AVQA's raw videos) ---------------------------------------------------------
+
+
+def _open_mp4(path: Path, kind: str) -> Any:
+    """``av.open`` of an mp4 that must hold a ``kind`` ('audio' / 'video') stream; MediaError
+    for a missing / unreadable file (a cut-off mp4 whose index sat at the end lands here) or a
+    file without such a stream. Returns ``(container, stream)``; the caller closes it."""
+    import av
+
+    if not path.is_file():
+        raise MediaError("mp4 file not found", path)
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # av.error.InvalidDataError, ...
+        raise MediaError(
+            f"cannot open mp4, corrupt or truncated ({type(exc).__name__}: {exc})", path
+        ) from exc
+    streams = container.streams.audio if kind == "audio" else container.streams.video
+    if not streams:
+        container.close()
+        raise MediaError(f"mp4 has no {kind} stream", path)
+    return container, streams[0]
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """Duration the mp4's header declares for ``stream`` (else the container), or None."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # av.time_base
+    return None
+
+
+def read_mp4_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Decode the first audio stream of an mp4 to mono float32 at ``sample_rate`` (``[N]``).
+
+    libswresample converts to float at ``sample_rate`` (keeping the channels), which are then
+    averaged, as :func:`read_audio` does for a wav. MediaError (naming the file) for a missing,
+    corrupt or truncated mp4, one without an audio stream, or audio that ends more than a
+    second before the duration the header declares.
+    """
+    import av
+
+    path = Path(path)
+    container, stream = _open_mp4(path, "audio")
+    chunks: list[np.ndarray] = []
+    with container:
+        declared = _declared_seconds(container, stream)
+        resampler = av.AudioResampler(format="fltp", rate=int(sample_rate))
+        try:
+            for frame in container.decode(stream):
+                chunks += [f.to_ndarray() for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray() for f in resampler.resample(None)]
+        except Exception as exc:  # av.error.InvalidDataError on a cut-off / damaged stream
+            raise MediaError(
+                f"cannot decode mp4 audio, corrupt or truncated ({type(exc).__name__}: {exc})",
+                path,
+            ) from exc
+    if not chunks:
+        raise MediaError("mp4 audio stream holds no samples", path)
+    wave = np.concatenate(chunks, axis=1).mean(axis=0)  # [C, N] -> mono
+    if declared is not None and len(wave) < (declared - 1.0) * sample_rate:
+        raise MediaError(
+            f"truncated mp4: audio stops at {len(wave) / sample_rate:.1f} s of the "
+            f"{declared:.1f} s the header declares",
+            path,
+        )
+    if not np.isfinite(wave).all():
+        raise MediaError("mp4 audio holds NaN or inf samples", path)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def read_mp4_frames(
+    path: str | os.PathLike, size: int, seconds_for: Callable[[int], np.ndarray]
+) -> tuple[np.ndarray, int]:
+    """1 fps frames of an mp4, like ``ffmpeg -vf fps=1``: ``([len(seconds), size, size, 3], n)``.
+
+    The video has ``n = max(1, round(duration))`` seconds (the header's duration);
+    ``seconds_for(n)`` says which to decode, and second ``k`` is the first frame shown at or
+    after ``k`` s, resized as :func:`decode_frame` does. Decoding stops after the last second
+    needed. MediaError (naming the file) for a missing, corrupt or truncated mp4 (a needed
+    second past the last decodable frame) or one without a video stream.
+    """
+    path = Path(path)
+    container, stream = _open_mp4(path, "video")
+    with container:
+        declared = _declared_seconds(container, stream)
+        if declared is None or declared <= 0:
+            raise MediaError("mp4 declares no duration for its video stream", path)
+        n_seconds = max(1, int(round(declared)))
+        seconds = np.asarray(seconds_for(n_seconds))
+        wanted = sorted(set(seconds.tolist()))
+        picked: dict[int, np.ndarray] = {}
+        last = None  # the last decoded frame
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                last = frame
+                while wanted and frame.time >= wanted[0] - 1e-6:
+                    picked[wanted.pop(0)] = fit_square(frame.to_image(), size)
+                if not wanted:
+                    break
+        except Exception as exc:
+            raise MediaError(
+                f"cannot decode mp4 video, corrupt or truncated ({type(exc).__name__}: {exc})",
+                path,
+            ) from exc
+        if wanted and last is None:
+            raise MediaError("mp4 video stream holds no frames", path)
+        if wanted and last.time < declared - 1.0:
+            raise MediaError(
+                f"truncated mp4: video frames stop at {last.time:.1f} s of the {declared:.1f} s "
+                "the header declares",
+                path,
+            )
+        if wanted:  # the duration rounded up past the final frame: that second shows it
+            final = fit_square(last.to_image(), size)
+            picked.update({k: final for k in wanted})
+    return np.stack([picked[int(k)] for k in seconds]), n_seconds
 
 
 @functools.lru_cache(maxsize=2)

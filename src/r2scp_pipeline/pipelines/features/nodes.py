@@ -7,6 +7,10 @@ grid cells, audio time bins; written with an ``s`` column when ``S > 1``, see
 :func:`segment_indices`, like the official MUSIC-AVQA loaders: longer media are sampled evenly
 (60 s -> seconds 0, 6, ..., 54), shorter ones are padded by repeating their last second.
 
+``features.source`` picks the media: ``extracted`` (``audio_path`` wavs, ``frames_dir`` 1 fps
+JPEGs), ``mp4`` (the raw ``video_path``, decoded with PyAV), or ``auto`` (per video, the
+extracted files where ``video_index`` has them, else the mp4).
+
 A missing / corrupt / truncated / silent media file raises :class:`MediaError` naming the video
 and the file; with ``features.on_error: skip`` the video is left out of *both* feature tables
 (so every downstream pipeline sees the same video set), counted and listed in the report.
@@ -38,6 +42,8 @@ from .encoders import (
     list_frames,
     load_precomputed,
     read_audio,
+    read_mp4_audio,
+    read_mp4_frames,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,6 +52,7 @@ AUDIO_ENCODERS = ("logmel", "precomputed")
 VISUAL_ENCODERS = ("efficientnet_lite0", "precomputed")
 QUESTION_ENCODERS = ("minilm",)
 ON_ERROR = ("raise", "skip")
+MEDIA_SOURCES = ("auto", "extracted", "mp4")
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -104,9 +111,11 @@ def _resolve(path: Any, root: Path) -> Path | None:
     return p if p.is_absolute() else root / p
 
 
-def _check_video_index(video_index: pd.DataFrame, column: str | None) -> None:
-    needed = ["video_id"] + ([column] if column else [])
-    missing = [c for c in needed if c not in video_index.columns]
+def _check_video_index(video_index: pd.DataFrame, columns: tuple[str, ...] = ()) -> None:
+    """``video_id`` plus at least one of ``columns`` (if any), non-empty, unique ids."""
+    missing = ["video_id"] if "video_id" not in video_index.columns else []
+    if columns and not any(c in video_index.columns for c in columns):
+        missing.append(" or ".join(columns))
     if missing:
         raise ValueError(f"video_index lacks column(s) {missing}; has {list(video_index.columns)}")
     if len(video_index) == 0:
@@ -222,6 +231,39 @@ class _Collector:
         return frame, stats
 
 
+def _media_columns(cfg: dict[str, Any], extracted: str) -> tuple[str, ...]:
+    """The ``video_index`` columns ``features.source`` reads, in order of preference:
+    ``extracted`` (``audio_path`` / ``frames_dir``) and / or ``video_path`` (the raw mp4)."""
+    source = _choice(cfg, MEDIA_SOURCES, "source")
+    return {"auto": (extracted, "video_path"), "extracted": (extracted,), "mp4": ("video_path",)}[
+        source
+    ]
+
+
+def _media_files(
+    video_index: pd.DataFrame, columns: tuple[str, ...], root: Path
+) -> list[tuple[Path | None, bool]]:
+    """Per video: the first of ``columns`` that ``video_index`` fills in (resolved against
+    ``root``) and whether it is the mp4; ``(None, False)`` when none is."""
+    out: list[tuple[Path | None, bool]] = []
+    present = [c for c in columns if c in video_index.columns]
+    for row in video_index[present].itertuples(index=False):
+        found = (None, False)
+        for column, value in zip(present, row, strict=True):
+            src = _resolve(value, root)
+            if src is not None:
+                found = (src, column == "video_path")
+                break
+        out.append(found)
+    return out
+
+
+def _no_media(columns: tuple[str, ...]) -> MediaError:
+    return MediaError(
+        f"video_index gives no {' and no '.join(columns)} (see features.source)", None
+    )
+
+
 def _progress(iterable: Any, total: int, desc: str, cfg: dict[str, Any]) -> Any:
     return tqdm(
         iterable,
@@ -267,33 +309,36 @@ def extract_audio_features(
     ``features.audio.encoder``: ``logmel`` (VGGish-style log-mel, see
     :class:`~.encoders.LogMelEncoder`; by default ``S_a = frames_per_segment`` time bins of raw
     64-band log-mel per segment, or one pooled token with ``pooling: mean_std | mean``) reads
-    ``audio_path``; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[seconds, Da]``
+    ``audio_path`` or, per ``features.source``, the audio stream of the raw ``video_path`` mp4; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[seconds, Da]``
     (``S_a = 1``). Clips whose RMS is
     below ``features.audio.min_rms`` count as silent by accident. Runs on one torch thread.
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
     encoder_name = _choice(params, AUDIO_ENCODERS, "audio", "encoder")
-    _check_video_index(video_index, "audio_path" if encoder_name != "precomputed" else None)
+    columns = _media_columns(params, "audio_path") if encoder_name != "precomputed" else ()
+    _check_video_index(video_index, columns)
     col = _Collector("audio", encoder_name, params)
     root = Path(params.get("media_root") or Path.cwd())
     video_ids = [str(v) for v in video_index["video_id"]]
 
     if encoder_name == "precomputed":
         precomputed = _precomputed_loader(params, "audio")
+        files: list[tuple[Path | None, bool]] = [(None, False)] * len(video_ids)
 
-        def load(video_id: str, path: Any) -> tuple[np.ndarray, Path | None]:
+        def load(video_id: str, src: Path | None, mp4: bool) -> tuple[np.ndarray, Path | None]:
             return precomputed(video_id)  # official features: video_index paths not used
     else:
         lm = dict(_param(params, "audio", "logmel"))
         encoder = LogMelEncoder(**lm)
         min_rms = float(_param(params, "audio", "min_rms"))
+        files = _media_files(video_index, columns, root)
 
-        def load(video_id: str, path: Any) -> tuple[np.ndarray, Path | None]:
-            src = _resolve(path, root)
+        def load(video_id: str, src: Path | None, mp4: bool) -> tuple[np.ndarray, Path | None]:
             if src is None:
-                raise MediaError("video_index gives no audio_path", None)
-            wave = read_audio(src, encoder.sample_rate)
+                raise _no_media(columns)
+            read = read_mp4_audio if mp4 else read_audio
+            wave = read(src, encoder.sample_rate)
             rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
             if rms < min_rms:
                 raise MediaError(
@@ -301,19 +346,14 @@ def extract_audio_features(
                 )
             return encoder(wave, src), src
 
-    paths = (
-        video_index["audio_path"].tolist()
-        if "audio_path" in video_index
-        else [None] * len(video_ids)
-    )
     # One thread: a 10 s clip's STFT is ~1 ms of work, too small to split, and OpenMP threads
     # waiting on each other made it 30-60x slower on a busy machine (docs/features.md).
     with _torch_threads(1):
-        for vid, path in _progress(
-            zip(video_ids, paths, strict=True), len(video_ids), "features: audio", params
+        for vid, (path, mp4) in _progress(
+            zip(video_ids, files, strict=True), len(video_ids), "features: audio", params
         ):
             try:
-                per_second, src = load(vid, path)
+                per_second, src = load(vid, path, mp4)
             except MediaError as err:
                 col.fail(vid, err)
                 continue
@@ -329,7 +369,8 @@ def extract_visual_features(
 
     ``features.visual.encoder``: ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Dv = 1280,
     or 320 with ``token: block``) decodes only the ``T`` frames it needs from ``frames_dir`` (one
-    image per second, in name order) at ``input_size`` px and encodes them in batches of
+    image per second, in name order) or, per ``features.source``, from the 1 fps frames of the
+    raw ``video_path`` mp4, at ``input_size`` px and encodes them in batches of
     ``batch_size`` frames across videos; ``precomputed`` reads
     ``<precomputed.dir>/<video_id>.npy``: spatial ``[seconds, C, H, W]`` is pooled to the grid,
     ``[seconds, Dv]`` gives ``S_v = 1``.
@@ -337,7 +378,8 @@ def extract_visual_features(
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
     encoder_name = _choice(params, VISUAL_ENCODERS, "visual", "encoder")
-    _check_video_index(video_index, "frames_dir" if encoder_name != "precomputed" else None)
+    columns = _media_columns(params, "frames_dir") if encoder_name != "precomputed" else ()
+    _check_video_index(video_index, columns)
     col = _Collector("visual", encoder_name, params)
     root = Path(params.get("media_root") or Path.cwd())
     video_ids = [str(v) for v in video_index["video_id"]]
@@ -374,21 +416,27 @@ def extract_visual_features(
             pending.clear()
             pending_frames.clear()
 
-        frames_dirs = video_index["frames_dir"].tolist()
+        def unique_seconds(n_seconds: int) -> tuple[np.ndarray, np.ndarray]:
+            """The distinct source seconds the T segments need, and segment -> position."""
+            return np.unique(segment_indices(n_seconds, T), return_inverse=True)
+
         n_pending = 0
-        for vid, fdir in _progress(
-            zip(video_ids, frames_dirs, strict=True), len(video_ids), "features: visual", params
+        files = _media_files(video_index, columns, root)
+        for vid, (src, mp4) in _progress(
+            zip(video_ids, files, strict=True), len(video_ids), "features: visual", params
         ):
-            src = _resolve(fdir, root)
             try:
                 if src is None:
-                    raise MediaError(
-                        "video_index gives no frames_dir (decode the video to 1 fps frames first)",
-                        None,
-                    )
-                frames = list_frames(src)
-                unique, inverse = np.unique(segment_indices(len(frames), T), return_inverse=True)
-                decoded = np.stack([decode_frame(frames[i], size) for i in unique])  # [U, s, s, 3]
+                    raise _no_media(columns)
+                if mp4:
+                    decoded, n_seconds = read_mp4_frames(
+                        src, size, lambda n: unique_seconds(n)[0]
+                    )  # [U, s, s, 3]
+                    inverse = unique_seconds(n_seconds)[1]
+                else:
+                    frames = list_frames(src)
+                    unique, inverse = unique_seconds(len(frames))
+                    decoded = np.stack([decode_frame(frames[i], size) for i in unique])
             except MediaError as err:
                 col.fail(vid, err)
                 continue
