@@ -30,7 +30,8 @@ def make_params(base_params, tmp_path):
             "num_threads": 1,
             "progress": False,
             "media_root": str(tmp_path),
-            "visual": {"efficientnet_lite0": {"input_size": 64, "batch_size": 16}},
+            # 96 px: a 3x3 last map, the smallest that holds the default [2, 3] grid
+            "visual": {"efficientnet_lite0": {"input_size": 96, "batch_size": 16}},
         }
         return deep_merge(deep_merge(base_params, small), over)
 

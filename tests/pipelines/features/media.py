@@ -1,4 +1,5 @@
-"""Tiny synthetic media for the ``features`` tests: wavs (soundfile) and JPEG frames (Pillow)."""
+"""Tiny synthetic media for the ``features`` tests: wavs (soundfile), JPEG frames (Pillow) and
+mp4s (PyAV)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,49 @@ def make_video(root: Path, video_id: str, seconds: int = 10, freq: float = 440.0
         "frames_dir": f"frames/{video_id}",
         "video_path": None,
     }
+
+
+def write_mp4(
+    path: Path,
+    patterns: list[int],
+    fps: int = 4,
+    size: int = 32,
+    wave: np.ndarray | None = None,
+    audio_rate: int = SR,
+    channels: int = 1,
+    faststart: bool = False,
+) -> str:
+    """A small mp4 (MPEG-4 part 2 video, AAC audio) encoded with PyAV: second ``s`` shows
+    ``frame_image(patterns[s], size)`` for ``fps`` frames; ``wave`` (mono, ``audio_rate``; copied
+    to every channel) is the audio track, none when ``None``. ``faststart`` puts the index
+    (moov) before the data, as web-ready files do, so a cut-off copy still opens."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format="mp4", options=options) as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        video.bit_rate = 2_000_000  # near-lossless at this size: decoded frames ~ the images
+        if wave is not None:
+            audio = out.add_stream("aac", rate=audio_rate)
+            audio.layout = "mono" if channels == 1 else "stereo"
+        for index in patterns:
+            img = frame_image(index, size)
+            for _ in range(fps):
+                for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if wave is not None:
+            planar = np.repeat(np.asarray(wave, np.float32)[None], channels, axis=0)
+            frame = av.AudioFrame.from_ndarray(
+                planar, format="fltp", layout="mono" if channels == 1 else "stereo"
+            )
+            frame.sample_rate = audio_rate
+            for packet in audio.encode(frame):
+                out.mux(packet)
+            for packet in audio.encode():
+                out.mux(packet)
+    return str(path)

@@ -16,9 +16,11 @@ from r2scp_pipeline.pipelines.features.encoders import (
     load_precomputed,
     mel_filterbank,
     read_audio,
+    read_mp4_audio,
+    read_mp4_frames,
 )
 
-from .media import SR, frame_image, tone, write_frames, write_wav
+from .media import SR, frame_image, tone, write_frames, write_mp4, write_wav
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,8 +33,8 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def visual_encoder() -> EfficientNetLite0Encoder:
-    """EfficientNet-Lite0 loaded once for the module (64 px input keeps it fast)."""
-    return EfficientNetLite0Encoder(input_size=64)
+    """EfficientNet-Lite0 loaded once for the module (64 px input, 2x2 map, keeps it fast)."""
+    return EfficientNetLite0Encoder(input_size=64, grid=(1, 1))
 
 
 # ---- log-mel -------------------------------------------------------------------------------
@@ -56,15 +58,50 @@ def test_logmel_framing_and_per_second_shape():
     wave = tone(440.0, 10.0)
     lm = enc.log_mel(wave)
     assert lm.shape == (1 + (len(wave) - 400) // 160, 64)  # VGGish framing: 998 frames
+    enc = LogMelEncoder(pooling="mean_std")
     feats = enc(wave)
-    assert feats.shape == (10, 128) and feats.dtype == np.float32
-    assert enc.dim == 128
+    assert feats.shape == (10, 1, 128) and feats.dtype == np.float32
+    assert enc.dim == 128 and enc.tokens == 1
+    feats = feats[:, 0]
     # a 440 Hz tone peaks in the band whose triangle covers 440 Hz
     band = int(np.argmax(mel_filterbank(64, 512, SR, 125.0, 7500.0)[round(440 / (SR / 512))]))
     assert abs(int(feats[:, :64].mean(axis=0).argmax()) - band) <= 1
     # std half: a steady tone varies little within a second, noise bands are ~flat but nonzero
     assert (feats[:, 64:] >= 0).all()
-    assert LogMelEncoder(pooling="mean")(wave).shape == (10, 64)
+    assert LogMelEncoder(pooling="mean")(wave).shape == (10, 1, 64)
+
+
+def test_logmel_frames_bins_are_means_of_their_frames():
+    """pooling='frames' (default): S time bins per second, each the mean of its 10 ms frames."""
+    enc = LogMelEncoder(frames_per_segment=25)
+    assert enc.pooling == "frames" and enc.tokens == 25 and enc.dim == 64
+    wave = tone(440.0, 10.0)
+    feats = enc(wave)
+    assert feats.shape == (10, 25, 64) and feats.dtype == np.float32
+    lm = enc.log_mel(wave).numpy()
+    centers = np.arange(len(lm)) * 160 + 200
+    # bin 3 of second 2 = 40 ms from 2.12 s: frames whose centre lies in [2.12, 2.16) s
+    sel = (centers >= 2.12 * SR) & (centers < 2.16 * SR)
+    assert sel.sum() == 4
+    np.testing.assert_allclose(feats[2, 3], lm[sel].mean(axis=0), atol=1e-5)
+    # the mean over a second's bins is (nearly) the 'mean' pooling of that second
+    np.testing.assert_allclose(
+        feats.mean(axis=1), LogMelEncoder(pooling="mean")(wave)[:, 0], atol=0.05
+    )
+
+
+def test_logmel_frames_keep_loudness_and_onsets():
+    """Raw log-mel bins: a louder clip is higher everywhere; a click shows in its own bin."""
+    enc = LogMelEncoder(frames_per_segment=25)
+    quiet, loud = enc(tone(440.0, 2.0, amp=0.05)), enc(tone(440.0, 2.0, amp=0.5))
+    # the tone's band is ln(10) higher for a 10x louder tone: loudness is not normalised away
+    assert (loud.max(axis=2) > quiet.max(axis=2) + 2.0).all()
+    wave = tone(440.0, 2.0, amp=0.01)
+    onset = int(1.5 * SR)  # second 1, bin 12 (1.48-1.52 s)
+    wave[onset : onset + 320] += np.random.default_rng(0).uniform(-0.8, 0.8, 320).astype(np.float32)
+    energy = enc(wave).mean(axis=2)  # [2, 25]
+    assert np.unravel_index(energy.argmax(), energy.shape) == (1, 12)
+    assert energy[1, 12] > energy[0].max() + 1.0
 
 
 def test_logmel_frame_equals_manual_rfft():
@@ -80,9 +117,13 @@ def test_logmel_frame_equals_manual_rfft():
 
 
 def test_logmel_short_clip_rounds_seconds_and_rejects_tiny():
-    enc = LogMelEncoder()
-    assert enc(tone(440.0, 3.6)).shape == (4, 128)
-    assert enc(tone(440.0, 0.2)).shape == (1, 128)
+    enc = LogMelEncoder(pooling="mean_std")
+    assert enc(tone(440.0, 3.6)).shape == (4, 1, 128)
+    assert enc(tone(440.0, 0.2)).shape == (1, 1, 128)
+    # frames: the bins past the clip's end (3.6 s rounds to 4) take the nearest frame
+    frames = LogMelEncoder(frames_per_segment=25)(tone(440.0, 3.6))
+    assert frames.shape == (4, 25, 64) and np.isfinite(frames).all()
+    np.testing.assert_allclose(frames[3, -1], frames[3, 14], atol=0.5)
     with pytest.raises(MediaError, match="too short"):
         enc(np.zeros(100, np.float32))
 
@@ -92,6 +133,10 @@ def test_logmel_rejects_bad_parameters():
         LogMelEncoder(pooling="max")
     with pytest.raises(ValueError, match="fmax"):
         LogMelEncoder(fmax=9000.0)
+    with pytest.raises(ValueError, match="frames_per_segment"):
+        LogMelEncoder(frames_per_segment=0)
+    with pytest.raises(ValueError, match="frames_per_segment"):
+        LogMelEncoder(frames_per_segment=101)
 
 
 # ---- audio reader --------------------------------------------------------------------------
@@ -174,13 +219,47 @@ def test_decode_frame_sizes_and_corrupt(tmp_path):
 def test_efficientnet_features_shape_determinism_and_content(visual_encoder):
     frames = np.stack([frame_image(i, 64) for i in range(4)])
     a = visual_encoder(frames)
-    assert a.shape == (4, 1280) and a.dtype == np.float32
+    assert a.shape == (4, 1, 1280) and a.dtype == np.float32
+    a = a[:, 0]
     assert np.isfinite(a).all()
-    np.testing.assert_array_equal(a, visual_encoder(frames))  # same input -> identical
-    np.testing.assert_allclose(visual_encoder(frames[:1])[0], a[0], atol=1e-4)  # batch-independent
+    np.testing.assert_array_equal(a, visual_encoder(frames)[:, 0])  # same input -> identical
+    batch_of_one = visual_encoder(frames[:1])[0, 0]
+    np.testing.assert_allclose(batch_of_one, a[0], atol=1e-4)  # batch-independent
     assert np.abs(a[0] - a[1]).max() > 1e-2  # different frames -> different features
     # pretrained weights, not a random init: relu6 features are >= 0 and not all tiny
     assert (a >= 0).all() and a.max() > 0.5
+
+
+def test_efficientnet_grid_cells_are_row_major_and_average_to_the_global_token():
+    frames = np.stack([frame_image(i, 96) for i in range(2)])
+    frames[1, :, :48] = 0  # left half black in frame 1 only
+    pooled = EfficientNetLite0Encoder(96, grid=(1, 1))  # 3x3 map
+    grid = EfficientNetLite0Encoder(96, grid=(3, 3))
+    cells = grid(frames)
+    assert cells.shape == (2, 9, 1280) and grid.tokens == 9
+    # 3x3 cells of a 3x3 map are its positions; their mean is the global pool ([1, 1])
+    np.testing.assert_allclose(cells.mean(axis=1), pooled(frames)[:, 0], atol=1e-4)
+    # row-major: cell r*3+c = map position (r, c); the blacked-out left column changes most
+    change = np.abs(cells[1] - cells[0]).mean(axis=1).reshape(3, 3)
+    assert change[:, 0].min() > change[:, 2].max()
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    fmap = grid.feature_map((x - grid.mean) / grid.std)  # [2, 1280, 3, 3]
+    np.testing.assert_allclose(cells[:, 1], fmap[:, :, 0, 1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(cells[:, 3], fmap[:, :, 1, 0].numpy(), atol=1e-5)
+    # the 320-d block token: same map, before the head
+    block = EfficientNetLite0Encoder(96, grid=(2, 3), token="block")
+    assert block(frames).shape == (2, 6, 320) and block.dim == 320
+
+
+def test_efficientnet_grid_must_fit_the_map():
+    for grid in ([2, 3], [0, 1], [1]):
+        with pytest.raises(ValueError, match="features.visual.grid") as info:
+            EfficientNetLite0Encoder(64, grid=grid)  # 2x2 map
+    assert "input_size 64" in str(info.value) or "rows, cols" in str(info.value)
+    with pytest.raises(ValueError, match="input_size 64"):
+        EfficientNetLite0Encoder(64, grid=(2, 3))
+    with pytest.raises(ValueError, match="token"):
+        EfficientNetLite0Encoder(64, token="logits")
 
 
 # ---- MiniLM --------------------------------------------------------------------------------
@@ -215,9 +294,21 @@ def test_minilm_counts_truncation():
 def test_load_precomputed_shapes_and_errors(tmp_path):
     np.save(tmp_path / "a.npy", np.ones((60, 128), np.float64))
     x = load_precomputed(tmp_path / "a.npy")
-    assert x.shape == (60, 128) and x.dtype == np.float32
-    np.save(tmp_path / "s.npy", np.arange(60 * 8 * 4, dtype=np.float32).reshape(60, 8, 2, 2))
-    assert load_precomputed(tmp_path / "s.npy").shape == (60, 8)
+    assert x.shape == (60, 1, 128) and x.dtype == np.float32
+    assert load_precomputed(tmp_path / "a.npy", grid=(2, 3)).shape == (60, 1, 128)  # pooled: S=1
+    spatial = np.random.default_rng(0).standard_normal((60, 8, 14, 14)).astype(np.float32)
+    np.save(tmp_path / "s.npy", spatial)
+    np.testing.assert_allclose(
+        load_precomputed(tmp_path / "s.npy")[:, 0], spatial.mean(axis=(2, 3)), atol=1e-5
+    )
+    cells = load_precomputed(tmp_path / "s.npy", grid=(2, 3))
+    assert cells.shape == (60, 6, 8)
+    # cell (row 1, col 2) of a 2x3 grid over 14x14: rows 7..13, cols 9..13 (adaptive pooling)
+    np.testing.assert_allclose(cells[:, 5], spatial[:, :, 7:14, 9:14].mean(axis=(2, 3)), atol=1e-5)
+    np.testing.assert_allclose(cells[:, 1], spatial[:, :, 0:7, 4:10].mean(axis=(2, 3)), atol=1e-5)
+    with pytest.raises(MediaError, match="features.visual.grid") as info:
+        load_precomputed(tmp_path / "s.npy", grid=(15, 1))
+    assert "s.npy" in str(info.value)
     bad = np.ones((60, 4), np.float32)
     bad[3, 1] = np.inf
     np.save(tmp_path / "inf.npy", bad)
@@ -231,4 +322,71 @@ def test_load_precomputed_shapes_and_errors(tmp_path):
     }.items():
         with pytest.raises(MediaError, match=reason) as info:
             load_precomputed(tmp_path / name)
+        assert name in str(info.value)
+
+
+# ---- mp4 -------------------------------------------------------------------------------------
+
+
+def _peak_hz(wave: np.ndarray, rate: int = SR) -> float:
+    spec = np.abs(np.fft.rfft(wave))
+    return float(np.fft.rfftfreq(len(wave), 1 / rate)[spec.argmax()])
+
+
+def test_read_mp4_audio_mono_16k_and_resampled(tmp_path):
+    path = write_mp4(tmp_path / "a.mp4", [0, 1, 2], wave=tone(440.0, 3.0))
+    wave = read_mp4_audio(path, SR)
+    assert wave.dtype == np.float32 and abs(len(wave) - 3 * SR) <= 2048  # AAC frame padding
+    assert abs(_peak_hz(wave) - 440.0) < 2.0 and 0.1 < np.abs(wave).max() < 0.5
+    # stereo 44.1 kHz -> mono 16 kHz, same tone
+    t = np.arange(3 * 44100) / 44100
+    stereo = write_mp4(
+        tmp_path / "s.mp4",
+        [0, 1, 2],
+        wave=(0.3 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32),
+        audio_rate=44100,
+        channels=2,
+    )
+    wave = read_mp4_audio(stereo, SR)
+    assert abs(len(wave) - 3 * SR) <= 2048 and abs(_peak_hz(wave) - 1000.0) < 2.0
+
+
+def test_read_mp4_frames_one_per_second(tmp_path):
+    path = write_mp4(tmp_path / "v.mp4", [5, 6, 7, 8], fps=4, size=32)
+    frames, n = read_mp4_frames(path, 32, lambda n: np.array([3, 0, 2]))
+    assert n == 4 and frames.shape == (3, 32, 32, 3) and frames.dtype == np.uint8
+    for frame, pattern in zip(frames, [8, 5, 7], strict=True):
+        err = np.abs(frame.astype(int) - frame_image(pattern, 32).astype(int)).mean()
+        others = [
+            np.abs(frame.astype(int) - frame_image(p, 32).astype(int)).mean()
+            for p in {5, 6, 7, 8} - {pattern}
+        ]
+        assert err < 8 and err < min(others) / 3
+    # resized like decode_frame: shorter side to the size, centre crop
+    assert read_mp4_frames(path, 16, lambda n: np.arange(n))[0].shape == (4, 16, 16, 3)
+
+
+def test_mp4_errors_name_the_file(tmp_path):
+    good = write_mp4(tmp_path / "good.mp4", list(range(4)), wave=tone(440.0, 4.0))
+    data = open(good, "rb").read()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # index at the end: lost
+    fast = write_mp4(tmp_path / "fast.mp4", list(range(4)), wave=tone(440.0, 4.0), faststart=True)
+    data = open(fast, "rb").read()
+    (tmp_path / "cut_fast.mp4").write_bytes(data[: len(data) // 2])  # index kept, data cut
+    write_mp4(tmp_path / "mute.mp4", list(range(4)))  # no audio stream
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 50)
+    audio_cases = {
+        "cut.mp4": "corrupt or truncated",
+        "cut_fast.mp4": "truncated",
+        "mute.mp4": "no audio stream",
+        "junk.mp4": "cannot open mp4",
+        "missing.mp4": "not found",
+    }
+    for name, reason in audio_cases.items():
+        with pytest.raises(MediaError, match=reason) as info:
+            read_mp4_audio(tmp_path / name, SR)
+        assert name in str(info.value)
+    for name in ("cut.mp4", "cut_fast.mp4", "junk.mp4"):
+        with pytest.raises(MediaError, match="truncated|cannot open") as info:
+            read_mp4_frames(tmp_path / name, 32, lambda n: np.arange(n))
         assert name in str(info.value)

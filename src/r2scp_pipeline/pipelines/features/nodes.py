@@ -1,9 +1,15 @@
 """Nodes of the ``features`` pipeline: per-video audio / visual sequences and question tokens.
 
-Every video of ``video_index`` gets ``T`` segments (``features.segments``, one per second for
+Every video of ``video_index`` gets ``T`` segments of ``S`` tokens each (``[T, S, D]``: visual
+grid cells, audio time bins; written with an ``s`` column when ``S > 1``, see
+:mod:`r2scp_pipeline.tensors`) (``features.segments``, one per second for
 10 s clips). Media with ``S != T`` seconds are mapped to ``T`` segments by
 :func:`segment_indices`, like the official MUSIC-AVQA loaders: longer media are sampled evenly
 (60 s -> seconds 0, 6, ..., 54), shorter ones are padded by repeating their last second.
+
+``features.source`` picks the media: ``extracted`` (``audio_path`` wavs, ``frames_dir`` 1 fps
+JPEGs), ``mp4`` (the raw ``video_path``, decoded with PyAV), or ``auto`` (per video, the
+extracted files where ``video_index`` has them, else the mp4).
 
 A missing / corrupt / truncated / silent media file raises :class:`MediaError` naming the video
 and the file; with ``features.on_error: skip`` the video is left out of *both* feature tables
@@ -36,6 +42,8 @@ from .encoders import (
     list_frames,
     load_precomputed,
     read_audio,
+    read_mp4_audio,
+    read_mp4_frames,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,6 +52,7 @@ AUDIO_ENCODERS = ("logmel", "precomputed")
 VISUAL_ENCODERS = ("efficientnet_lite0", "precomputed")
 QUESTION_ENCODERS = ("minilm",)
 ON_ERROR = ("raise", "skip")
+MEDIA_SOURCES = ("auto", "extracted", "mp4")
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -102,9 +111,11 @@ def _resolve(path: Any, root: Path) -> Path | None:
     return p if p.is_absolute() else root / p
 
 
-def _check_video_index(video_index: pd.DataFrame, column: str | None) -> None:
-    needed = ["video_id"] + ([column] if column else [])
-    missing = [c for c in needed if c not in video_index.columns]
+def _check_video_index(video_index: pd.DataFrame, columns: tuple[str, ...] = ()) -> None:
+    """``video_id`` plus at least one of ``columns`` (if any), non-empty, unique ids."""
+    missing = ["video_id"] if "video_id" not in video_index.columns else []
+    if columns and not any(c in video_index.columns for c in columns):
+        missing.append(" or ".join(columns))
     if missing:
         raise ValueError(f"video_index lacks column(s) {missing}; has {list(video_index.columns)}")
     if len(video_index) == 0:
@@ -115,17 +126,21 @@ def _check_video_index(video_index: pd.DataFrame, column: str | None) -> None:
 
 
 class _Collector:
-    """Gathers per-video ``[T, D]`` features and skips; applies the ``on_error`` policy."""
+    """Gathers per-video ``[T, S, D]`` features and skips; applies the ``on_error`` policy.
+
+    The table's shape ``(S, D)`` is the one most videos share (ties: the earliest video's), so
+    one odd file is blamed whichever position it holds in ``video_index``. Videos of another
+    shape fail when :meth:`result` runs (the first one raises, or all are skipped).
+    """
 
     def __init__(self, modality: str, encoder: str, cfg: dict[str, Any]) -> None:
         self.modality, self.encoder = modality, encoder
         self.on_error = _choice(cfg, ON_ERROR, "on_error")
         self.segments = int(_param(cfg, "segments"))
         self.feats: dict[str, np.ndarray] = {}
+        self.sources: dict[str, str | None] = {}
         self.skipped: list[dict[str, str]] = []
         self.start = time.perf_counter()
-        self.dim: int | None = None
-        self.dim_source: str | None = None
 
     def fail(self, video_id: str, err: MediaError) -> None:
         err.for_video(video_id)
@@ -142,38 +157,59 @@ class _Collector:
         )
 
     def add(self, video_id: str, x: np.ndarray, source: str | None) -> None:
-        """Store ``x [T, D]`` after checking it is finite and matches earlier videos' D."""
+        """Store ``x [T, S, D]`` after checking it is finite (shapes are compared at the end)."""
         if not np.isfinite(x).all():
             self.fail(
                 video_id, MediaError(f"{self.encoder} encoder produced NaN or inf features", source)
             )
             return
-        if self.dim is None:
-            self.dim, self.dim_source = int(x.shape[1]), source
-        elif x.shape[1] != self.dim:
+        self.feats[video_id] = np.asarray(x, dtype=np.float32)
+        self.sources[video_id] = source
+
+    def _drop_odd_shapes(self, ids: list[str]) -> list[str]:
+        """Fail every video whose ``(S, D)`` differs from the most common one; the rest."""
+        shapes = [self.feats[v].shape[1:] for v in ids]
+        counts: dict[tuple[int, ...], int] = {}
+        for shape in shapes:
+            counts[shape] = counts.get(shape, 0) + 1
+        common = max(counts, key=lambda k: counts[k])  # first-seen wins a tie
+        if len(counts) == 1:
+            return ids
+        keep = []
+        for vid, shape in zip(ids, shapes, strict=True):
+            if shape == common:
+                keep.append(vid)
+                continue
+            del self.feats[vid]
             self.fail(
-                video_id,
+                vid,
                 MediaError(
-                    f"feature dim {x.shape[1]} differs from {self.dim} of {self.dim_source}", source
+                    f"feature shape [S={shape[0]}, D={shape[1]}] differs from the "
+                    f"[S={common[0]}, D={common[1]}] of {counts[common]} of {len(ids)} videos",
+                    self.sources[vid],
                 ),
             )
-            return
-        self.feats[video_id] = np.asarray(x, dtype=np.float32)
+        return keep
 
     def result(self, video_ids: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
         ids = [v for v in video_ids if v in self.feats]
+        if ids:
+            ids = self._drop_odd_shapes(ids)
         if not ids:
             reasons = "; ".join(f"{s['video_id']}: {s['reason']}" for s in self.skipped[:3])
             raise RuntimeError(
                 f"all {len(video_ids)} videos failed {self.modality} feature extraction ({reasons})"
             )
-        x = np.stack([self.feats[v] for v in ids])  # [N, T, D]
-        frame = tensor_to_frame(ids, x, id_col="video_id")  # refuses NaN / inf
+        x = np.stack([self.feats[v] for v in ids])  # [N, T, S, D]
+        tokens = int(x.shape[2])
+        # S = 1 keeps the plain [N, T, D] layout (no s column), as before grids and time bins
+        frame = tensor_to_frame(ids, x if tokens > 1 else x[:, :, 0], id_col="video_id")
         seconds = time.perf_counter() - self.start
         stats = {
             "modality": self.modality,
             "encoder": self.encoder,
-            "dim": int(x.shape[2]),
+            "dim": int(x.shape[3]),
+            "tokens": tokens,
             "segments": self.segments,
             "videos": len(video_ids),
             "extracted": len(ids),
@@ -181,17 +217,51 @@ class _Collector:
             "seconds": seconds,
         }
         logger.info(
-            "features: %s %s [T=%d, D=%d] for %d/%d videos in %.1f s (%d skipped)",
+            "features: %s %s [T=%d, S=%d, D=%d] for %d/%d videos in %.1f s (%d skipped)",
             self.modality,
             self.encoder,
             self.segments,
-            x.shape[2],
+            tokens,
+            x.shape[3],
             len(ids),
             len(video_ids),
             seconds,
             len(self.skipped),
         )
         return frame, stats
+
+
+def _media_columns(cfg: dict[str, Any], extracted: str) -> tuple[str, ...]:
+    """The ``video_index`` columns ``features.source`` reads, in order of preference:
+    ``extracted`` (``audio_path`` / ``frames_dir``) and / or ``video_path`` (the raw mp4)."""
+    source = _choice(cfg, MEDIA_SOURCES, "source")
+    return {"auto": (extracted, "video_path"), "extracted": (extracted,), "mp4": ("video_path",)}[
+        source
+    ]
+
+
+def _media_files(
+    video_index: pd.DataFrame, columns: tuple[str, ...], root: Path
+) -> list[tuple[Path | None, bool]]:
+    """Per video: the first of ``columns`` that ``video_index`` fills in (resolved against
+    ``root``) and whether it is the mp4; ``(None, False)`` when none is."""
+    out: list[tuple[Path | None, bool]] = []
+    present = [c for c in columns if c in video_index.columns]
+    for row in video_index[present].itertuples(index=False):
+        found = (None, False)
+        for column, value in zip(present, row, strict=True):
+            src = _resolve(value, root)
+            if src is not None:
+                found = (src, column == "video_path")
+                break
+        out.append(found)
+    return out
+
+
+def _no_media(columns: tuple[str, ...]) -> MediaError:
+    return MediaError(
+        f"video_index gives no {' and no '.join(columns)} (see features.source)", None
+    )
 
 
 def _progress(iterable: Any, total: int, desc: str, cfg: dict[str, Any]) -> Any:
@@ -218,10 +288,12 @@ def _precomputed_loader(
     root = Path(directory)
     if not root.is_dir():
         raise ValueError(f"features.{modality}.precomputed.dir {str(root)!r} is not a directory")
+    # spatial [S, C, H, W] visual files are pooled to the grid; audio ones over all of H, W
+    grid = _param(cfg, "visual", "grid") if modality == "visual" else None
 
     def load(video_id: str) -> tuple[np.ndarray, Path]:
         path = root / pattern.format(video_id=video_id)
-        return load_precomputed(path), path
+        return load_precomputed(path, grid), path
 
     return load
 
@@ -232,36 +304,41 @@ def _precomputed_loader(
 def extract_audio_features(
     video_index: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Audio features ``[T, Da]`` per video of ``video_index``.
+    """Audio features ``[T, S_a, Da]`` per video of ``video_index``.
 
-    ``features.audio.encoder``: ``logmel`` (VGGish-style log-mel pooled per second, see
-    :class:`~.encoders.LogMelEncoder`; Da = 128 by default) reads ``audio_path``;
-    ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[S, Da]``. Clips whose RMS is
+    ``features.audio.encoder``: ``logmel`` (VGGish-style log-mel, see
+    :class:`~.encoders.LogMelEncoder`; by default ``S_a = frames_per_segment`` time bins of raw
+    64-band log-mel per segment, or one pooled token with ``pooling: mean_std | mean``) reads
+    ``audio_path`` or, per ``features.source``, the audio stream of the raw ``video_path`` mp4; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[seconds, Da]``
+    (``S_a = 1``). Clips whose RMS is
     below ``features.audio.min_rms`` count as silent by accident. Runs on one torch thread.
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
     encoder_name = _choice(params, AUDIO_ENCODERS, "audio", "encoder")
-    _check_video_index(video_index, "audio_path" if encoder_name != "precomputed" else None)
+    columns = _media_columns(params, "audio_path") if encoder_name != "precomputed" else ()
+    _check_video_index(video_index, columns)
     col = _Collector("audio", encoder_name, params)
     root = Path(params.get("media_root") or Path.cwd())
     video_ids = [str(v) for v in video_index["video_id"]]
 
     if encoder_name == "precomputed":
         precomputed = _precomputed_loader(params, "audio")
+        files: list[tuple[Path | None, bool]] = [(None, False)] * len(video_ids)
 
-        def load(video_id: str, path: Any) -> tuple[np.ndarray, Path | None]:
+        def load(video_id: str, src: Path | None, mp4: bool) -> tuple[np.ndarray, Path | None]:
             return precomputed(video_id)  # official features: video_index paths not used
     else:
         lm = dict(_param(params, "audio", "logmel"))
         encoder = LogMelEncoder(**lm)
         min_rms = float(_param(params, "audio", "min_rms"))
+        files = _media_files(video_index, columns, root)
 
-        def load(video_id: str, path: Any) -> tuple[np.ndarray, Path | None]:
-            src = _resolve(path, root)
+        def load(video_id: str, src: Path | None, mp4: bool) -> tuple[np.ndarray, Path | None]:
             if src is None:
-                raise MediaError("video_index gives no audio_path", None)
-            wave = read_audio(src, encoder.sample_rate)
+                raise _no_media(columns)
+            read = read_mp4_audio if mp4 else read_audio
+            wave = read(src, encoder.sample_rate)
             rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
             if rms < min_rms:
                 raise MediaError(
@@ -269,19 +346,14 @@ def extract_audio_features(
                 )
             return encoder(wave, src), src
 
-    paths = (
-        video_index["audio_path"].tolist()
-        if "audio_path" in video_index
-        else [None] * len(video_ids)
-    )
     # One thread: a 10 s clip's STFT is ~1 ms of work, too small to split, and OpenMP threads
     # waiting on each other made it 30-60x slower on a busy machine (docs/features.md).
     with _torch_threads(1):
-        for vid, path in _progress(
-            zip(video_ids, paths, strict=True), len(video_ids), "features: audio", params
+        for vid, (path, mp4) in _progress(
+            zip(video_ids, files, strict=True), len(video_ids), "features: audio", params
         ):
             try:
-                per_second, src = load(vid, path)
+                per_second, src = load(vid, path, mp4)
             except MediaError as err:
                 col.fail(vid, err)
                 continue
@@ -292,17 +364,22 @@ def extract_audio_features(
 def extract_visual_features(
     video_index: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Visual features ``[T, Dv]`` per video of ``video_index``.
+    """Visual features ``[T, S_v, Dv]`` per video of ``video_index``, ``S_v = rows * cols`` of
+    ``features.visual.grid`` (row-major cells of the last feature map, average-pooled).
 
-    ``features.visual.encoder``: ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Dv = 1280)
-    decodes only the ``T`` frames it needs from ``frames_dir`` (one image per second, in name
-    order) at ``input_size`` px and encodes them in batches of ``batch_size`` frames across
-    videos; ``precomputed`` reads ``<precomputed.dir>/<video_id>.npy`` ``[S, Dv]``.
+    ``features.visual.encoder``: ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0, Dv = 1280,
+    or 320 with ``token: block``) decodes only the ``T`` frames it needs from ``frames_dir`` (one
+    image per second, in name order) or, per ``features.source``, from the 1 fps frames of the
+    raw ``video_path`` mp4, at ``input_size`` px and encodes them in batches of
+    ``batch_size`` frames across videos; ``precomputed`` reads
+    ``<precomputed.dir>/<video_id>.npy``: spatial ``[seconds, C, H, W]`` is pooled to the grid,
+    ``[seconds, Dv]`` gives ``S_v = 1``.
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
     encoder_name = _choice(params, VISUAL_ENCODERS, "visual", "encoder")
-    _check_video_index(video_index, "frames_dir" if encoder_name != "precomputed" else None)
+    columns = _media_columns(params, "frames_dir") if encoder_name != "precomputed" else ()
+    _check_video_index(video_index, columns)
     col = _Collector("visual", encoder_name, params)
     root = Path(params.get("media_root") or Path.cwd())
     video_ids = [str(v) for v in video_index["video_id"]]
@@ -322,7 +399,8 @@ def extract_visual_features(
 
         size = int(_param(params, "visual", "efficientnet_lite0", "input_size"))
         batch_size = max(1, int(_param(params, "visual", "efficientnet_lite0", "batch_size")))
-        encoder = EfficientNetLite0Encoder(size)
+        token = _param(params, "visual", "efficientnet_lite0", "token")
+        encoder = EfficientNetLite0Encoder(size, _param(params, "visual", "grid"), token)
         # pending videos: (video_id, frames_dir, inverse index [T]) and their unique frames
         pending: list[tuple[str, str, np.ndarray]] = []
         pending_frames: list[np.ndarray] = []
@@ -338,21 +416,27 @@ def extract_visual_features(
             pending.clear()
             pending_frames.clear()
 
-        frames_dirs = video_index["frames_dir"].tolist()
+        def unique_seconds(n_seconds: int) -> tuple[np.ndarray, np.ndarray]:
+            """The distinct source seconds the T segments need, and segment -> position."""
+            return np.unique(segment_indices(n_seconds, T), return_inverse=True)
+
         n_pending = 0
-        for vid, fdir in _progress(
-            zip(video_ids, frames_dirs, strict=True), len(video_ids), "features: visual", params
+        files = _media_files(video_index, columns, root)
+        for vid, (src, mp4) in _progress(
+            zip(video_ids, files, strict=True), len(video_ids), "features: visual", params
         ):
-            src = _resolve(fdir, root)
             try:
                 if src is None:
-                    raise MediaError(
-                        "video_index gives no frames_dir (decode the video to 1 fps frames first)",
-                        None,
-                    )
-                frames = list_frames(src)
-                unique, inverse = np.unique(segment_indices(len(frames), T), return_inverse=True)
-                decoded = np.stack([decode_frame(frames[i], size) for i in unique])  # [U, s, s, 3]
+                    raise _no_media(columns)
+                if mp4:
+                    decoded, n_seconds = read_mp4_frames(
+                        src, size, lambda n: unique_seconds(n)[0]
+                    )  # [U, s, s, 3]
+                    inverse = unique_seconds(n_seconds)[1]
+                else:
+                    frames = list_frames(src)
+                    unique, inverse = unique_seconds(len(frames))
+                    decoded = np.stack([decode_frame(frames[i], size) for i in unique])
             except MediaError as err:
                 col.fail(vid, err)
                 continue
