@@ -933,4 +933,10 @@ def train_stage_two(
     model.to("cpu").eval()
     summary.update(_summary(res))
     summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
+    # memorisation check: accuracy of the selected model on its own training questions
+    with torch_threads(loop.threads):
+        c = build_cache(model, tensors) if frozen else None
+        summary["best"]["train_acc_none"] = predict(
+            model, tensors, "train", "none", fill=fill, cache=c, batch_size=loop.eval_batch_size
+        ).accuracy
     return model, summary
