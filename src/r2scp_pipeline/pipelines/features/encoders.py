@@ -175,8 +175,9 @@ class LogMelEncoder:
 
     * ``'frames'``: ``S = frames_per_segment`` equal time bins per second, each the mean of the
       frames whose centre falls in it, ``D = n_mels``: raw log-mel values, so loudness, onsets
-      and rhythm survive. A bin no frame centre falls in (a second shorter than the window at
-      the clip's end, or more bins than frames) takes the frame nearest its centre.
+      and rhythm survive. A bin no frame centre falls in (the end of a clip rounded up to a
+      whole second) takes the frame nearest its centre; frames past the last whole second (a
+      clip rounded down) are left out.
     * ``'mean_std'``: ``S = 1``, ``D = 2 * n_mels`` (mean then standard deviation of each band).
     * ``'mean'``: ``S = 1``, ``D = n_mels``.
     """
@@ -263,8 +264,11 @@ class LogMelEncoder:
         in each of the ``S`` equal bins of each second; an empty bin takes the nearest frame."""
         S, sr = self.tokens, self.sample_rate
         n_bins = n_sec * S
-        # bin of a frame: floor(centre * S / sr); centres past the last second go to its last bin
-        bins = torch.clamp((centers * S) // sr, max=n_bins - 1)
+        # bin of a frame: floor(centre * S / sr); frames past the last whole second (a clip
+        # rounded down, 3.4 s -> 3 s) are left out rather than piled into its last bin
+        bins = (centers * S) // sr
+        keep = bins < n_bins
+        bins, feats = bins[keep], feats[keep]
         counts = torch.bincount(bins, minlength=n_bins).to(torch.float32)  # [n_bins]
         sums = torch.zeros(n_bins, self.n_mels).index_add_(0, bins, feats)
         out = sums / counts.clamp(min=1.0)[:, None]
