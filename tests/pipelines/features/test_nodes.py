@@ -234,6 +234,7 @@ def test_broken_media_skipped_counted_and_dropped_everywhere(broken_index, make_
     assert metrics["videos_total"] == 5 and metrics["videos_skipped"] == 4
     assert metrics["videos_extracted"] == 1 and metrics["audio_skipped"] == 3
     assert metrics["audio_dim"] == 64 and metrics["visual_dim"] == 1280
+    assert metrics["audio_tokens"] == 25 and metrics["visual_tokens"] == 6
     assert all(isinstance(v, float) for v in metrics.values())
     assert skips["skipped_video_ids"] == ["corrupt", "noframes", "silent", "trunc"]
     assert {s["path"].split("/")[-1] for s in skips["skipped"]} >= {"trunc.wav", "does_not_exist"}
