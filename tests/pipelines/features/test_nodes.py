@@ -324,6 +324,13 @@ def test_visual_grid_must_fit_input_size_before_any_work(tmp_path, make_params):
         assert f"input_size {size}" in str(info.value)
     with pytest.raises(ValueError, match=r"features.visual.grid must be \[rows, cols\]"):
         extract_visual_features(vi, make_params(visual={"grid": 6}))
+    # a malformed grid is a parameter error for precomputed files too, not a skipped video
+    (tmp_path / "npy").mkdir()
+    precomputed = {"encoder": "precomputed", "precomputed": {"dir": str(tmp_path / "npy")}}
+    with pytest.raises(ValueError, match="features.visual.grid"):
+        extract_visual_features(
+            vi, make_params(on_error="skip", visual=precomputed | {"grid": [0, 2]})
+        )
 
 
 def test_audio_pooling_modes(tmp_path, make_params):

@@ -482,14 +482,22 @@ def feature_map_size(input_size: int) -> int:
     return -(-int(input_size) // 32)
 
 
-def check_grid(grid: Sequence[int], height: int, width: int, where: str) -> tuple[int, int]:
-    """``grid`` as ``(rows, cols)``; a ValueError naming ``features.visual.grid`` and ``where``
-    (what sets the map size) unless ``1 <= rows <= height`` and ``1 <= cols <= width``."""
+def parse_grid(grid: Any) -> tuple[int, int]:
+    """``features.visual.grid`` as ``(rows, cols)``, both >= 1, or a ValueError naming it."""
     try:
         rows, cols = (int(v) for v in grid)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"features.visual.grid must be [rows, cols], got {grid!r}") from exc
-    if not (1 <= rows <= height and 1 <= cols <= width):
+    if rows < 1 or cols < 1:
+        raise ValueError(f"features.visual.grid must be [rows, cols] >= 1, got {grid!r}")
+    return rows, cols
+
+
+def check_grid(grid: Sequence[int], height: int, width: int, where: str) -> tuple[int, int]:
+    """``grid`` as ``(rows, cols)``; a ValueError naming ``features.visual.grid`` and ``where``
+    (what sets the map size) unless ``1 <= rows <= height`` and ``1 <= cols <= width``."""
+    rows, cols = parse_grid(grid)
+    if not (rows <= height and cols <= width):
         raise ValueError(
             f"features.visual.grid {[rows, cols]} does not fit the {height}x{width} feature map "
             f"of {where}: need 1 <= rows <= {height} and 1 <= cols <= {width}"

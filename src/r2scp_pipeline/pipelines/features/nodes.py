@@ -41,6 +41,7 @@ from .encoders import (
     decode_frame,
     list_frames,
     load_precomputed,
+    parse_grid,
     read_audio,
     read_mp4_audio,
     read_mp4_frames,
@@ -289,7 +290,7 @@ def _precomputed_loader(
     if not root.is_dir():
         raise ValueError(f"features.{modality}.precomputed.dir {str(root)!r} is not a directory")
     # spatial [S, C, H, W] visual files are pooled to the grid; audio ones over all of H, W
-    grid = _param(cfg, "visual", "grid") if modality == "visual" else None
+    grid = parse_grid(_param(cfg, "visual", "grid")) if modality == "visual" else None
 
     def load(video_id: str) -> tuple[np.ndarray, Path]:
         path = root / pattern.format(video_id=video_id)
