@@ -98,5 +98,50 @@ def main(argv: list[str] | None = None) -> int:
 # Each reads docs/results/<file> only; keep them short and put the wording in the documents.
 
 
+@renderer("features.cost")
+def features_cost(root: Path) -> str:
+    """docs/results/features_cost.json: encoders on the embedded dataset."""
+    return features_stages(root, "features_cost.json")
+
+
+@renderer("features.mp4_cost")
+def features_mp4_cost(root: Path) -> str:
+    """docs/results/features_mp4_cost.json: synthetic media, wav/JPEG vs mp4 decoding."""
+    return features_stages(root, "features_mp4_cost.json")
+
+
+def features_stages(root: Path, name: str) -> str:
+    """A ``benchmarks/features.py --out`` result file: the command, the machine and its load,
+    one table row per stage."""
+    r = load_json(root, name)
+    rows = []
+    for st in r["stages"]:
+        nn = ""
+        if "nn_instrument" in st:
+            nn = f"{st['nn_instrument']:.3f} / {st['nn_instrument_cells']:.3f}"
+        rows.append(
+            [
+                st["stage"],
+                st["items"],
+                float(st["ms_per_item"]),
+                float(st["cpu_ms_per_item"]),
+                st["dim"],
+                st["maxrss_mib"],
+                float(st["load_average"]),
+                nn,
+            ]
+        )
+    chance = next((st["chance"] for st in r["stages"] if "chance" in st), None)
+    head = (
+        f"`{r['command']}`  \n{r['source']}; {r['machine']}, torch {r['torch']}, "
+        f"threads {r['threads'] or 'all'}; 1-minute load average {r['load_average_start']:.2f} "
+        f"at the start, {r['load_average_end']:.2f} at the end"
+        + (f"; chance level of the NN check {chance:.3f}" if chance is not None else "")
+        + ".\n\n"
+    )
+    header = ["stage", "items", "ms/item (wall)", "cpu ms/item", "D", "maxrss MiB", "load"]
+    return head + md_table(header + ["NN shares an instrument (pooled / cells)"], rows)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from r2scp_pipeline.avqa import ANSWERS
-from r2scp_pipeline.tensors import frame_to_padded, frame_to_tensor
+from r2scp_pipeline.tensors import frame_to_padded, frame_to_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -56,9 +56,9 @@ def test_features_cover_every_video_and_question(project: Path):
     videos = _read(project, "data/02_intermediate/video_index.parquet")
     qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
     for name in ("audio", "visual"):
-        ids, x = frame_to_tensor(_read(project, f"data/04_feature/{name}_features.parquet"))
+        ids, x = frame_to_tokens(_read(project, f"data/04_feature/{name}_features.parquet"))
         assert sorted(ids) == sorted(videos["video_id"])
-        assert x.shape[1] == 10 and x.shape[2] > 0
+        assert x.shape[1] == 10 and x.shape[2] > 1 and x.shape[3] > 0  # [N, T, S, D]
         assert np.isfinite(x).all() and x.std() > 0
     ids, q, mask = frame_to_padded(_read(project, "data/04_feature/question_features.parquet"))
     assert set(ids) == set(qa["question"])

@@ -124,6 +124,16 @@ def test_logmel_short_clip_rounds_seconds_and_rejects_tiny():
     frames = LogMelEncoder(frames_per_segment=25)(tone(440.0, 3.6))
     assert frames.shape == (4, 25, 64) and np.isfinite(frames).all()
     np.testing.assert_allclose(frames[3, -1], frames[3, 14], atol=0.5)
+    # 3.4 s rounds down to 3 s: the last bin holds only its own frames, not those of 3.0-3.4 s
+    enc = LogMelEncoder(frames_per_segment=25)
+    wave = tone(440.0, 3.4)
+    wave[int(3.1 * SR) :] += 0.5  # a loud DC-free burst after the last whole second
+    wave[int(3.1 * SR) :: 2] -= 1.0
+    lm, frames = enc.log_mel(wave).numpy(), enc(wave)
+    centers = np.arange(len(lm)) * 160 + 200
+    own = (centers >= 2.96 * SR) & (centers < 3.0 * SR)
+    assert frames.shape == (3, 25, 64)
+    np.testing.assert_allclose(frames[2, 24], lm[own].mean(axis=0), atol=1e-5)
     with pytest.raises(MediaError, match="too short"):
         enc(np.zeros(100, np.float32))
 

@@ -234,6 +234,7 @@ def test_broken_media_skipped_counted_and_dropped_everywhere(broken_index, make_
     assert metrics["videos_total"] == 5 and metrics["videos_skipped"] == 4
     assert metrics["videos_extracted"] == 1 and metrics["audio_skipped"] == 3
     assert metrics["audio_dim"] == 64 and metrics["visual_dim"] == 1280
+    assert metrics["audio_tokens"] == 25 and metrics["visual_tokens"] == 6
     assert all(isinstance(v, float) for v in metrics.values())
     assert skips["skipped_video_ids"] == ["corrupt", "noframes", "silent", "trunc"]
     assert {s["path"].split("/")[-1] for s in skips["skipped"]} >= {"trunc.wav", "does_not_exist"}
@@ -323,6 +324,13 @@ def test_visual_grid_must_fit_input_size_before_any_work(tmp_path, make_params):
         assert f"input_size {size}" in str(info.value)
     with pytest.raises(ValueError, match=r"features.visual.grid must be \[rows, cols\]"):
         extract_visual_features(vi, make_params(visual={"grid": 6}))
+    # a malformed grid is a parameter error for precomputed files too, not a skipped video
+    (tmp_path / "npy").mkdir()
+    precomputed = {"encoder": "precomputed", "precomputed": {"dir": str(tmp_path / "npy")}}
+    with pytest.raises(ValueError, match="features.visual.grid"):
+        extract_visual_features(
+            vi, make_params(on_error="skip", visual=precomputed | {"grid": [0, 2]})
+        )
 
 
 def test_audio_pooling_modes(tmp_path, make_params):

@@ -175,8 +175,9 @@ class LogMelEncoder:
 
     * ``'frames'``: ``S = frames_per_segment`` equal time bins per second, each the mean of the
       frames whose centre falls in it, ``D = n_mels``: raw log-mel values, so loudness, onsets
-      and rhythm survive. A bin no frame centre falls in (a second shorter than the window at
-      the clip's end, or more bins than frames) takes the frame nearest its centre.
+      and rhythm survive. A bin no frame centre falls in (the end of a clip rounded up to a
+      whole second) takes the frame nearest its centre; frames past the last whole second (a
+      clip rounded down) are left out.
     * ``'mean_std'``: ``S = 1``, ``D = 2 * n_mels`` (mean then standard deviation of each band).
     * ``'mean'``: ``S = 1``, ``D = n_mels``.
     """
@@ -263,8 +264,11 @@ class LogMelEncoder:
         in each of the ``S`` equal bins of each second; an empty bin takes the nearest frame."""
         S, sr = self.tokens, self.sample_rate
         n_bins = n_sec * S
-        # bin of a frame: floor(centre * S / sr); centres past the last second go to its last bin
-        bins = torch.clamp((centers * S) // sr, max=n_bins - 1)
+        # bin of a frame: floor(centre * S / sr); frames past the last whole second (a clip
+        # rounded down, 3.4 s -> 3 s) are left out rather than piled into its last bin
+        bins = (centers * S) // sr
+        keep = bins < n_bins
+        bins, feats = bins[keep], feats[keep]
         counts = torch.bincount(bins, minlength=n_bins).to(torch.float32)  # [n_bins]
         sums = torch.zeros(n_bins, self.n_mels).index_add_(0, bins, feats)
         out = sums / counts.clamp(min=1.0)[:, None]
@@ -478,14 +482,22 @@ def feature_map_size(input_size: int) -> int:
     return -(-int(input_size) // 32)
 
 
-def check_grid(grid: Sequence[int], height: int, width: int, where: str) -> tuple[int, int]:
-    """``grid`` as ``(rows, cols)``; a ValueError naming ``features.visual.grid`` and ``where``
-    (what sets the map size) unless ``1 <= rows <= height`` and ``1 <= cols <= width``."""
+def parse_grid(grid: Any) -> tuple[int, int]:
+    """``features.visual.grid`` as ``(rows, cols)``, both >= 1, or a ValueError naming it."""
     try:
         rows, cols = (int(v) for v in grid)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"features.visual.grid must be [rows, cols], got {grid!r}") from exc
-    if not (1 <= rows <= height and 1 <= cols <= width):
+    if rows < 1 or cols < 1:
+        raise ValueError(f"features.visual.grid must be [rows, cols] >= 1, got {grid!r}")
+    return rows, cols
+
+
+def check_grid(grid: Sequence[int], height: int, width: int, where: str) -> tuple[int, int]:
+    """``grid`` as ``(rows, cols)``; a ValueError naming ``features.visual.grid`` and ``where``
+    (what sets the map size) unless ``1 <= rows <= height`` and ``1 <= cols <= width``."""
+    rows, cols = parse_grid(grid)
+    if not (rows <= height and cols <= width):
         raise ValueError(
             f"features.visual.grid {[rows, cols]} does not fit the {height}x{width} feature map "
             f"of {where}: need 1 <= rows <= {height} and 1 <= cols <= {width}"

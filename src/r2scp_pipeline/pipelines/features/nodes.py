@@ -1,11 +1,11 @@
 """Nodes of the ``features`` pipeline: per-video audio / visual sequences and question tokens.
 
-Every video of ``video_index`` gets ``T`` segments of ``S`` tokens each (``[T, S, D]``: visual
-grid cells, audio time bins; written with an ``s`` column when ``S > 1``, see
-:mod:`r2scp_pipeline.tensors`) (``features.segments``, one per second for
-10 s clips). Media with ``S != T`` seconds are mapped to ``T`` segments by
-:func:`segment_indices`, like the official MUSIC-AVQA loaders: longer media are sampled evenly
-(60 s -> seconds 0, 6, ..., 54), shorter ones are padded by repeating their last second.
+Every video of ``video_index`` gets ``T`` segments (``features.segments``, one per second for
+10 s clips) of ``S`` tokens each, ``[T, S, D]``: visual grid cells, audio time bins (written
+with an ``s`` column when ``S > 1``, see :mod:`r2scp_pipeline.tensors`). Media with ``n != T``
+seconds are mapped to ``T`` segments by :func:`segment_indices`, like the official MUSIC-AVQA
+loaders: longer media are sampled evenly (60 s -> seconds 0, 6, ..., 54), shorter ones are
+padded by repeating their last second.
 
 ``features.source`` picks the media: ``extracted`` (``audio_path`` wavs, ``frames_dir`` 1 fps
 JPEGs), ``mp4`` (the raw ``video_path``, decoded with PyAV), or ``auto`` (per video, the
@@ -41,6 +41,7 @@ from .encoders import (
     decode_frame,
     list_frames,
     load_precomputed,
+    parse_grid,
     read_audio,
     read_mp4_audio,
     read_mp4_frames,
@@ -289,7 +290,7 @@ def _precomputed_loader(
     if not root.is_dir():
         raise ValueError(f"features.{modality}.precomputed.dir {str(root)!r} is not a directory")
     # spatial [S, C, H, W] visual files are pooled to the grid; audio ones over all of H, W
-    grid = _param(cfg, "visual", "grid") if modality == "visual" else None
+    grid = parse_grid(_param(cfg, "visual", "grid")) if modality == "visual" else None
 
     def load(video_id: str) -> tuple[np.ndarray, Path]:
         path = root / pattern.format(video_id=video_id)
@@ -551,6 +552,8 @@ def feature_report(
     total = int(audio_stats["videos"])
     metrics: dict[str, float] = {
         "segments": audio_stats["segments"],
+        "audio_tokens": audio_stats["tokens"],
+        "visual_tokens": visual_stats["tokens"],
         "videos_total": total,
         "videos_extracted": total - len(skipped_ids),
         "videos_skipped": len(skipped_ids),
