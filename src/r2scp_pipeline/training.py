@@ -177,6 +177,7 @@ def fit(
     evaluate: Callable[[], dict[str, float]],
     train_mode: Callable[[], None],
     groups: dict[str, tuple[str, ...]] | None = None,
+    permute: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
 ) -> FitResult:
     """Generic epoch loop with per-epoch checkpoints, resume and early stopping.
 
@@ -185,6 +186,7 @@ def fit(
     ``model`` at the end. With ``groups`` (name -> state_dict key prefixes) each group keeps its
     own best epoch, scored by ``evaluate()["score_<name>"]`` (independent experts select their
     epochs independently); training stops once no group improved for ``patience`` epochs.
+    ``permute(rng, train_rows)`` replaces the epoch's uniform shuffle (same rows, other order).
     A checkpoint (``<checkpoint_dir>/last.pt``)
     holds model, optimizer, scheduler, torch RNG, history, best state and patience counter,
     tagged with ``run_hash``; on restart with the same hash training continues where it
@@ -223,7 +225,7 @@ def fit(
         eseed = epoch_seed(seed, stage, epoch)
         torch.manual_seed(eseed)
         rng = np.random.default_rng(eseed)
-        order = train_rows[rng.permutation(len(train_rows))]
+        order = permute(rng, train_rows) if permute else train_rows[rng.permutation(len(train_rows))]
         setup = epoch_setup(epoch, rng)
         train_mode()
         sums: dict[str, float] = {}
@@ -298,6 +300,25 @@ def fit(
 
 
 # ---- batches ---------------------------------------------------------------------------------
+def shuffle_by_video(tensors: AVQATensors) -> Callable[[np.random.Generator, np.ndarray], np.ndarray]:
+    """An epoch order that shuffles videos, then each video's questions, and keeps a video's
+    questions together: a batch then holds a few whole videos, each encoded once (stage I)."""
+
+    def permute(rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
+        rank = rng.permutation(len(tensors.video_ids))[tensors.video[rows].numpy()]
+        return rows[np.lexsort((rng.random(len(rows)), rank))]
+
+    return permute
+
+
+def _video_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
+    """Audio and visual features of the distinct videos of ``rows`` and each row's video:
+    ``(audio [V', T, S_a, Da], visual [V', T, S_v, Dv], video_of [B])``."""
+    uniq, video_of = torch.unique(tensors.video[rows], return_inverse=True)
+    return tensors.audio[uniq].to(device), tensors.visual[uniq].to(device), video_of.to(device)
+
+
+
 def _question_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
     """Raw question tokens of ``rows``, trimmed to the longest in the batch."""
     t = tensors.text[rows]
@@ -568,8 +589,8 @@ def predict_experts(
     for i in range(0, len(rows), batch_size):
         r = rows[i : i + batch_size]
         q, qm = _question_batch(tensors, r, device)
-        v = tensors.video[r]
-        logits = model.expert_logits(tensors.audio[v].to(device), tensors.visual[v].to(device), q, qm)
+        a, vis, video_of = _video_batch(tensors, r, device)
+        logits = model.expert_logits(a, vis, q, qm, video_of)
         for m in EXPERTS:
             out[m].append(logits[m].argmax(-1).cpu().numpy())
     model.train(was_training)
@@ -696,9 +717,8 @@ def train_stage_one(
         q, qm = _question_batch(tensors, rows, device)
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
-        logits = model.expert_logits(
-            tensors.audio[v].to(device), tensors.visual[v].to(device), q, qm
-        )
+        a, vis, video_of = _video_batch(tensors, rows, device)
+        logits = model.expert_logits(a, vis, q, qm, video_of)
         loss, logs = 0.0, {}
         for m in EXPERTS:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
@@ -713,10 +733,8 @@ def train_stage_one(
         for i in range(0, len(val_rows), loop.eval_batch_size):
             rows = val_rows[i : i + loop.eval_batch_size]
             q, qm = _question_batch(tensors, rows, device)
-            v = tensors.video[rows]
-            logits = model.expert_logits(
-                tensors.audio[v].to(device), tensors.visual[v].to(device), q, qm
-            )
+            a, vis, video_of = _video_batch(tensors, rows, device)
+            logits = model.expert_logits(a, vis, q, qm, video_of)
             y = tensors.answer[rows].to(device)
             for m in EXPERTS:
                 correct[m] += _accuracy(logits[m], y) * len(rows)
@@ -728,7 +746,8 @@ def train_stage_one(
         res = fit(stage="pretrain", model=model, params=params_list, train_rows=train_rows, loop=loop,
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=lambda e, r: None,
                   step=step, evaluate=evaluate, train_mode=model.train,
-                  groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.") for m in EXPERTS})  # fmt: skip
+                  groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.") for m in EXPERTS},
+                  permute=shuffle_by_video(tensors))  # fmt: skip
     model.to("cpu")
     summary.update(_summary(res))
     return model, summary
