@@ -91,6 +91,7 @@ def test_a_new_mp4_goes_through_features_joint_space_and_faiss(project, tmp_path
         (["-q", QUESTION], "exactly one of --video-id"),
         (["--video", "MISSING_MP4", "-q", QUESTION], "no such file"),
         (["--video", "CORRUPT_MP4", "-q", QUESTION], "cannot open mp4, corrupt or truncated"),
+        (["--video", "SILENT_MP4", "-q", QUESTION], "mp4 has no audio stream"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line_naming_the_culprit(
@@ -99,13 +100,15 @@ def test_errors_exit_non_zero_with_one_line_naming_the_culprit(
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     subst = {"KNOWN": known_id, "MISSING_MP4": str(tmp_path / "absent.mp4"),
-             "CORRUPT_MP4": str(corrupt)}  # fmt: skip
+             "CORRUPT_MP4": str(corrupt), "SILENT_MP4": str(tmp_path / "no_audio.mp4")}  # fmt: skip
+    if "SILENT_MP4" in args:
+        write_mp4(tmp_path / "no_audio.mp4", list(range(10)), fps=2)
     result = predict(*[subst.get(a, a) for a in args])
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
-    if "CORRUPT" in " ".join(args):
-        assert str(corrupt) in lines[0]
+    if "_MP4" in " ".join(args):  # the file is named
+        assert subst[next(a for a in args if a.endswith("_MP4"))] in lines[0]
 
 
 def test_missing_model_says_how_to_train_it(project, known_id):
