@@ -4,6 +4,7 @@ as `r2scp-pipeline` and `python -m r2scp_pipeline`
 ``r2scp-pipeline predict ...`` is the project command of ``cli.py`` (same as ``kedro predict``);
 anything else is ``kedro run`` with those options.
 """
+
 import contextlib
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ def main(*args, **kwargs) -> Any:
 
         configure_project(package_name)
 
-    interactive = hasattr(sys, 'ps1')
+    interactive = hasattr(sys, "ps1")
     kwargs["standalone_mode"] = not interactive
 
     if predicting:
