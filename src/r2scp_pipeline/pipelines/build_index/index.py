@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import faiss
 import numpy as np
+import pandas as pd
 
 from r2scp_pipeline.datasets.faiss_index_dataset import KeyedFaissIndex
 
@@ -24,6 +25,26 @@ def normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, ``x / (||x|| + eps)`` as in eq. (1) (float32)."""
     x = np.asarray(x, dtype=np.float32)
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + EPS)
+
+
+def stack_vectors(column: pd.Series) -> np.ndarray:
+    """A column of equal-length vectors (``unified_embeddings.vector``) -> ``[N, d]`` float32."""
+    vecs = [np.asarray(v, dtype=np.float32) for v in column.to_numpy()]
+    if not vecs:
+        return np.zeros((0, 0), np.float32)
+    dims = {len(v) for v in vecs}
+    if len(dims) > 1:
+        raise ValueError(f"embedding vectors have different lengths {sorted(dims)}")
+    return np.stack(vecs)
+
+
+def corpus_keys(unified_embeddings: pd.DataFrame, modality: str) -> tuple[list[str], np.ndarray]:
+    """The memory-bank keys of ``modality`` in index row order (sorted ``video_id``): the
+    ``in_corpus`` rows of ``unified_embeddings``, as ``build_indices`` indexes them."""
+    rows = unified_embeddings[
+        unified_embeddings["in_corpus"] & (unified_embeddings["modality"] == modality)
+    ].sort_values("video_id", kind="stable")
+    return rows["video_id"].astype(str).tolist(), stack_vectors(rows["vector"])
 
 
 def _faiss_reason(exc: Exception) -> str:

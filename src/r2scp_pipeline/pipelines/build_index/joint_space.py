@@ -171,6 +171,13 @@ def fit_joint_space(
     return model, history
 
 
+def pool_tokens(x: np.ndarray) -> np.ndarray:
+    """Token features ``[N, T, S, D]`` -> the heads' input ``[N, 2D]``: ``[mean | std]`` over
+    time and place (the keys of the unified space are pooled; the memory bank keeps tokens)."""
+    flat = np.asarray(x).reshape(len(x), -1, x.shape[-1])
+    return np.concatenate([flat.mean(1), flat.std(1)], 1).astype(np.float32)
+
+
 @torch.no_grad()
 def embed(head: ModalityProjection, pooled: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Pooled features ``[N, D]`` -> unit vectors ``[N, d]`` (float32)."""

@@ -24,8 +24,15 @@ from matplotlib.figure import Figure  # no pyplot: no global backend or figure r
 from r2scp_pipeline.datasets.faiss_index_dataset import KeyedFaissIndex
 from r2scp_pipeline.tensors import frame_to_tokens
 
-from .index import build_index, check_keys, normalize, search_excluding
-from .joint_space import JointSpaceConfig, embed, fit_joint_space, load_joint_space
+from .index import (
+    build_index,
+    check_keys,
+    corpus_keys,
+    normalize,
+    search_excluding,
+    stack_vectors,
+)
+from .joint_space import JointSpaceConfig, embed, fit_joint_space, load_joint_space, pool_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +109,7 @@ def _pooled(features: pd.DataFrame, ids: Sequence[str], table: str) -> np.ndarra
     _, x = frame_to_tokens(sub, ids=list(ids))
     if not np.isfinite(x).all():
         raise ValueError(f"{table} contains NaN or inf values")
-    flat = x.reshape(len(x), -1, x.shape[-1])
-    return np.concatenate([flat.mean(1), flat.std(1)], 1).astype(np.float32)
-
-
-def _vectors(column: pd.Series) -> np.ndarray:
-    vecs = [np.asarray(v, dtype=np.float32) for v in column.to_numpy()]
-    if not vecs:
-        return np.zeros((0, 0), np.float32)
-    dims = {len(v) for v in vecs}
-    if len(dims) > 1:
-        raise ValueError(f"embedding vectors have different lengths {sorted(dims)}")
-    return np.stack(vecs)
+    return pool_tokens(x)
 
 
 # ---- 1. the unified space --------------------------------------------------------------------
@@ -339,7 +335,7 @@ def _table_vectors(
             f"need one (e.g. {missing[:3]}): it must cover every video of video_index (and of "
             "the corpus)"
         )
-    vecs = _vectors(sub["vector"].iloc[[pos[i] for i in ids]])
+    vecs = stack_vectors(sub["vector"].iloc[[pos[i] for i in ids]])
     check_keys(vecs, list(ids), f"{entry} {modality}")
     if (np.linalg.norm(vecs, axis=1) == 0).any():
         raise ValueError(f"{entry} has all-zero {modality} vectors: cosine is undefined for them")
@@ -423,13 +419,6 @@ def _check_dim(pooled: np.ndarray, head: Any, table: str) -> None:
 # ---- 4. FAISS indices ------------------------------------------------------------------------
 
 
-def _corpus_keys(unified_embeddings: pd.DataFrame, modality: str) -> tuple[list[str], np.ndarray]:
-    rows = unified_embeddings[
-        unified_embeddings["in_corpus"] & (unified_embeddings["modality"] == modality)
-    ].sort_values("video_id", kind="stable")
-    return rows["video_id"].astype(str).tolist(), _vectors(rows["vector"])
-
-
 def build_indices(
     unified_embeddings: pd.DataFrame, params: dict[str, Any], seed: int
 ) -> tuple[KeyedFaissIndex, KeyedFaissIndex]:
@@ -441,7 +430,7 @@ def build_indices(
     cfg = _param(params, "index")
     out = []
     for modality in MODALITIES:
-        ids, keys = _corpus_keys(unified_embeddings, modality)
+        ids, keys = corpus_keys(unified_embeddings, modality)
         out.append(
             build_index(
                 keys,
@@ -489,7 +478,7 @@ def retrieve_neighbors(
     frames = []
     for direction, (q_mod, k_mod) in DIRECTIONS.items():
         index = indices[k_mod]
-        key_ids, keys = _corpus_keys(unified_embeddings, k_mod)
+        key_ids, keys = corpus_keys(unified_embeddings, k_mod)
         if key_ids != index.ids:
             raise ValueError(
                 f"the {k_mod} index holds {index.ntotal} keys that do not match the corpus rows "
@@ -497,7 +486,7 @@ def retrieve_neighbors(
             )
         q = queries[queries["modality"] == q_mod].sort_values("video_id", kind="stable")
         q_ids = q["video_id"].astype(str).tolist()
-        q_vecs = _vectors(q["vector"])
+        q_vecs = stack_vectors(q["vector"])
         if 2 * n > index.ntotal - 1:
             logger.warning("neighbors.n=%d and a corpus of %d: R+ and R- overlap", n, index.ntotal)
         for polarity, lowest in (("pos", False), ("neg", True)):
@@ -567,7 +556,7 @@ def evaluate_retrieval(
     rows = []
     pairs = neighbors
     for direction, (_, k_mod) in DIRECTIONS.items():
-        corpus_ids = np.asarray(_corpus_keys(unified_embeddings, k_mod)[0], dtype=object)
+        corpus_ids = np.asarray(corpus_keys(unified_embeddings, k_mod)[0], dtype=object)
         sub = pairs[(pairs["direction"] == direction) & (pairs["polarity"] == "pos")]
         n = int(sub["rank"].max()) + 1 if len(sub) else 0
         queries = sub["query_video_id"].drop_duplicates().tolist()
