@@ -118,7 +118,8 @@ def test_no_leakage_only_training_videos_never_self(data, default_run):
     split = dict(zip(data["video_index"]["video_id"], data["video_index"]["split"], strict=True))
     assert (nb["neighbor_video_id"] != nb["query_video_id"]).all()
     assert {split[v] for v in nb["neighbor_video_id"]} == {"train"}
-    assert set(nb["query_split"]) == {"train", "val", "test"}
+    assert set(nb["query_splits"]) == {"train", "val", "test"}
+    assert set(nb["protocol"]) == {"unrecorded"}  # no split_protocol given
     # the indices hold exactly the training videos
     train = sorted(v for v, s in split.items() if s == "train")
     assert default_run["audio_index"].ids == train == default_run["visual_index"].ids
@@ -273,7 +274,7 @@ def test_bad_inputs_stop_with_clear_errors(data):
     with pytest.raises(ValueError, match="build_index.embeddings.source='imagebind'"):
         _run(data, _params(embeddings={"source": "imagebind"}))
     no_train = data["video_index"].assign(split="test")
-    with pytest.raises(ValueError, match="'train' split, which has 0 videos"):
+    with pytest.raises(ValueError, match="videos with 'train' questions, 0 in video_index"):
         nodes.train_joint_space(
             data["audio_features"], data["visual_features"], no_train, _params(), 7
         )
