@@ -57,12 +57,12 @@ STAGES = ("dataset", "features", "build_index", "pretrain", "mix")
 _PLACEHOLDER = re.compile(r"<(Object|LR|FL|LL|TH|BA|LRer)>")
 VALUES = {
     "Object": avqa.INSTRUMENTS,
-    "LR": ("left", "right"),
+    "LR": ("left", "middle", "right"),
     "FL": ("first", "last"),
-    "LL": ("left", "right"),
+    "LL": ("loudest", "lowest"),
     "TH": ("first", "second", "third"),
     "BA": ("before", "after"),
-    "LRer": ("leftmost", "rightmost", "middle"),
+    "LRer": ("leftest", "rightest"),
 }
 COUNTS = ("zero", "one", "two", "three", "four", "five")
 
