@@ -20,7 +20,9 @@ Per stage it records the wall time, the CPU time and the peak resident memory of
 may be shared). Stage II's seconds per epoch come from ``mix_history.json`` (training steps;
 the per-epoch validation and the one-off expert cache are reported separately).
 ``--spatial-videos N`` also writes N spatial ResNet-18 maps ``[60, 512, 14, 14]`` and times
-the ``features`` pipeline's precomputed loader on them (a full set is too big for this disk).
+the ``features`` pipeline's precomputed loader on them (a full set is too big for this disk);
+``--breakdown N`` times stage II on N training questions with and without the ranking loss's
+extra passes and training-time dropping (CPU ms per sample).
 """
 
 from __future__ import annotations
@@ -213,6 +215,67 @@ def time_spatial(folder: Path, n: int, seed: int) -> dict[str, Any]:
     }
 
 
+TABLES = {
+    "qa_pairs": "data/02_intermediate/qa_pairs.parquet",
+    "audio_features": "data/04_feature/audio_features.parquet",
+    "visual_features": "data/04_feature/visual_features.parquet",
+    "question_features": "data/04_feature/question_features.parquet",
+    "memory_bank_audio": "data/05_model_input/memory_bank_audio.parquet",
+    "memory_bank_visual": "data/05_model_input/memory_bank_visual.parquet",
+    "neighbors": "data/05_model_input/neighbors.parquet",
+}
+
+
+def stage_two_breakdown(project: Path, n_train: int, threads: int) -> dict[str, Any]:
+    """CPU ms per stage-II training sample on ``n_train`` training questions of the run's own
+    tables, with the default loss, without the ranking loss's two extra passes (R- and X_gt
+    for the dropped samples) and without training-time dropping: where stage II's time goes."""
+    import pandas as pd
+    import yaml
+
+    from r2scp_pipeline.data import build_tensors
+    from r2scp_pipeline.training import model_checkpoint, train_stage_one, train_stage_two
+
+    tables = {k: pd.read_parquet(project / v) for k, v in TABLES.items()}
+    qa = tables["qa_pairs"]
+    tables["qa_pairs"] = pd.concat(
+        [qa[qa["split"] == "train"].iloc[:n_train], qa[qa["split"] == "val"].iloc[:256]]
+    )
+
+    def conf(name: str) -> dict[str, Any]:
+        return yaml.safe_load((ROOT / "conf/base" / f"parameters_{name}.yml").read_text())
+
+    model_params = conf("model")
+    tensors = build_tensors(**tables, n_neighbors=model_params["model"]["n_retrieve"])
+
+    def loop(stage: str, **over: Any) -> dict[str, Any]:
+        p = conf(stage)[stage]
+        p.update(epochs=1, patience=10**6, checkpoint_dir=None, threads=threads, **over)
+        return p
+
+    stage_one, _ = train_stage_one(
+        tensors, model_params["model"], loop("pretrain"), model_params["train_missing"], seed=0
+    )
+    ckpt = model_checkpoint(stage_one, {"stage_one": True})
+    out: dict[str, Any] = {"train_questions": int((tensors.split == "train").sum())}
+    variants = {
+        "default": {},
+        "no_rank_loss": {"rank_loss_weight": 0.0},
+        "no_rank_loss_no_drop": {"rank_loss_weight": 0.0, "drop_rate": 0.0},
+    }
+    for name, over in variants.items():
+        _, summary = train_stage_two(
+            ckpt, tensors, model_params["model"], loop("mix", **over),
+            model_params["train_missing"], seed=0,
+        )  # fmt: skip
+        t = summary["timing"]
+        out[name] = {
+            "cpu_ms_per_sample": round(1000 * t["train_cpu_seconds"] / t["train_samples"], 2),
+            "wall_ms_per_sample": round(1000 * t["train_seconds"] / t["train_samples"], 2),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--joint-epochs", type=int, default=2, help="epochs of the joint space")
     ap.add_argument("--protocol", default="official", choices=("official", "video_disjoint"))
     ap.add_argument("--spatial-videos", type=int, default=0, help="also time N spatial maps")
+    ap.add_argument("--breakdown", type=int, default=0,
+                    help="also time stage II on N training questions without the ranking "
+                    "loss and without dropping (where its time goes)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch threads of both stages")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="work folder to use and keep (default: temporary)")
@@ -298,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
                 "samples_per_s": t.get("train_samples_per_s"),
                 "cache_s": t.get("cache_seconds"),
             }
+        if args.breakdown:
+            result["stage_two_breakdown"] = stage_two_breakdown(
+                project, args.breakdown, args.threads
+            )
+            print(f"stage II breakdown: {result['stage_two_breakdown']}", flush=True)
         if args.spatial_videos:
             result["spatial"] = time_spatial(work / "features", args.spatial_videos, args.seed)
         peak = max(s["peak_rss_mb"] for s in result["stages"].values())

@@ -140,12 +140,26 @@ def render_real_scale(root: Path) -> str:
         f"{'met' if e['met'] else 'missed'}**; peak RSS <= {m['target']} GB: "
         f"**{m['measured']} GB, {'met' if m['met'] else 'missed'}**.\n"
     )
+    if "stage_two_breakdown" in r:
+        b = r["stage_two_breakdown"]
+        out += (
+            f"\nWhere stage II's time goes (`--breakdown`, {b['train_questions']:,} training "
+            "questions of the same tables, one epoch each, CPU ms per training sample): "
+            f"default {b['default']['cpu_ms_per_sample']}, without the ranking loss (no R- "
+            f"and X_gt passes) {b['no_rank_loss']['cpu_ms_per_sample']}, without the ranking "
+            f"loss and without dropping {b['no_rank_loss_no_drop']['cpu_ms_per_sample']}; "
+            f"times {r['stage_two']['train_questions']:,} questions: "
+            f"{b['default']['cpu_ms_per_sample'] * r['stage_two']['train_questions'] / 1000:.0f}"
+            f" / {b['no_rank_loss']['cpu_ms_per_sample'] * r['stage_two']['train_questions'] / 1000:.0f}"
+            " CPU s per epoch.\n"
+        )
     if "spatial" in r:
         sp = r["spatial"]
         out += (
             f"\nSpatial ResNet-18 maps `[60, 512, 14, 14]` float32: {sp['videos']} videos, "
             f"{sp['bytes_per_video'] / 1e6:.1f} MB each, read by the `features` pipeline's "
-            f"precomputed loader in {sp['seconds_per_video']} s per video; for "
+            f"precomputed loader in {sp['seconds_per_video']} s per video (files just written, "
+            "so read from the page cache); for "
             f"{FULL_VIDEOS:,} videos that is {sp['full_scale_gb']} GB and about "
             f"{sp['full_scale_minutes']} min.\n"
         )
