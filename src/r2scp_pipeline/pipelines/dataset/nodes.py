@@ -213,7 +213,7 @@ def _video_index(outcome: ProtocolOutcome, media_root: str | None) -> pd.DataFra
     columns["video_path"] = pd.Series(
         [path("videos", f"{v}.mp4", mp4) for v in videos], dtype="str"
     )
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns)[list(VIDEO_INDEX_COLUMNS)]
 
 
 def _scene_metadata(
