@@ -143,5 +143,76 @@ def features_stages(root: Path, name: str) -> str:
     return head + md_table(header + ["NN shares an instrument (pooled / cells)"], rows)
 
 
+@renderer("real_scale")
+def render_real_scale(root: Path) -> str:
+    """docs/results/real_scale.json, written by ``python benchmarks/real_scale.py``."""
+    r = load_json(root, "real_scale.json")
+    d = r["data"]
+    lines = [
+        f"Command: `{r['command'].strip()}` (scale {r['scale']:g}, protocol `{r['protocol']}`, "
+        f"{r['epochs']} epoch(s) per training stage, {r['joint_space_epochs']} joint-space "
+        f"epochs, {r['torch_threads']} torch thread(s)). Data written: {d['videos']:,} videos; "
+        f"train {d['train']['questions']:,} questions on {d['train']['videos']:,} videos, "
+        f"val {d['val']['questions']:,} on {d['val']['videos']:,}, test "
+        f"{d['test']['questions']:,} on {d['test']['videos']:,} "
+        f"({d['val_and_test_videos']:,} videos in both val and test); features "
+        f"{sum(d['feature_bytes'].values()) / 1e9:.2f} GB of `.npy`, written in {d['write_s']} s.",
+        f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']}; "
+        f"{r['machine']['shared']}.",
+        "",
+    ]
+    rows = [
+        [name, s["wall_s"], s["cpu_s"], f"{s['peak_rss_mb']:,.0f}",
+         " / ".join(f"{x:.2f}" for x in s["load_before"]),
+         " / ".join(f"{x:.2f}" for x in s["load_after"])]
+        for name, s in r["stages"].items()
+    ]  # fmt: skip
+    rows.append(["**total**", r["total_wall_s"], "", "", "", ""])
+    header = ["stage (`kedro run`)", "wall s", "CPU s", "peak RSS MB",
+              "load avg before (1/5/15 min)", "after"]  # fmt: skip
+    out = "\n".join(lines) + "\n" + md_table(header, rows) + "\n"
+    srows = []
+    for key, label in (("stage_one", "stage I (pretrain)"), ("stage_two", "stage II (mix)")):
+        s = r[key]
+        srows.append([label, f"{s['train_questions']:,}", s["train_s_per_epoch"],
+                      s["train_cpu_s_per_epoch"], s["val_s_per_epoch"], s["samples_per_s"]])  # fmt: skip
+    out += md_table(["training", "train questions", "train s / epoch", "CPU s / epoch",
+                     "val s / epoch", "samples / s"], srows)  # fmt: skip
+    t = r["targets"]
+    e, m = t["stage_two_epoch_s"], t["peak_rss_gb"]
+    out += (
+        f"\nTargets: one stage-II epoch <= {e['target']} s: **{e['measured']} s, "
+        f"{'met' if e['met'] else 'missed'}**; peak RSS <= {m['target']} GB: "
+        f"**{m['measured']} GB, {'met' if m['met'] else 'missed'}**.\n"
+    )
+    if "stage_two_breakdown" in r:
+        b = r["stage_two_breakdown"]
+        out += (
+            f"\nWhere stage II's time goes (`--breakdown`, {b['train_questions']:,} training "
+            "questions of the same tables, one epoch each, CPU ms per training sample): "
+            f"default {b['default']['cpu_ms_per_sample']}, without the ranking loss (no R- "
+            f"and X_gt passes) {b['no_rank_loss']['cpu_ms_per_sample']}, without the ranking "
+            f"loss and without dropping {b['no_rank_loss_no_drop']['cpu_ms_per_sample']}; "
+            f"times {r['stage_two']['train_questions']:,} questions: "
+            f"{b['default']['cpu_ms_per_sample'] * r['stage_two']['train_questions'] / 1000:.0f}"
+            f" / {b['no_rank_loss']['cpu_ms_per_sample'] * r['stage_two']['train_questions'] / 1000:.0f}"
+            " CPU s per epoch.\n"
+        )
+    if "spatial" in r:
+        sp = r["spatial"]
+        out += (
+            f"\nSpatial ResNet-18 maps `[60, 512, 14, 14]` float32: {sp['videos']} videos, "
+            f"{sp['bytes_per_video'] / 1e6:.1f} MB each, read by the `features` pipeline's "
+            f"precomputed loader in {sp['seconds_per_video']} s per video (files just written, "
+            "so read from the page cache); for "
+            f"{FULL_VIDEOS:,} videos that is {sp['full_scale_gb']} GB and about "
+            f"{sp['full_scale_minutes']} min.\n"
+        )
+    return out
+
+
+FULL_VIDEOS = 9288  # MUSIC-AVQA's videos (benchmarks/real_scale.py FULL)
+
+
 if __name__ == "__main__":
     sys.exit(main())

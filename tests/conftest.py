@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "music_avqa"
+SHARED_REFERENCE = Path(
+    os.environ.get(
+        "R2SCP_SHARED_REFERENCE", PROJECT_ROOT.parent / "shared" / "reference" / "music_avqa"
+    )
+)  # R2SCP_SHARED_REFERENCE: the reference annotations when they live elsewhere
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 

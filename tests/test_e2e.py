@@ -47,6 +47,7 @@ def test_dataset_outputs_follow_the_contract(project: Path):
     assert set(qa["video_id"]) <= set(videos["video_id"])
     # split by video: a video's questions all sit in its split
     assert (qa.groupby("video_id")["split"].nunique() == 1).all()
+    assert (videos[["in_train", "in_val", "in_test"]].sum(axis=1) == 1).all()
     raw = project / "data/01_raw/embedded"
     for name in ("avqa-train.json", "avqa-val.json", "avqa-test.json", "manifest.json"):
         assert (raw / name).exists()
@@ -68,11 +69,12 @@ def test_features_cover_every_video_and_question(project: Path):
 def test_neighbours_never_leak(project: Path):
     videos = _read(project, "data/02_intermediate/video_index.parquet")
     nb = _read(project, "data/05_model_input/neighbors.parquet")
-    train = set(videos.loc[videos["split"] == "train", "video_id"])
+    train = set(videos.loc[videos["in_train"], "video_id"])
     assert set(nb["direction"]) == {"v2a", "a2v"} and set(nb["polarity"]) == {"pos", "neg"}
     assert (nb["query_video_id"] != nb["neighbor_video_id"]).all()
     assert set(nb["neighbor_video_id"]) <= train, "a val/test video was retrievable"
     assert set(nb["query_video_id"]) == set(videos["video_id"])
+    assert set(nb["protocol"]) == {"video_split"}  # the embedded data split by video
     assert (project / "data/06_models").exists()
 
 

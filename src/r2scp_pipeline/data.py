@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from . import avqa
+from .splits import join_splits
 from .tensors import frame_to_padded, frame_to_tokens, ragged_to_frame, tensor_to_frame
 
 MODALITIES = ("audio", "visual")
@@ -41,8 +42,9 @@ class AVQATensors:
     Per question (rows of ``qa_pairs``, in table order): ``question_id [Q]``, ``split [Q]``,
     ``video [Q]`` (row in the video arrays), ``text [Q]`` (row in the question arrays),
     ``answer [Q]``. Per video: ``audio [V, T, S_a, Da]`` (log-mel frames per segment, or
-    ``S_a = 1``), ``visual [V, T, S_v, Dv]`` (grid cells per segment). Per distinct question
-    text: ``question [Nt, Lq, Dt]`` and ``question_mask [Nt, Lq]`` (True = real token).
+    ``S_a = 1``), ``visual [V, T, S_v, Dv]`` (grid cells per segment), ``video_split [V]`` (the
+    ``+``-joined splits it has questions in: ``train+test`` for a shared video). Per distinct
+    question text: ``question [Nt, Lq, Dt]`` and ``question_mask [Nt, Lq]`` (True = real token).
     Memory bank (the retrievable values, eq. 4, stored as the experts consume them):
     ``bank[m] [Nb_m, T, S_m, D_m]``;
     ``neighbors[(m, polarity)] [V, R]``: for each video, the bank rows retrieved when modality
@@ -103,9 +105,14 @@ class AVQATensors:
             )
         return video_mask[self.video[self.indices(split)].numpy()]
 
+    def videos_of(self, split: str) -> np.ndarray:
+        """Rows of ``video_ids`` with at least one question in ``split`` (a video may have
+        questions in several splits: official MUSIC-AVQA splits by question)."""
+        return np.unique(self.video[np.flatnonzero(self.split == split)].numpy())
+
     def train_mean(self, modality: str) -> torch.Tensor:
         """``[T, S, D]`` mean features over training videos (the ``mean`` fill baseline)."""
-        rows = np.flatnonzero(self.video_split == "train")
+        rows = self.videos_of("train")
         x = self.features(modality)
         return (x[rows] if len(rows) else x).mean(0)
 
@@ -187,9 +194,15 @@ def build_tensors(
 
     vpos = {v: i for i, v in enumerate(video_ids)}
     tpos = {t: i for i, t in enumerate(texts)}
-    video_split = np.empty(len(video_ids), dtype=object)
-    video_split[qa["video_id"].astype(str).map(vpos).to_numpy()] = (
-        qa["split"].astype(str).to_numpy()
+    # per video: the splits it has questions in, "+"-joined ("train+test": shared videos)
+    video_split = np.array(
+        [
+            join_splits(s)
+            for s in qa.groupby(qa["video_id"].astype(str))["split"]
+            .agg(lambda x: set(x.astype(str)))
+            .reindex(video_ids)
+        ],
+        dtype=object,
     )
     out = AVQATensors(
         question_id=qa["question_id"].to_numpy(np.int64),
@@ -287,7 +300,7 @@ def train_missing_masks(
     if modality not in ("audio", "visual", "both"):
         raise ValueError(f"train_missing.modality must be audio, visual or both, got {modality!r}")
     masks = {m: np.zeros(len(tensors.video_ids), bool) for m in MODALITIES}
-    train = np.flatnonzero(tensors.video_split == "train")
+    train = tensors.videos_of("train")
     rng = np.random.default_rng([seed, 7919])
     hit = train[rng.random(len(train)) < rate]
     which = rng.integers(0, 2, len(hit)) if modality == "both" else None

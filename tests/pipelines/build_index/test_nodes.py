@@ -118,7 +118,8 @@ def test_no_leakage_only_training_videos_never_self(data, default_run):
     split = dict(zip(data["video_index"]["video_id"], data["video_index"]["split"], strict=True))
     assert (nb["neighbor_video_id"] != nb["query_video_id"]).all()
     assert {split[v] for v in nb["neighbor_video_id"]} == {"train"}
-    assert set(nb["query_split"]) == {"train", "val", "test"}
+    assert set(nb["query_splits"]) == {"train", "val", "test"}
+    assert set(nb["protocol"]) == {"unrecorded"}  # no split_protocol given
     # the indices hold exactly the training videos
     train = sorted(v for v, s in split.items() if s == "train")
     assert default_run["audio_index"].ids == train == default_run["visual_index"].ids
@@ -273,7 +274,7 @@ def test_bad_inputs_stop_with_clear_errors(data):
     with pytest.raises(ValueError, match="build_index.embeddings.source='imagebind'"):
         _run(data, _params(embeddings={"source": "imagebind"}))
     no_train = data["video_index"].assign(split="test")
-    with pytest.raises(ValueError, match="'train' split, which has 0 videos"):
+    with pytest.raises(ValueError, match="videos with 'train' questions, 0 in video_index"):
         nodes.train_joint_space(
             data["audio_features"], data["visual_features"], no_train, _params(), 7
         )
@@ -305,3 +306,48 @@ def test_approximate_indices_keep_the_contract(data, factory, search):
     assert len(nb) == 30 * 2 * 2 * 3
     assert (nb["neighbor_video_id"] != nb["query_video_id"]).all()
     assert out["audio_index"].metadata["factory"] == factory
+
+
+def test_shared_videos_official_protocol(data):
+    """Official MUSIC-AVQA splits share videos: the corpus and the joint space are the videos
+    with training questions, a shared test video is retrievable for others, never for itself,
+    and a test-only video never; retrieval quality counts a shared video in each split."""
+    vi = data["video_index"]
+    split = vi["split"].tolist()
+    shared = [i for i, s in enumerate(split) if s == "test"][:3]  # test videos with train questions
+    index = pd.DataFrame(
+        {
+            "video_id": vi["video_id"],
+            "splits": ["train+test" if i in shared else s for i, s in enumerate(split)],
+            "in_train": [s == "train" or i in shared for i, s in enumerate(split)],
+            "in_val": [s == "val" for s in split],
+            "in_test": [s == "test" for s in split],
+        }
+    )
+    out = _run({**data, "video_index": index}, _params())
+    corpus = set(index.loc[index["in_train"], "video_id"])
+    test_only = set(index.loc[index["in_test"] & ~index["in_train"], "video_id"])
+    assert sorted(out["joint_space"]["train_video_ids"]) == sorted(corpus)
+    assert out["audio_index"].ids == sorted(corpus) == out["visual_index"].ids
+    nb = out["neighbors"]
+    assert (nb["neighbor_video_id"] != nb["query_video_id"]).all()
+    assert not set(nb["neighbor_video_id"]) & test_only
+    shared_ids = set(index["video_id"].iloc[shared])
+    assert shared_ids & set(nb["neighbor_video_id"])  # retrievable for other videos
+    assert set(nb.loc[nb["query_video_id"].isin(shared_ids), "query_splits"]) == {"train+test"}
+    q = out["quality"]
+    n_test = q[(q["split"] == "test") & (q["direction"] == "v2a") & (q["kind"] == "pos")]
+    n_train = q[(q["split"] == "train") & (q["direction"] == "v2a") & (q["kind"] == "pos")]
+    n = _params()["neighbors"]["n"]
+    assert int(n_test["n_pairs"].iloc[0]) == n * int(index["in_test"].sum())
+    assert int(n_train["n_pairs"].iloc[0]) == n * len(corpus)
+    # the joint space validates on val videos outside the corpus; none left -> no val history
+    no_val = index.assign(in_train=True)
+    _, metrics, _ = nodes.train_joint_space(
+        data["audio_features"],
+        data["visual_features"],
+        no_val,
+        _params(joint_space={"keep": "last"}),
+        7,
+    )
+    assert not any("val" in k for k in metrics)

@@ -171,14 +171,19 @@ def test_video_in_two_splits_names_both_files(tmp_path):
         check_across_splits([train, val])
     text = str(info.value)
     assert "00000093" in text and str(tmp_path / "avqa-train.json") in text
-    assert str(tmp_path / "avqa-val.json") in text
+    assert str(tmp_path / "avqa-val.json") in text and "'video_split'" in text
+    check_across_splits([train, val], shared_videos=True)  # the official protocols allow it
 
 
-def test_question_id_reused_across_splits(tmp_path):
+@pytest.mark.parametrize("shared_videos", [False, True])
+def test_question_id_reused_across_splits(tmp_path, shared_videos):
     train = parse_split(_write(tmp_path / "avqa-train.json", [GOOD]), "train")
     val = parse_split(_write(tmp_path / "avqa-val.json", [dict(GOOD, video_id="x")]), "val")
     with pytest.raises(AnnotationError, match="question_id 12 is also used in .*avqa-train.json"):
-        check_across_splits([train, val])
+        check_across_splits([train, val], shared_videos=shared_videos)
+    shared = parse_split(_write(tmp_path / "avqa-test.json", [GOOD]), "test")  # same video too
+    with pytest.raises(AnnotationError, match="question_id 12 is also used"):
+        check_across_splits([train, shared], shared_videos=True)
 
 
 def test_parse_record_returns_none_row_for_withdrawn():

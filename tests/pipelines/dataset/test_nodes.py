@@ -63,7 +63,7 @@ def values(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
 @pytest.fixture
 def ingested() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, float]]:
     params = music_params(FIXTURES)
-    qa, index, scenes, metrics = ingest_annotations(params, generate_embedded_dataset(params, 0))
+    qa, index, scenes, metrics, _ = ingest_annotations(params, generate_embedded_dataset(params, 0))
     return qa, index, scenes, values(metrics)
 
 
@@ -137,7 +137,7 @@ def test_embedded_source_runs_the_generator_and_reads_scenes(tmp_path, monkeypat
               "music_avqa": {"annotations_dir": None, "media_dir": None}}  # fmt: skip
     manifest = generate_embedded_dataset(params, 7)
     assert calls == [({"root": "data/01_raw/embedded", "num_videos": 6}, 7)]
-    qa, index, scenes, metrics = ingest_annotations(params, manifest)
+    qa, index, scenes, metrics, _ = ingest_annotations(params, manifest)
     assert len(qa) == 18 and values(metrics)["deleted_questions.total"] == 1
     assert index["audio_path"].tolist() == [f"data/01_raw/embedded/audio/{v}.wav" for v in VIDEOS]
     assert index["frames_dir"].tolist() == [f"data/01_raw/embedded/frames/{v}" for v in VIDEOS]
@@ -181,10 +181,19 @@ def test_qa_pairs_follow_the_contract(ingested):
 
 def test_video_index_and_derived_scene_metadata(ingested):
     _, index, scenes, _ = ingested
-    assert list(index.columns) == ["video_id", "split", "audio_path", "frames_dir", "video_path"]
-    assert dict(zip(index["video_id"], index["split"], strict=True)) == VIDEOS
+    assert list(index.columns) == [
+        "video_id", "splits", "in_train", "in_val", "in_test", "annotated_splits",
+        "audio_path", "frames_dir", "video_path",
+    ]  # fmt: skip
+    assert dict(zip(index["video_id"], index["splits"], strict=True)) == VIDEOS
+    assert index["annotated_splits"].tolist() == index["splits"].tolist()
+    for split in ("train", "val", "test"):
+        assert index[f"in_{split}"].dtype == bool
+        assert index.loc[index[f"in_{split}"], "video_id"].tolist() == [
+            v for v, s in VIDEOS.items() if s == split
+        ]
     assert index[["audio_path", "frames_dir", "video_path"]].isna().all().all()  # no media_dir
-    assert list(scenes.columns) == ["video_id", "split", "instruments", "visible", "sounding"]
+    assert list(scenes.columns) == ["video_id", "splits", "instruments", "visible", "sounding"]
     assert scenes["video_id"].tolist() == index["video_id"].tolist()
     assert dict(zip(scenes["video_id"], scenes["instruments"], strict=True)) == {
         "00000001": ["piano", "violin"],
@@ -205,7 +214,7 @@ def test_media_paths_only_where_files_exist(tmp_path):
     (media / "videos").mkdir()
     (media / "videos" / "00000003.mp4").write_bytes(b"")
     params = music_params(FIXTURES, media)
-    _, index, _, _ = ingest_annotations(params, generate_embedded_dataset(params, 0))
+    _, index, _, _, _ = ingest_annotations(params, generate_embedded_dataset(params, 0))
     index = index.set_index("video_id")
     assert index.loc["00000001", "audio_path"] == f"{media}/audio/00000001.wav"
     assert index.loc["00000002", "frames_dir"] == f"{media}/frames/00000002"
@@ -248,18 +257,24 @@ def test_a_bad_record_stops_ingestion_naming_file_record_field(tmp_path):
         ingest_annotations(params, generate_embedded_dataset(params, 0))
 
 
-def test_a_video_in_two_splits_is_an_error_naming_both_files(tmp_path):
+def test_a_video_in_two_splits_is_an_error_under_video_split_only(tmp_path):
     for split in ("train", "val"):
         shutil.copy(FIXTURES / f"avqa-{split}.json", tmp_path / f"avqa-{split}.json")
     path = tmp_path / "avqa-val.json"
     records = json.loads(path.read_text(encoding="utf-8"))
     records[1]["video_id"] = "00000002"
     path.write_text(json.dumps(records), encoding="utf-8")
-    params = music_params(tmp_path)
+    params = music_params(tmp_path) | {"protocol": "video_split"}
     with pytest.raises(AnnotationError) as info:
         ingest_annotations(params, generate_embedded_dataset(params, 0))
     assert str(tmp_path / "avqa-train.json") in str(info.value)
     assert str(tmp_path / "avqa-val.json") in str(info.value)
+    # music_avqa's default protocol (official) accepts it: the video is in both splits
+    _, index, _, _, report = ingest_annotations(
+        music_params(tmp_path), generate_embedded_dataset(params, 0)
+    )
+    assert report["protocol"] == "official"
+    assert index.set_index("video_id").loc["00000002", "splits"] == "train+val"
 
 
 # ---- answer_prior_report ---------------------------------------------------------------------
@@ -314,7 +329,7 @@ def test_real_val_split_through_the_nodes():
     if not (SHARED_REFERENCE / "avqa-val.json").is_file():
         pytest.skip(f"shared reference not available at {SHARED_REFERENCE}")
     params = music_params(SHARED_REFERENCE)
-    qa, index, scenes, metrics = ingest_annotations(params, generate_embedded_dataset(params, 0))
+    qa, index, scenes, metrics, _ = ingest_annotations(params, generate_embedded_dataset(params, 0))
     metrics = values(metrics)
     assert len(qa) == 4568 and len(index) == 3815 and len(scenes) == 3815
     assert metrics["type.Audio.Counting"] == 511 and metrics["type.Audio-Visual.Temporal"] == 411
@@ -417,7 +432,7 @@ def test_the_embedded_generator_output_ingests_cleanly(tmp_path, monkeypatch):
     params["embedded"] = params["embedded"] | {"root": "raw/embedded", "num_videos": 10}
     monkeypatch.chdir(tmp_path)
     manifest = generate_embedded_dataset(params, 3)
-    qa, index, scenes, metrics = ingest_annotations(params, manifest)
+    qa, index, scenes, metrics, _ = ingest_annotations(params, manifest)
     assert int(values(metrics)["questions.total"]) == len(qa) > 0
     assert index["audio_path"].notna().all() and index["frames_dir"].notna().all()
     assert all(Path(p).is_file() for p in index["audio_path"])

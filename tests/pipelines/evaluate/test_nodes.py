@@ -255,9 +255,13 @@ def test_ablations_run_the_pretrain_and_mix_nodes_with_their_switch(env, monkeyp
 
 
 def test_reports_from_the_results(env):
+    protocol = {"protocol": "video_disjoint", "description": "no shared video"}
     table, table_md, abl, abl_md, comp, comp_md, fig_rate, fig_loads = N.build_reports(
-        env["cfg"], env["results"], env["preds"]
+        env["cfg"], env["results"], env["preds"], protocol
     )
+    for md in (table_md, abl_md, comp_md):  # every report names the split protocol
+        assert "Split protocol: video_disjoint (no shared video)" in md
+    assert {tuple(set(t["protocol"])) for t in (table, abl, comp)} == {("video_disjoint",)}
     assert set(table["method"]) == {
         "R2ScP",
         "zero-fill",

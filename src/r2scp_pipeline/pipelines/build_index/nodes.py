@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
 from r2scp_pipeline.datasets.faiss_index_dataset import KeyedFaissIndex
+from r2scp_pipeline.splits import SPLITS, membership, splits_of
 from r2scp_pipeline.tensors import frame_to_tokens
 
 from .index import (
@@ -76,13 +77,20 @@ def _to_mlflow(metrics: Mapping[str, float | Sequence[float]]) -> dict[str, Any]
 
 
 def _split_ids(video_index: pd.DataFrame, split: str) -> list[str]:
-    return sorted(video_index.loc[video_index["split"] == split, "video_id"].astype(str))
+    """Sorted ids of the videos with questions in ``split`` (a video may be in several)."""
+    m = membership(video_index)
+    return sorted(m.index[m[split]].tolist())
+
+
+def _held_out_ids(video_index: pd.DataFrame, split: str) -> list[str]:
+    """Videos of ``split`` outside the corpus (no training question): the joint space's
+    validation videos, never seen while it is fit."""
+    m = membership(video_index)
+    return sorted(m.index[m[split] & ~m[CORPUS_SPLIT]].tolist())
 
 
 def _check_video_index(video_index: pd.DataFrame) -> None:
-    missing = {"video_id", "split"} - set(video_index.columns)
-    if missing:
-        raise ValueError(f"video_index lacks columns {sorted(missing)}")
+    membership(video_index)  # names the split columns it lacks
     dup = video_index["video_id"][video_index["video_id"].duplicated()].tolist()
     if dup:
         raise ValueError(f"video_index lists {len(dup)} video_ids twice, e.g. {dup[:3]}")
@@ -122,7 +130,11 @@ def train_joint_space(
     params: dict[str, Any],
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, Any], Figure]:
-    """Fit the audio and visual projection heads with symmetric InfoNCE on the training split.
+    """Fit the audio and visual projection heads with symmetric InfoNCE on the corpus videos.
+
+    The corpus is the videos with training questions (``video_index.in_train``); the
+    validation videos are the val videos outside it (with shared videos, a val video that also
+    has training questions is a training video of the joint space, so it cannot validate it).
 
     Returns ``(checkpoint, mlflow_metrics, figure)``: the checkpoint is
     ``{"config": JointSpaceConfig, "state_dicts": {"joint_space": ...}}``; metrics hold the
@@ -142,10 +154,10 @@ def train_joint_space(
     train_ids = _split_ids(video_index, CORPUS_SPLIT)
     if len(train_ids) < 2:
         raise ValueError(
-            f"the joint space is trained on the '{CORPUS_SPLIT}' split, which has "
-            f"{len(train_ids)} videos in video_index; at least 2 are needed"
+            f"the joint space is trained on the videos with '{CORPUS_SPLIT}' questions, "
+            f"{len(train_ids)} in video_index; at least 2 are needed"
         )
-    val_ids = _split_ids(video_index, "val")
+    val_ids = _held_out_ids(video_index, "val")
     a, v = (
         _pooled(audio_features, train_ids, "audio_features"),
         _pooled(visual_features, train_ids, "visual_features"),
@@ -366,7 +378,7 @@ def embed_videos(
     corpus = _choice(params, "corpus.source", ("train_split", "external"))
     _check_video_index(video_index)
     dataset_ids = sorted(video_index["video_id"].astype(str))
-    split = dict(zip(video_index["video_id"].astype(str), video_index["split"], strict=True))
+    in_train = membership(video_index)[CORPUS_SPLIT].to_dict()
     frames = []
     model = load_joint_space(joint_space) if source == "learned" else None
     for modality, features, bank in (
@@ -380,7 +392,7 @@ def embed_videos(
             vecs = embed(head, pooled)
         else:
             vecs = _table_vectors(external_embeddings, "external_embeddings", modality, dataset_ids)
-        in_corpus = [corpus == "train_split" and split[i] == CORPUS_SPLIT for i in dataset_ids]
+        in_corpus = [corpus == "train_split" and bool(in_train[i]) for i in dataset_ids]
         frames.append(_embedding_frame(dataset_ids, modality, normalize(vecs), DATASET, in_corpus))
         if corpus == "external":
             bank_ids = sorted(bank["video_id"].astype(str).unique())
@@ -458,21 +470,25 @@ def retrieve_neighbors(
     audio_index: KeyedFaissIndex,
     visual_index: KeyedFaissIndex,
     params: dict[str, Any],
+    split_protocol: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """R+ (top-n) and R- (bottom-n) corpus neighbours of every dataset video, both directions.
 
     ``v2a``: the visual embedding queries the audio index (audio missing; values come from
     ``memory_bank_audio``); ``a2v``: audio queries the visual index. A corpus key with the
-    query's own ``video_id`` is never returned; only corpus keys are indexed, so val/test
-    videos can never be retrieved. ``rank`` 0 is the most similar (pos) / least similar (neg);
-    ``score`` is the cosine of eq. (1).
+    query's own ``video_id`` is never returned; only corpus keys (videos with training
+    questions) are indexed, so a video with only val/test questions can never be retrieved.
+    ``rank`` 0 is the most similar (pos) / least similar (neg); ``score`` is the cosine of
+    eq. (1). ``query_splits``: the query video's splits (``train+test``); ``protocol``: the
+    split protocol of the dataset (``split_protocol`` report of the dataset pipeline).
     """
     n = int(_param(params, "neighbors.n"))
     if n < 1:
         raise ValueError(f"build_index.neighbors.n={n}; it must be >= 1")
     threads = _param(params, "index").get("threads")
     _check_video_index(video_index)
-    split = dict(zip(video_index["video_id"].astype(str), video_index["split"], strict=True))
+    split = splits_of(video_index)
+    protocol = str((split_protocol or {}).get("protocol", "unrecorded"))
     indices = {"audio": audio_index, "visual": visual_index}
     queries = unified_embeddings[unified_embeddings["source"] == DATASET]
     frames = []
@@ -497,12 +513,13 @@ def retrieve_neighbors(
                 pd.DataFrame(
                     {
                         "query_video_id": np.repeat(np.asarray(q_ids, dtype=object), n),
-                        "query_split": np.repeat([split.get(i) for i in q_ids], n),
+                        "query_splits": np.repeat([split.get(i) for i in q_ids], n),
                         "direction": direction,
                         "polarity": polarity,
                         "rank": np.tile(np.arange(n, dtype=np.int32), len(q_ids)),
                         "neighbor_video_id": np.asarray(index.ids, dtype=object)[rows.ravel()],
                         "score": scores.ravel().astype(np.float32),
+                        "protocol": protocol,
                     }
                 )
             )
@@ -527,7 +544,8 @@ def evaluate_retrieval(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Share of neighbours whose instrument set overlaps the query's, vs random neighbours.
 
-    For each query split (and ``all``) and direction: ``pos`` (R+), ``neg`` (R-) and
+    For each query split (a video shared between splits counts in each; and ``all``) and
+    direction: ``pos`` (R+), ``neg`` (R-) and
     ``random`` (n corpus videos drawn uniformly, never the query itself, seeded). Pairs whose
     neighbour has no instrument labels (an external corpus without
     ``external_corpus_metadata``) are left out; ``n_pairs`` says how many were scored.
@@ -570,8 +588,8 @@ def evaluate_retrieval(
                 "direction": direction,
             }
         )
-        rand_df["query_split"] = rand_df["query_video_id"].map(
-            dict(zip(sub["query_video_id"], sub["query_split"], strict=False))
+        rand_df["query_splits"] = rand_df["query_video_id"].map(
+            dict(zip(sub["query_video_id"], sub["query_splits"], strict=False))
         )
         dir_pairs = pd.concat([pairs[pairs["direction"] == direction], rand_df], ignore_index=True)
         hit = [
@@ -582,7 +600,9 @@ def evaluate_retrieval(
         ]
         dir_pairs["overlap"] = hit
         for polarity, grp in dir_pairs.groupby("polarity"):
-            for split_name, g in [("all", grp), *grp.groupby("query_split")]:
+            member = grp["query_splits"].fillna("").str.split("+")
+            by_split = [(s, grp[member.map(lambda x, s=s: s in x)]) for s in SPLITS]
+            for split_name, g in [("all", grp), *[(s, g) for s, g in by_split if len(g)]]:
                 scored = g["overlap"].dropna()
                 rows.append(
                     {

@@ -70,6 +70,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "audio_index",
                     "visual_index",
                     "params:build_index",
+                    "split_protocol",
                 ],
                 outputs="neighbors",
                 name="retrieve_neighbors",

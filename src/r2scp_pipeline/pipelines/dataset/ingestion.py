@@ -25,11 +25,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from r2scp_pipeline import avqa
+from r2scp_pipeline.splits import SPLITS, join_splits
 
 logger = logging.getLogger(__name__)
 
-#: Splits in the order they are read and reported.
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Official annotation file name of each split.
 ANNOTATION_FILES: dict[str, str] = {s: f"avqa-{s}.json" for s in SPLITS}
 #: Fields every record must carry (``anser``: the official spelling of "answer").
@@ -278,18 +277,21 @@ def parse_split(path: str | Path, split: str) -> ParsedSplit:
     return parsed
 
 
-def check_across_splits(parsed: Iterable[ParsedSplit]) -> None:
-    """A video or a question id may belong to one split only; errors name both files."""
+def check_across_splits(parsed: Iterable[ParsedSplit], shared_videos: bool = False) -> None:
+    """A question id may belong to one split file only; with ``shared_videos=False`` (protocol
+    ``video_split``) a video may too. Errors name both files."""
     video_file: dict[str, ParsedSplit] = {}
     question_file: dict[int, ParsedSplit] = {}
     for p in parsed:
-        for vid in p.video_ids:
+        for vid in p.video_ids if not shared_videos else ():
             other = video_file.setdefault(vid, p)
             if other is not p:
                 raise AnnotationError(
                     p.path,
                     f"video {vid!r} appears in split '{other.split}' ({other.path}) and in split "
-                    f"'{p.split}' ({p.path}); a video must belong to one split only",
+                    f"'{p.split}' ({p.path}); with dataset.protocol 'video_split' a video must "
+                    "belong to one split only (the official files split by question: use "
+                    "dataset.protocol 'official' or 'video_disjoint')",
                     field="video_id",
                 )
         for qid, index in p.question_index.items():
@@ -302,6 +304,83 @@ def check_across_splits(parsed: Iterable[ParsedSplit]) -> None:
                     index,
                     "question_id",
                 )
+
+
+@dataclass
+class ProtocolOutcome:
+    """What a split protocol kept of the parsed split files.
+
+    ``questions``: the kept ``qa_pairs`` rows (split order, then file order); ``video_ids``:
+    every video, first-seen order over the files; ``annotated``: ``video_id -> the split files
+    it has records in`` (withdrawn ones included); ``kept``: ``video_id -> the splits it has
+    kept questions in`` after the protocol (empty for a video whose every question was
+    withdrawn); ``removed_questions`` / ``removed_videos``: per split, how many questions and
+    video memberships the protocol took away.
+    """
+
+    protocol: str
+    questions: list[dict[str, Any]]
+    video_ids: list[str]
+    annotated: dict[str, set[str]]
+    kept: dict[str, set[str]]
+    removed_questions: dict[str, int]
+    removed_videos: dict[str, int]
+
+
+def apply_protocol(parsed: Sequence[ParsedSplit], protocol: str) -> ProtocolOutcome:
+    """Apply a split protocol (``r2scp_pipeline.splits.PROTOCOLS``) to the parsed files.
+
+    ``official`` and ``video_split`` keep every question (``video_split`` has checked that no
+    video is shared); ``video_disjoint`` gives each video to the latest split it has a
+    (not withdrawn) question in (test > val > train) and drops its questions of the others.
+    """
+    check_across_splits(parsed, shared_videos=protocol != "video_split")
+    annotated: dict[str, set[str]] = {}
+    for p in parsed:
+        for vid in p.video_ids:
+            annotated.setdefault(vid, set()).add(p.split)
+    asked = {v: set() for v in annotated}  # splits with a kept (not withdrawn) question
+    for p in parsed:
+        for q in p.questions:
+            asked[q["video_id"]].add(p.split)
+    if protocol == "video_disjoint":
+        kept = {v: {max(s, key=SPLITS.index)} if s else set() for v, s in asked.items()}
+    else:
+        kept = asked
+    questions = [q for p in parsed for q in p.questions if p.split in kept[q["video_id"]]]
+    n_all = {p.split: len(p.questions) for p in parsed}
+    n_kept = {s: 0 for s in n_all}
+    for q in questions:
+        n_kept[q["split"]] += 1
+    removed_videos = {s: sum(1 for v in asked if s in asked[v] and s not in kept[v]) for s in n_all}
+    outcome = ProtocolOutcome(
+        protocol=protocol,
+        questions=questions,
+        video_ids=list(annotated),
+        annotated=annotated,
+        kept=kept,
+        removed_questions={s: n_all[s] - n_kept[s] for s in n_all},
+        removed_videos=removed_videos,
+    )
+    shared = sum(1 for s in annotated.values() if len(s) > 1)
+    logger.info(
+        "split protocol %s: %d of %d videos have questions in several split files (%s); "
+        "removed questions %s, removed video memberships %s",
+        protocol, shared, len(annotated),
+        ", ".join(f"{k}: {n}" for k, n in _shared_counts(annotated).items()) or "none",
+        outcome.removed_questions, outcome.removed_videos,
+    )  # fmt: skip
+    return outcome
+
+
+def _shared_counts(memberships: dict[str, set[str]]) -> dict[str, int]:
+    """``{"train+test": n, ...}`` over the videos in more than one split."""
+    counts: dict[str, int] = {}
+    for s in memberships.values():
+        if len(s) > 1:
+            key = join_splits(s)
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def is_unknown_template(template: str) -> bool:

@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 
 from r2scp_pipeline import avqa
+from r2scp_pipeline.splits import PROTOCOLS, SPLIT_FLAGS, SPLITS, join_splits, resolve_protocol
 
 from .ingestion import (
     ANNOTATION_FILES,
-    SPLITS,
     AnnotationError,
     ParsedSplit,
-    check_across_splits,
+    ProtocolOutcome,
+    apply_protocol,
     derive_instruments,
     is_unknown_template,
     parse_split,
@@ -46,6 +47,11 @@ MANIFEST_COLUMNS: tuple[str, ...] = ("split", "annotations_path", "n_records")
 QA_COLUMNS: tuple[str, ...] = (
     "question_id", "video_id", "split", "question", "template", "templ_values",
     "modality", "subtype", "answer", "answer_idx",
+)  # fmt: skip
+#: ``video_index`` columns (see ``r2scp_pipeline.splits`` for the split columns).
+VIDEO_INDEX_COLUMNS: tuple[str, ...] = (
+    "video_id", "splits", *SPLIT_FLAGS.values(), "annotated_splits",
+    "audio_path", "frames_dir", "video_path",
 )  # fmt: skip
 
 
@@ -181,8 +187,8 @@ def _entries(folder: Path, want_dirs: bool) -> set[str]:
         return set()
 
 
-def _video_index(parsed: list[ParsedSplit], media_root: str | None) -> pd.DataFrame:
-    videos = [(vid, p.split) for p in parsed for vid in p.video_ids]
+def _video_index(outcome: ProtocolOutcome, media_root: str | None) -> pd.DataFrame:
+    videos = outcome.video_ids
     root = Path(media_root) if media_root else None
     audio = _entries(root / "audio", False) if root else set()
     frames = _entries(root / "frames", True) if root else set()
@@ -191,19 +197,23 @@ def _video_index(parsed: list[ParsedSplit], media_root: str | None) -> pd.DataFr
     def path(kind: str, name: str, present: set[str]) -> str | None:
         return (root / kind / name).as_posix() if name in present else None
 
-    return pd.DataFrame(
-        {
-            "video_id": pd.Series([v for v, _ in videos], dtype="str"),
-            "split": pd.Series([s for _, s in videos], dtype="str"),
-            "audio_path": pd.Series(
-                [path("audio", f"{v}.wav", audio) for v, _ in videos], dtype="str"
-            ),
-            "frames_dir": pd.Series([path("frames", v, frames) for v, _ in videos], dtype="str"),
-            "video_path": pd.Series(
-                [path("videos", f"{v}.mp4", mp4) for v, _ in videos], dtype="str"
-            ),
-        }
+    columns: dict[str, pd.Series] = {
+        "video_id": pd.Series(videos, dtype="str"),
+        "splits": pd.Series([join_splits(outcome.kept[v]) for v in videos], dtype="str"),
+    }
+    for split, flag in SPLIT_FLAGS.items():
+        columns[flag] = pd.Series([split in outcome.kept[v] for v in videos], dtype="bool")
+    columns["annotated_splits"] = pd.Series(
+        [join_splits(outcome.annotated[v]) for v in videos], dtype="str"
     )
+    columns["audio_path"] = pd.Series(
+        [path("audio", f"{v}.wav", audio) for v in videos], dtype="str"
+    )
+    columns["frames_dir"] = pd.Series([path("frames", v, frames) for v in videos], dtype="str")
+    columns["video_path"] = pd.Series(
+        [path("videos", f"{v}.mp4", mp4) for v in videos], dtype="str"
+    )
+    return pd.DataFrame(columns)[list(VIDEO_INDEX_COLUMNS)]
 
 
 def _scene_metadata(
@@ -212,12 +222,13 @@ def _scene_metadata(
     source: str,
     media_root: str | None,
 ) -> pd.DataFrame:
-    ids, splits = video_index["video_id"].tolist(), video_index["split"].tolist()
+    ids, splits = video_index["video_id"].tolist(), video_index["splits"].tolist()
     if source == "embedded":
         scenes_path = Path(str(media_root)) / "scenes.json"
         scenes = read_scenes(scenes_path)
         visible, sounding = [], []
-        for vid, split in zip(ids, splits, strict=True):
+        files = video_index["annotated_splits"].tolist()  # the generator splits by video
+        for vid, split in zip(ids, files, strict=True):
             scene = scenes.get(vid)
             if scene is None:
                 raise AnnotationError(scenes_path, f"no scene for video {vid!r} (split {split})")
@@ -240,7 +251,7 @@ def _scene_metadata(
     return pd.DataFrame(
         {
             "video_id": pd.Series(ids, dtype="str"),
-            "split": pd.Series(splits, dtype="str"),
+            "splits": pd.Series(splits, dtype="str"),
             "instruments": _list_column(instruments),
             "visible": _list_column(visible),
             "sounding": _list_column(sounding),
@@ -255,40 +266,108 @@ def _qa_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _dataset_metrics(
-    parsed: list[ParsedSplit], qa_pairs: pd.DataFrame, n_unknown_templates: int
+    parsed: list[ParsedSplit],
+    outcome: ProtocolOutcome,
+    qa_pairs: pd.DataFrame,
+    n_unknown_templates: int,
 ) -> dict[str, float]:
+    """Counts after the protocol (``questions.*``, ``videos.*``, ``type.*``), per split and
+    type (``split_type.<split>.<modality>.<subtype>``), videos in several splits
+    (``shared_videos.total``, ``shared_videos.train_test``, ...) and what the protocol removed
+    (``protocol.removed_{questions,videos}.<split>``)."""
     metrics: dict[str, float] = {
         "questions.total": float(len(qa_pairs)),
-        "videos.total": float(sum(len(p.video_ids) for p in parsed)),
+        "videos.total": float(len(outcome.video_ids)),
         "deleted_questions.total": float(sum(p.n_deleted for p in parsed)),
         "unknown_templates": float(n_unknown_templates),
+        "shared_videos.total": float(sum(len(s) > 1 for s in outcome.kept.values())),
     }
+    by_split = qa_pairs["split"].value_counts()
     for p in parsed:
-        metrics[f"questions.{p.split}"] = float(len(p.questions))
-        metrics[f"videos.{p.split}"] = float(len(p.video_ids))
+        metrics[f"questions.{p.split}"] = float(by_split.get(p.split, 0))
+        metrics[f"videos.{p.split}"] = float(sum(p.split in s for s in outcome.kept.values()))
         metrics[f"deleted_questions.{p.split}"] = float(p.n_deleted)
+        metrics[f"protocol.removed_questions.{p.split}"] = float(outcome.removed_questions[p.split])
+        metrics[f"protocol.removed_videos.{p.split}"] = float(outcome.removed_videos[p.split])
+    shared: Counter[str] = Counter(join_splits(s) for s in outcome.kept.values() if len(s) > 1)
+    for key, n in sorted(shared.items()):
+        metrics[f"shared_videos.{key.replace('+', '_')}"] = float(n)  # MLflow: no "+"
     counts = Counter(zip(qa_pairs["modality"], qa_pairs["subtype"], strict=True))
+    per_split = Counter(
+        zip(qa_pairs["split"], qa_pairs["modality"], qa_pairs["subtype"], strict=True)
+    )
     for modality, subtype in avqa.QUESTION_TYPES:
         metrics[f"type.{modality}.{subtype}"] = float(counts.get((modality, subtype), 0))
+        for p in parsed:
+            metrics[f"split_type.{p.split}.{modality}.{subtype}"] = float(
+                per_split.get((p.split, modality, subtype), 0)
+            )
     return metrics
+
+
+def _protocol_report(
+    outcome: ProtocolOutcome, source: str, parsed: list[ParsedSplit]
+) -> dict[str, Any]:
+    """``split_protocol``: the protocol, what it means, and per split the questions and videos
+    annotated, kept and removed (the report downstream pipelines name)."""
+    report: dict[str, Any] = {
+        "protocol": outcome.protocol,
+        "source": source,
+        "description": PROTOCOLS[outcome.protocol],
+        "corpus": "videos with training questions (video_index.in_train)",
+        "splits": {},
+        "shared_videos": {
+            "annotated": {
+                k: v
+                for k, v in sorted(
+                    Counter(
+                        join_splits(s) for s in outcome.annotated.values() if len(s) > 1
+                    ).items()
+                )
+            },
+            "kept": {
+                k: v
+                for k, v in sorted(
+                    Counter(join_splits(s) for s in outcome.kept.values() if len(s) > 1).items()
+                )
+            },
+        },  # fmt: skip
+    }
+    kept_q = Counter(q["split"] for q in outcome.questions)
+    for p in parsed:
+        report["splits"][p.split] = {
+            "questions_annotated": len(p.questions),
+            "questions_kept": kept_q.get(p.split, 0),
+            "questions_removed": outcome.removed_questions[p.split],
+            "videos_annotated": sum(p.split in s for s in outcome.annotated.values()),
+            "videos_kept": sum(p.split in s for s in outcome.kept.values()),
+            "videos_removed": outcome.removed_videos[p.split],
+        }
+    report["videos_total"] = len(outcome.video_ids)
+    report["questions_total"] = len(outcome.questions)
+    return report
 
 
 def ingest_annotations(
     dataset_params: dict[str, Any], manifest: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]], dict[str, Any]]:
     """Parse and validate the manifest's split files into the project's tables.
 
     Placeholders are filled from ``templ_values`` in order, withdrawn questions
     (``question_deleted == 1``) are dropped and counted, answers are mapped to ``avqa.ANSWERS``.
-    Any problem raises an error naming the file, record index and field.
+    The split protocol ``dataset.protocol`` (``r2scp_pipeline.splits``; null = the source's
+    default) then decides which questions of videos shared between splits are kept. Any
+    problem raises an error naming the file, record index and field.
 
     Returns:
-        ``qa_pairs`` (one row per kept question), ``video_index`` (one row per video with its
-        split and the media paths that exist), ``scene_metadata`` (instruments per video: from
-        ``scenes.json`` for the embedded data, derived from the questions for MUSIC-AVQA) and
-        ``dataset_metrics`` (counts for MLflow, ``{name: {"value": v, "step": 0}}``).
+        ``qa_pairs`` (one row per kept question), ``video_index`` (one row per video with the
+        splits it has questions in and the media paths that exist), ``scene_metadata``
+        (instruments per video: from ``scenes.json`` for the embedded data, derived from the
+        questions for MUSIC-AVQA), ``dataset_metrics`` (counts for MLflow,
+        ``{name: {"value": v, "step": 0}}``) and ``split_protocol`` (the protocol report).
     """
     source = _source(dataset_params)
+    protocol = resolve_protocol(dataset_params.get("protocol"), source)
     parsed: list[ParsedSplit] = []
     for split, path, n_records in _read_manifest(manifest):
         p = parse_split(path, split)
@@ -299,9 +378,9 @@ def ingest_annotations(
                 "file changed since the manifest was written; re-run the dataset pipeline",
             )
         parsed.append(p)
-    check_across_splits(parsed)
+    outcome = apply_protocol(parsed, protocol)
 
-    rows = [q for p in parsed for q in p.questions]
+    rows = outcome.questions
     if not rows:
         raise ValueError(
             "no questions left in " + ", ".join(p.path for p in parsed) + " (all withdrawn?)"
@@ -316,18 +395,20 @@ def ingest_annotations(
         )  # fmt: skip
     n_deleted = sum(p.n_deleted for p in parsed)
     logger.info(
-        "Ingested %d questions over %d videos (%s); dropped %d withdrawn question(s)",
+        "Ingested %d questions over %d videos (%s; protocol %s); dropped %d withdrawn question(s)",
         len(qa_pairs),
-        sum(len(p.video_ids) for p in parsed),
-        ", ".join(f"{p.split}: {len(p.questions)}" for p in parsed),
+        len(outcome.video_ids),
+        ", ".join(f"{s}: {n}" for s, n in qa_pairs["split"].value_counts().items()),
+        protocol,
         n_deleted,
     )
 
     media_root = _media_root(dataset_params, source)
-    video_index = _video_index(parsed, media_root)
+    video_index = _video_index(outcome, media_root)
     scene_metadata = _scene_metadata(video_index, rows, source, media_root)
-    metrics = _dataset_metrics(parsed, qa_pairs, n_unknown)
-    return qa_pairs, video_index, scene_metadata, as_mlflow_metrics(metrics)
+    metrics = _dataset_metrics(parsed, outcome, qa_pairs, n_unknown)
+    report = _protocol_report(outcome, source, parsed)
+    return qa_pairs, video_index, scene_metadata, as_mlflow_metrics(metrics), report
 
 
 # ---- answer prior ----------------------------------------------------------------------------

@@ -17,7 +17,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 ingest_annotations,
                 inputs=["params:dataset", "raw_dataset_manifest"],
-                outputs=["qa_pairs", "video_index", "scene_metadata", "dataset_metrics"],
+                outputs=[
+                    "qa_pairs",
+                    "video_index",
+                    "scene_metadata",
+                    "dataset_metrics",
+                    "split_protocol",
+                ],
                 name="ingest_annotations",
             ),
             Node(

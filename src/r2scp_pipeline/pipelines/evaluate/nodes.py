@@ -26,6 +26,7 @@ from r2scp_pipeline.data import AVQATensors, build_tensors
 from r2scp_pipeline.model import EXPERT_FIELDS, EXPERTS
 from r2scp_pipeline.pipelines.mix.nodes import mix_experts
 from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
+from r2scp_pipeline.splits import membership
 from r2scp_pipeline.training import (
     build_cache,
     history_to_mlflow,
@@ -148,14 +149,20 @@ def check_model_compatibility(
 def draw_missing_masks(config: dict[str, Any], video_index: pd.DataFrame) -> pd.DataFrame:
     """``missing_masks``: which videos of ``evaluate.split`` miss a modality per (setting, rate).
 
+    Drawn per video with a question in the split (``video_index.in_<split>``), also when the
+    video has questions in other splits (official protocol): its other questions are unaffected.
+
     Drawn once from ``params:seed``; every method reads this one table (``masks.py``).
     """
     split = config["split"]
-    ids = video_index.loc[video_index["split"] == split, "video_id"].astype(str).tolist()
+    present = membership(video_index)
+    if split not in present.columns:
+        raise ValueError(f"evaluate.split={split!r} is not one of {list(present.columns)}")
+    ids = present.index[present[split]].astype(str).tolist()  # shared videos included
     if not ids:
         raise ValueError(
             f"video_index has no video of split {split!r} (evaluate.split): splits present "
-            f"{sorted(video_index['split'].unique().tolist())}"
+            f"{[s for s in present.columns if present[s].any()]}"
         )
     masks = draw_masks(ids, config["settings"], config["missing_rates"], config["seed"])
     logger.info(
@@ -664,10 +671,18 @@ def build_reports(
     config: dict[str, Any],
     evaluation_results: pd.DataFrame,
     evaluation_predictions: pd.DataFrame,
+    split_protocol: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, Figure, Figure]:
     """Table-1-style results, Table-2/3-style ablations, every method against R2ScP with paired
     bootstrap intervals (markdown + CSV each), accuracy vs missing rate (Fig. 5) and the
-    evaluated expert loads."""
+    evaluated expert loads. Every table names the dataset's split protocol (``split_protocol``
+    report of the dataset pipeline; column ``protocol`` of the CSV tables)."""
+    protocol = str((split_protocol or {}).get("protocol", "unrecorded"))
+    protocol_note = f" Split protocol: {protocol}" + (
+        f" ({split_protocol['description']})."
+        if split_protocol and split_protocol.get("description")
+        else "."
+    )
     rate = float(config["report"]["table_missing_rate"])
     settings = list(config["settings"])
     base = [m for m in config["methods"] if m not in config["ablation_methods"]]
@@ -681,7 +696,7 @@ def build_reports(
         f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
         f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
         "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
-        "setting rows."
+        "setting rows." + protocol_note
     )
     table_md = rep.to_markdown(table, "Results (cf. paper Table 1)", note)
     abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(
@@ -694,7 +709,8 @@ def build_reports(
         abl,
         "Ablations (cf. paper Tables 2 and 3)",
         f"Avg per setting at missing rate {rate:g}; 'Avg A/V missing' = mean of the two missing "
-        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers.",
+        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers."
+        + protocol_note,
     )
     if "r2scp" in config["methods"]:
         comp = rep.comparison_table(
@@ -712,8 +728,10 @@ def build_reports(
         shown,
         "Each method minus R2ScP (percentage points, same questions)",
         f"Missing rate {rate:g}; 95% paired bootstrap interval over the {config['split']} "
-        "questions; significant = the interval excludes 0. All rates: comparison_table.csv.",
+        "questions; significant = the interval excludes 0. All rates: comparison_table.csv."
+        + protocol_note,
     )
+    table, abl, comp = (t.assign(protocol=protocol) for t in (table, abl, comp))
     section, metric = config["report"]["plot_metric"]
     fig_rate = rep.accuracy_vs_rate_figure(
         evaluation_results, list(config["methods"]), (section, metric), config["ablation_methods"]

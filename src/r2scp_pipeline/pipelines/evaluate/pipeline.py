@@ -86,7 +86,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_reports,
-                inputs=["evaluate_config", "evaluation_results", "evaluation_predictions"],
+                inputs=[
+                    "evaluate_config",
+                    "evaluation_results",
+                    "evaluation_predictions",
+                    "split_protocol",
+                ],
                 outputs=[
                     "results_table",
                     "results_table_markdown",
