@@ -214,5 +214,96 @@ def render_real_scale(root: Path) -> str:
 FULL_VIDEOS = 9288  # MUSIC-AVQA's videos (benchmarks/real_scale.py FULL)
 
 
+# ---- the reference run (scripts/reference_run.py -> docs/results/default/) --------------------
+def _csv(root: Path, run: str, name: str):
+    import pandas as pd
+
+    path = root / RESULTS / run / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run python scripts/reference_run.py")
+    return pd.read_csv(path)
+
+
+def _run_line(root: Path, run: str) -> str:
+    r = load_json(root, f"{run}/run.json")
+    load = r.get("load_average_before", [None])[0]
+    return (
+        f"Reference run `{r['command']}` (env `{r['env']}`, seed {r['seed']}) at commit "
+        f"`{r['commit'][:10]}`{' (uncommitted changes)' if r['dirty'] else ''}; "
+        f"{r['machine']['cpus']} CPUs ({r['machine']['cpu_model']}), 1-minute load average "
+        f"{load:.1f} at the start; wall {r['wall_seconds'] / 60:.1f} min, peak RSS "
+        f"{r['peak_rss_mb'] / 1024:.2f} GB. Files: `docs/results/{run}/`.\n\n"
+    )
+
+
+def _r2scp_row(table, setting: str, method: str = "R2ScP"):
+    rows = table[(table["method"] == method) & (table["setting"] == setting)]
+    return rows.iloc[0] if len(rows) else None
+
+
+@renderer("default.targets")
+def default_targets(root: Path) -> str:
+    """The base model's targets (issue: a base model that sees where and hears what)."""
+    run = "default"
+    r = load_json(root, f"{run}/run.json")
+    table = _csv(root, run, "results_table.csv")
+    needs = _csv(root, run, "modality_needs.csv")
+    mix = load_json(root, f"{run}/mix_history.json")
+    pre = load_json(root, f"{run}/pretrain_history.json")
+    complete = _r2scp_row(table, "complete")
+    types = needs[needs["level"] == "type"].set_index(["modality", "subtype"])["r2scp_complete"]
+
+    def row(what, target, value, ok):
+        return [what, target, "-" if value is None else f"{value:.1f}", "yes" if ok else "**no**"]
+
+    rows = []
+    for what, col in (("complete, overall", "Overall"), ("complete, Audio questions", "Audio"),
+                      ("complete, Visual questions", "Visual")):  # fmt: skip
+        v = float(complete[col])
+        rows.append(row(what, ">= 75", v, v >= 75))
+    for (mod, sub), target in ((("Visual", "Location"), 70), (("Audio-Visual", "Location"), 70),
+                               (("Audio-Visual", "Temporal"), 50)):  # fmt: skip
+        v = float(types.get((mod, sub), float("nan")))
+        rows.append(row(f"complete, {mod} {sub}", f">= {target}", v, v >= target))
+    for setting in ("audio_missing", "visual_missing"):
+        zero = _r2scp_row(table, setting, "zero-fill")
+        cost = float(complete["Overall"]) - float(zero["Overall"])
+        rows.append(row(f"zero-fill cost, {setting.replace('_', ' ')} at rate "
+                        f"{zero['missing_rate']:g} (points, overall)", ">= 8", cost, cost >= 8))  # fmt: skip
+    train = 100 * float(mix["best"]["train_acc_none"])
+    gap = train - float(complete["Overall"])
+    rows.append(row(f"train minus test, complete (train {train:.1f})", "<= 15", gap, gap <= 15))
+    wall = r["wall_seconds"] / 60
+    rows.append(row("default `kedro run` wall time (min)", "<= 20", wall, wall <= 20))
+    rss = r["peak_rss_mb"] / 1024
+    rows.append(row("peak RSS (GB)", "<= 4", rss, rss <= 4))
+    ratio = pre["timing"]["train_samples_per_s"] / mix["timing"]["train_samples_per_s"]
+    rows.append(row("stage II time per sample / stage I's", "<= 2", ratio, ratio <= 2))
+    return _run_line(root, run) + md_table(["what", "target", "measured", "reached"], rows)
+
+
+@renderer("default.modality_needs")
+def default_modality_needs(root: Path) -> str:
+    """Per question type: each stage-I expert alone, the prior, the full model, zero-fill."""
+    needs = _csv(root, "default", "modality_needs.csv")
+    keep = needs[needs["level"] != "template"]
+    cols = [c for c in ("n", "prior", "audio_expert", "visual_expert", "text_expert",
+                        "r2scp_complete", "zero_fill_audio_missing", "zero_fill_visual_missing")
+            if c in keep.columns]  # fmt: skip
+    rows = [[f"{m} {s}".strip(), *[int(x[c]) if c == "n" else float(x[c]) for c in cols]]
+            for _, x in keep.fillna("").iterrows()
+            for m, s in [(x["modality"], x["subtype"])]]  # fmt: skip
+    return md_table(["question type", *cols], rows)
+
+
+@renderer("default.results")
+def default_results(root: Path) -> str:
+    """The Table-1-style results table of the reference run."""
+    table = _csv(root, "default", "results_table.csv")
+    cols = [c for c in table.columns]
+    rows = [[("-" if str(v) == "nan" else v) for v in rec] for rec in table.itertuples(index=False)]
+    return md_table(cols, rows)
+
+
 if __name__ == "__main__":
     sys.exit(main())

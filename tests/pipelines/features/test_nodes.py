@@ -98,7 +98,7 @@ def test_visual_long_and_short_frame_sequences(tmp_path, make_params):
     )
     frame, stats = extract_visual_features(vi, make_params())
     ref, long, short = _tensor(frame, ["ref", "long", "short"])
-    assert ref.shape == (10, 6, 1280) and stats["dim"] == 1280 and stats["tokens"] == 6
+    assert ref.shape == (10, 3, 1280) and stats["dim"] == 1280 and stats["tokens"] == 3
     # distinct patterns give clearly distinct features, so the comparisons below can fail
     assert min(np.abs(ref[i] - ref[j]).max() for i in range(10) for j in range(i)) > 1e-2
     np.testing.assert_allclose(long, ref, atol=1e-4)
@@ -234,7 +234,7 @@ def test_broken_media_skipped_counted_and_dropped_everywhere(broken_index, make_
     assert metrics["videos_total"] == 5 and metrics["videos_skipped"] == 4
     assert metrics["videos_extracted"] == 1 and metrics["audio_skipped"] == 3
     assert metrics["audio_dim"] == 64 and metrics["visual_dim"] == 1280
-    assert metrics["audio_tokens"] == 25 and metrics["visual_tokens"] == 6
+    assert metrics["audio_tokens"] == 25 and metrics["visual_tokens"] == 3
     assert all(isinstance(v, float) for v in metrics.values())
     assert skips["skipped_video_ids"] == ["corrupt", "noframes", "silent", "trunc"]
     assert {s["path"].split("/")[-1] for s in skips["skipped"]} >= {"trunc.wav", "does_not_exist"}

@@ -1,0 +1,123 @@
+"""How well do the audio features identify the sounding instruments? (a diagnostic)
+
+Trains small probes on the training videos of an existing run (``data/`` after
+``kedro run --pipelines=dataset,features``) to predict the *set* of sounding instruments
+(``scene_metadata.sounding``, embedded dataset only) from the audio features, and reports on the
+test videos: exact-set accuracy, recall and precision of the instrument labels.
+
+    python benchmarks/audio_probe.py --out docs/results/audio_probe.json
+
+Probes: a linear map and an MLP on the video's pooled ``[mean | std]`` log-mel statistics, and
+the model's own ``AudioFrontEnd`` (trained directly on the labels, mean+max pooled). If even the
+directly supervised front end finds few of the sounding instruments, the audio expert cannot
+learn much from questions alone on this much data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from r2scp_pipeline import avqa
+from r2scp_pipeline.model import AudioFrontEnd
+from r2scp_pipeline.tensors import frame_to_tokens
+
+
+def scores(p: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    hit, yb = p > 0.5, y.bool()
+    tp, fn, fp = (hit & yb).sum().item(), (~hit & yb).sum().item(), (hit & ~yb).sum().item()
+    return {"exact_set": round((hit == yb).all(1).float().mean().item(), 3),
+            "recall": round(tp / max(tp + fn, 1), 3), "precision": round(tp / max(tp + fp, 1), 3)}  # fmt: skip
+
+
+def train(net, x, y, tr, te, epochs: int, batch: int | None = None) -> dict[str, float]:
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
+    idx = torch.nonzero(tr).squeeze(1)
+    for _ in range(epochs):
+        net.train()
+        order = idx[torch.randperm(len(idx))] if batch else idx
+        for i in range(0, len(order), batch or len(order)):
+            b = order[i : i + (batch or len(order))]
+            loss = F.binary_cross_entropy_with_logits(net(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        return scores(net(x[te]).sigmoid(), y[te])
+
+
+class FrontEndProbe(torch.nn.Module):
+    def __init__(self, n_mels: int, frames: int) -> None:
+        super().__init__()
+        self.fe = AudioFrontEnd(n_mels, frames, 128, 16, 3, 64, 0.1)
+        self.out = torch.nn.Linear(256, len(avqa.INSTRUMENTS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fe(x)  # [B, T*P, d]
+        return self.out(torch.cat([h.mean(1), h.max(1).values], 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--epochs", type=int, default=40, help="front-end probe epochs")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    meta = pd.read_parquet(args.data / "02_intermediate/scene_metadata.parquet")
+    meta = meta.sort_values("video_id").reset_index(drop=True)
+    ids = meta["video_id"].astype(str).tolist()
+    feats = pd.read_parquet(args.data / "04_feature/audio_features.parquet")
+    _, a = frame_to_tokens(feats, ids=ids)
+    x = torch.from_numpy(a)  # [V, T, S, D]
+    y = torch.zeros(len(ids), len(avqa.INSTRUMENTS))
+    for i, sounding in enumerate(meta["sounding"]):
+        for c in sounding:
+            y[i, avqa.INSTRUMENTS.index(c)] = 1.0
+    tr = torch.as_tensor((meta["split"] == "train").to_numpy())
+    te = torch.as_tensor((meta["split"] == "test").to_numpy())
+    pooled = torch.cat([x.mean((1, 2)), x.std((1, 2))], 1)
+    pooled = (pooled - pooled[tr].mean(0)) / (pooled[tr].std(0) + 1e-6)
+    start = time.perf_counter()
+    result = {
+        "command": "python benchmarks/audio_probe.py " + " ".join(argv or sys.argv[1:]),
+        "videos": {"train": int(tr.sum()), "test": int(te.sum())},
+        "features": list(a.shape[1:]),
+        "chance_recall_at_half": None,
+        "probes": {
+            "pooled mean|std, linear": train(torch.nn.Linear(pooled.shape[1], y.shape[1]),
+                                             pooled, y, tr, te, 300),
+            "pooled mean|std, MLP": train(torch.nn.Sequential(
+                torch.nn.Linear(pooled.shape[1], 256), torch.nn.GELU(), torch.nn.Dropout(0.2),
+                torch.nn.Linear(256, y.shape[1])), pooled, y, tr, te, 600),
+        },
+    }  # fmt: skip
+    if a.shape[2] > 1:
+        result["probes"][f"AudioFrontEnd ({args.epochs} epochs)"] = train(
+            FrontEndProbe(a.shape[3], a.shape[2]), x, y, tr, te, args.epochs, batch=32
+        )
+    result["labels_per_video"] = round(float(y.sum(1).mean()), 2)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                         "load_average": list(os.getloadavg())}  # fmt: skip
+    del result["chance_recall_at_half"]
+    print(json.dumps(result, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
