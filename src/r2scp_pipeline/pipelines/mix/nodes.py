@@ -10,15 +10,12 @@ import logging
 import time
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from r2scp_pipeline.data import build_tensors  # noqa: E402
-from r2scp_pipeline.model import EXPERTS  # noqa: E402
-from r2scp_pipeline.training import (  # noqa: E402
+from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.model import EXPERTS
+from r2scp_pipeline.training import (
     history_to_mlflow,
     model_checkpoint,
     train_stage_two,
@@ -70,13 +67,13 @@ def mix_metrics(mix_history: dict[str, Any]) -> dict[str, Any]:
     return history_to_mlflow(mix_history)
 
 
-def plot_expert_loads(mix_history: dict[str, Any]) -> plt.Figure:
+def plot_expert_loads(mix_history: dict[str, Any]) -> Figure:
     """The router's mean weight per expert on val after each stage-II epoch, one panel per
     val missing setting (the paper's Fig. 6)."""
     history = mix_history.get("history", {})
     settings = [s for s in SETTING_TITLES if f"val_load_{s}_audio" in history]
-    fig, axes = plt.subplots(1, max(1, len(settings)), figsize=(4 * max(1, len(settings)), 3.2),
-                             squeeze=False, sharey=True)  # fmt: skip
+    fig = Figure(figsize=(4 * max(1, len(settings)), 3.2))
+    axes = fig.subplots(1, max(1, len(settings)), squeeze=False, sharey=True)
     for ax, s in zip(axes[0], settings, strict=False):
         for m in EXPERTS:
             values = history[f"val_load_{s}_{m}"]
