@@ -247,6 +247,22 @@ def test_stage_one_resume_and_config_guard(tensors, tmp_path):
     assert other["history"] == other_fresh["history"]
 
 
+def test_a_cut_short_checkpoint_names_the_file_and_the_way_out(tensors, tmp_path):
+    loop = {**LOOP, "checkpoint_dir": str(tmp_path), "max_epochs_this_run": 1}
+    with pytest.raises(TrainingInterrupted):
+        train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed mid-copy
+    with pytest.raises(RuntimeError, match=r"last\.pt.*pretrain\.resume: false") as err:
+        train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    assert str(last) in str(err.value) and "Delete it" in str(err.value)
+    # resume: false starts afresh (and overwrites the broken file)
+    _, summary = train_stage_one(
+        tensors, MODEL, {**loop, "resume": False, "max_epochs_this_run": None}, {}, seed=0
+    )
+    assert summary["epochs_run"] == LOOP["epochs"]
+
+
 def test_device_auto_detection(monkeypatch):
     assert resolve_device("cpu").type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

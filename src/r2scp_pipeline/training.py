@@ -199,7 +199,14 @@ def fit(
     state = {"epoch": 0, "history": {}, "bad_epochs": 0, "finished": False,
              "best": {g: {"score": -math.inf, "epoch": -1, "state": None} for g in groups}}  # fmt: skip
     if ckpt_path is not None and loop.resume and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # cut short (killed mid-copy, disk full) or not a checkpoint
+            raise RuntimeError(
+                f"{stage}: cannot read the resume checkpoint {ckpt_path} ({type(exc).__name__}: "
+                f"{exc}). Delete it to start this stage afresh, or set {stage}.resume: false "
+                f"(e.g. kedro run --params={stage}.resume=false)"
+            ) from exc
         if saved.get("run_hash") != run_hash:
             logger.warning("%s: checkpoint %s is from another configuration or data; starting "
                            "afresh (it will be overwritten)", stage, ckpt_path)  # fmt: skip
