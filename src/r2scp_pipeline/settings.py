@@ -13,3 +13,8 @@ CONFIG_LOADER_ARGS = {
     # deep-merge environments, so conf/test (or conf/local) can override one nested value
     "merge_strategy": {"parameters": "soft"},
 }
+
+from r2scp_pipeline.hooks import EarlyChecks  # noqa: E402
+
+# Checks that span pipelines, run before the first node (and before kedro-mlflow's run).
+HOOKS = (EarlyChecks(),)

@@ -1,0 +1,93 @@
+"""Project hooks (registered in ``settings.py``).
+
+:class:`EarlyChecks` checks, before the first node of a ``kedro run``, the parameters that
+otherwise fail only deep into the run: the FAISS index string (else found out after the joint
+space was trained and saved) and ``model.n_retrieve`` against the neighbour depth (else after
+stage I has trained). It runs before kedro-mlflow opens its run, so a bad value leaves no
+half-started MLflow run behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def _node_names(pipeline: Pipeline) -> set[str]:
+    return {n.name.rsplit(".", 1)[-1] for n in pipeline.nodes}
+
+
+def _consumers(pipeline: Pipeline, *inputs: str) -> bool:
+    return any(set(inputs) <= set(n.inputs) for n in pipeline.nodes)
+
+
+def check_factory_params(params: dict[str, Any]) -> None:
+    """``build_index.index.factory`` / ``search_params`` build an index of the unified space's
+    width (``joint_space.dim``; with ``embeddings.source: table`` the width is the table's and
+    is only known when it is read, so then only strings FAISS cannot parse at all fail here)."""
+    from r2scp_pipeline.pipelines.build_index.index import check_factory
+
+    bi = params.get("build_index") or {}
+    index = bi.get("index") or {}
+    factory = index.get("factory", "Flat")
+    search_params = str(index.get("search_params") or "")
+    if (bi.get("embeddings") or {}).get("source", "learned") == "learned":
+        check_factory(factory, int((bi.get("joint_space") or {}).get("dim", 256)), search_params)
+        return
+    try:  # width unknown: some width must work (PQ needs d divisible by M, ...)
+        check_factory(factory, 2**10 * 3 * 5 * 7, "")
+    except ValueError:
+        check_factory(factory, 2**10, "")
+
+
+def neighbour_depth(neighbors) -> int:
+    """The fewest neighbours any (query, direction, polarity) of a ``neighbors`` table has."""
+    if len(neighbors) == 0:
+        return 0
+    return int(neighbors.groupby(["query_video_id", "direction", "polarity"]).size().min())
+
+
+def check_n_retrieve(params: dict[str, Any], depth: int, where: str) -> None:
+    """``model.n_retrieve`` (and any ablation's) is at most the neighbour depth."""
+    wanted = {"model.n_retrieve": int((params.get("model") or {}).get("n_retrieve", 3))}
+    ablations = (params.get("evaluate") or {}).get("ablations") or {}
+    for name, over in ablations.items():
+        n = ((over or {}).get("model") or {}).get("n_retrieve")
+        if n is not None:
+            wanted[f"evaluate.ablations.{name}.model.n_retrieve"] = int(n)
+    key, n = max(wanted.items(), key=lambda kv: kv[1])
+    if n > depth:
+        raise ValueError(
+            f"{key} = {n} but {where} holds {depth} neighbours per video; lower {key} or "
+            f"raise build_index.neighbors.n to >= {n} (and run build_index)"
+        )
+
+
+class EarlyChecks:
+    """Parameter checks that need more than one pipeline's parameters, run before any node."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        names = _node_names(pipeline)
+        if not names & {"build_indices", "mix_experts"} and not _consumers(
+            pipeline, "neighbors", "params:model"
+        ):
+            return
+        params = catalog.load("parameters")
+        if "build_indices" in names:
+            check_factory_params(params)
+        if _consumers(pipeline, "neighbors", "params:model"):
+            if "neighbors" in pipeline.all_outputs():
+                n = int(((params.get("build_index") or {}).get("neighbors") or {}).get("n", 3))
+                check_n_retrieve(params, n, "build_index.neighbors.n")
+            elif catalog.exists("neighbors"):
+                depth = neighbour_depth(catalog.load("neighbors"))
+                check_n_retrieve(params, depth, "the neighbors table (catalog entry 'neighbors')")
