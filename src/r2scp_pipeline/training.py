@@ -44,6 +44,7 @@ RUNTIME_KEYS = (
     "max_epochs_this_run",
     "eval_batch_size",
     "threads",
+    "progress_desc",
 )
 STAGE_IDS = {"pretrain": 1, "mix": 2}
 
@@ -122,6 +123,7 @@ class LoopConfig:
     resume: bool = True
     max_epochs_this_run: int | None = None
     threads: int | None = 1  # torch CPU threads while training (None = leave torch's setting)
+    progress_desc: str | None = None  # what the progress bar says is training (default: stage)
 
     @classmethod
     def from_params(cls, params: dict, block: str) -> LoopConfig:
@@ -235,7 +237,7 @@ def fit(
         train_mode()
         sums: dict[str, float] = {}
         tick, cpu_tick = time.perf_counter(), time.process_time()
-        bar = tqdm(range(steps_per_epoch), desc=f"{stage} epoch {epoch + 1}/{loop.epochs}",
+        bar = tqdm(range(steps_per_epoch), desc=f"{loop.progress_desc or stage} epoch {epoch + 1}/{loop.epochs}",
                    leave=False, mininterval=1.0)  # fmt: skip
         for i in bar:
             rows = order[i * loop.batch_size : (i + 1) * loop.batch_size]
