@@ -1,8 +1,8 @@
 """Shared fixtures.
 
 ``kedro_project``: a throw-away copy of this Kedro project (conf/, pyproject.toml) in a temp
-folder, so end-to-end runs write their data/ and mlflow.db there and never touch the
-developer's. ``run_kedro`` runs pipelines in it with the ``test`` environment (tiny sizes).
+folder, so end-to-end runs write their data/test/ (store: data/test/mlflow.db) there and never
+touch the developer's. ``run_kedro`` runs pipelines in it with the ``test`` environment (tiny sizes).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "music_avqa"
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+#: where ``--env=test`` writes (conf/test/globals.yml, conf/test/mlflow.yml): never data/
+TEST_DATA = "data/test"
+TEST_MLFLOW_DB = f"{TEST_DATA}/mlflow.db"
 
 
 def make_project_copy(dest: Path) -> Path:
@@ -30,10 +33,11 @@ def make_project_copy(dest: Path) -> Path:
     (dest / "src").mkdir(exist_ok=True)
     # mlflow caches one SQL store per URI string in-process: a relative sqlite:///mlflow.db
     # would make every later copy log into the first copy's database. Pin it to this copy.
-    mlflow_yml = dest / "conf" / "base" / "mlflow.yml"
-    text = mlflow_yml.read_text()
-    assert "sqlite:///mlflow.db" in text, "conf/base/mlflow.yml tracking URI changed"
-    mlflow_yml.write_text(text.replace("sqlite:///mlflow.db", f"sqlite:///{dest / 'mlflow.db'}"))
+    for env, rel in (("base", "mlflow.db"), ("test", TEST_MLFLOW_DB)):
+        mlflow_yml = dest / "conf" / env / "mlflow.yml"
+        text = mlflow_yml.read_text()
+        assert f"sqlite:///{rel}" in text, f"conf/{env}/mlflow.yml tracking URI changed"
+        mlflow_yml.write_text(text.replace(f"sqlite:///{rel}", f"sqlite:///{dest / rel}"))
     return dest
 
 

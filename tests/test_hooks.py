@@ -63,9 +63,9 @@ def project(tmp_path: Path) -> Path:
 def test_a_bad_factory_stops_the_run_before_any_node(project: Path):
     with pytest.raises(ValueError, match="build_index.index.factory='IVF8,PQ7'"):
         run_pipelines(project, ["build_index"], {"build_index.index.factory": "IVF8,PQ7"})
-    assert not (project / "data").exists(), "a node ran before the check"
-    if (project / "mlflow.db").exists():  # checked before kedro-mlflow opens its run
-        with sqlite3.connect(project / "mlflow.db") as con:
+    assert not (project / "data/test/06_models").exists(), "a node ran before the check"
+    if (project / "data/test/mlflow.db").exists():  # checked before kedro-mlflow opens its run
+        with sqlite3.connect(project / "data/test/mlflow.db") as con:
             assert con.execute("select count(*) from runs").fetchone()[0] == 0
 
 
@@ -73,9 +73,9 @@ def test_n_retrieve_deeper_than_the_neighbours_stops_the_run_before_stage_one(pr
     with pytest.raises(ValueError, match="model.n_retrieve = 4 .*build_index.neighbors.n"):
         run_pipelines(project, ["build_index", "train"], {"model.n_retrieve": 4})
     # neighbours already built (only `train` runs): the table's depth counts
-    path = project / "data/05_model_input/neighbors.parquet"
+    path = project / "data/test/05_model_input/neighbors.parquet"
     path.parent.mkdir(parents=True)
     _neighbors(2).to_parquet(path)
     with pytest.raises(ValueError, match="n_retrieve = 3 but the neighbors table .* holds 2"):
         run_pipelines(project, ["train"])
-    assert not (project / "data/06_models").exists(), "stage I ran before the check"
+    assert not (project / "data/test/06_models").exists(), "stage I ran before the check"

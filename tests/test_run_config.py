@@ -54,4 +54,4 @@ def test_a_factory_with_a_comma_reaches_the_run_through_a_config_file(tmp_path: 
     res = _kedro_run(project, "--config", str(config))
     assert res.returncode != 0
     assert "build_index.index.factory='IVF8,PQ7'" in res.stdout + res.stderr, res.stderr[-3000:]
-    assert not (project / "data").exists()
+    assert not (project / "data/test/06_models").exists()

@@ -1,5 +1,7 @@
 """Project hooks (registered in ``settings.py``).
 
+:class:`ProjectMlflowStore` creates the folder of the environment's SQLite MLflow store.
+
 :class:`EarlyChecks` checks, before the first node of a ``kedro run``, the parameters that
 otherwise fail only deep into the run: the FAISS index string (else found out after the joint
 space was trained and saved) and ``model.n_retrieve`` against the neighbour depth (else after
@@ -10,8 +12,10 @@ half-started MLflow run behind.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
@@ -91,3 +95,29 @@ class EarlyChecks:
             elif catalog.exists("neighbors"):
                 depth = neighbour_depth(catalog.load("neighbors"))
                 check_n_retrieve(params, depth, "the neighbors table (catalog entry 'neighbors')")
+
+
+def _mlflow_conf(context: KedroContext) -> dict[str, Any]:
+    loader = context.config_loader
+    if "mlflow" not in loader.config_patterns:  # kedro-mlflow adds the same patterns later
+        loader.config_patterns.update({"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]})
+    try:
+        return dict(loader["mlflow"] or {})
+    except Exception:  # no mlflow.yml: kedro-mlflow's defaults, nothing to do here
+        return {}
+
+
+class ProjectMlflowStore:
+    """The local MLflow store of each environment: its folder exists before kedro-mlflow
+    opens it (``--env=test`` tracks into ``data/test/mlflow.db``)."""
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow opens the store and creates the experiment
+    def after_context_created(self, context: KedroContext) -> None:
+        from r2scp_pipeline.mlflow_store import sqlite_path
+
+        conf = _mlflow_conf(context)
+        db = sqlite_path(
+            (conf.get("server") or {}).get("mlflow_tracking_uri"), Path(context.project_path)
+        )
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)  # e.g. data/test/ of --env=test
