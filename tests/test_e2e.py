@@ -112,7 +112,14 @@ def test_evaluation_uses_one_mask_table_and_nested_child_runs(project: Path):
             "select count(distinct run_uuid) from tags where key = 'mlflow.parentRunId'"
         ).fetchone()[0]
         methods = {r[0] for r in con.execute("select value from tags where key = 'method'")}
+        # grouping the child runs by method / setting / missing rate is one click: params too
+        keyed = con.execute(
+            "select count(distinct run_uuid) from params where key in "
+            "('method', 'setting', 'missing_rate') and run_uuid in "
+            "(select run_uuid from tags where key = 'mlflow.parentRunId')"
+        ).fetchone()[0]
     assert children >= 2 * len(methods) >= 4, (children, methods)
+    assert keyed == children
 
 
 def test_the_test_environment_leaves_the_base_paths_alone(project: Path):

@@ -1,6 +1,8 @@
 """Project hooks (registered in ``settings.py``).
 
-:class:`ProjectMlflowStore` creates the folder of the environment's SQLite MLflow store.
+:class:`ProjectMlflowStore` keeps the local MLflow store self-contained: its folder exists,
+its artifact locations point into this project (also after the project was copied), and the
+experiment opens on the runs table in MLflow 3's UI.
 
 :class:`EarlyChecks` checks, before the first node of a ``kedro run``, the parameters that
 otherwise fail only deep into the run: the FAISS index string (else found out after the joint
@@ -108,16 +110,40 @@ def _mlflow_conf(context: KedroContext) -> dict[str, Any]:
 
 
 class ProjectMlflowStore:
-    """The local MLflow store of each environment: its folder exists before kedro-mlflow
-    opens it (``--env=test`` tracks into ``data/test/mlflow.db``)."""
+    """The local MLflow store stays with the project; see :mod:`r2scp_pipeline.mlflow_store`."""
+
+    def __init__(self) -> None:
+        self._experiment: str | None = None
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow opens the store and creates the experiment
     def after_context_created(self, context: KedroContext) -> None:
-        from r2scp_pipeline.mlflow_store import sqlite_path
+        from r2scp_pipeline.mlflow_store import relocate_artifacts, sqlite_path
 
         conf = _mlflow_conf(context)
-        db = sqlite_path(
-            (conf.get("server") or {}).get("mlflow_tracking_uri"), Path(context.project_path)
-        )
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)  # e.g. data/test/ of --env=test
+        uri = (conf.get("server") or {}).get("mlflow_tracking_uri")
+        experiment = (conf.get("tracking") or {}).get("experiment") or {}
+        self._experiment = experiment.get("name")
+        db = sqlite_path(uri, Path(context.project_path))
+        if db is None:
+            return
+        db.parent.mkdir(parents=True, exist_ok=True)  # e.g. data/test/ of --env=test
+        if self._experiment:
+            kwargs = experiment.get("create_experiment_kwargs") or {}
+            relocate_artifacts(
+                db, self._experiment, Path(context.project_path), kwargs.get("artifact_location")
+            )
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        """Experiments created before ``mlflow.yml`` set the kind tag get it now."""
+        import mlflow
+
+        from r2scp_pipeline.mlflow_store import EXPERIMENT_KIND
+
+        if not self._experiment:
+            return
+        client = mlflow.MlflowClient()
+        exp = client.get_experiment_by_name(self._experiment)
+        key, value = EXPERIMENT_KIND
+        if exp is not None and key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)

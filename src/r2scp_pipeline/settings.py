@@ -19,5 +19,5 @@ CONFIG_LOADER_ARGS = {
 from r2scp_pipeline.hooks import EarlyChecks, ProjectMlflowStore  # noqa: E402
 
 # Checks that span pipelines, run before the first node (and before kedro-mlflow's run);
-# the folder of the environment's MLflow store.
+# the local MLflow store kept with the project (artifact locations, experiment kind).
 HOOKS = (EarlyChecks(), ProjectMlflowStore())

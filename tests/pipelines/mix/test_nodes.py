@@ -65,6 +65,7 @@ def test_mix_needs_deep_enough_neighbour_tables(tables):
 
 def test_pipeline_wiring():
     pipe = create_pipeline()
-    assert pipe.outputs() >= {"r2scp_model", "mix_metrics", "mix_expert_loads_plot"}
+    assert pipe.all_outputs() >= {"r2scp_model", "mix_metrics", "mix_expert_loads_plot"}
+    assert "log_pytorch_model" in {n.name for n in pipe.nodes}
     assert {"stage1_experts", "memory_bank_audio", "memory_bank_visual", "neighbors",
             "params:mix", "params:model"} <= pipe.inputs()  # fmt: skip

@@ -73,6 +73,16 @@ def test_kedro_run_train(project, monkeypatch):
     assert run["params.model.k_purge"] == "5"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "models")]
     assert sorted(artifacts) == ["models/r2scp_model.pt", "models/stage1_experts.pt"]
+    # ... and the model with MLflow's PyTorch flavour: listed, with a signature, loads by run id
+    logged = mlflow.search_logged_models(experiment_ids=[run.experiment_id], output_format="list")
+    assert [m.name for m in logged] == ["r2scp_model"] and logged[0].source_run_id == run.run_id
+    info = mlflow.models.get_model_info(f"runs:/{run.run_id}/r2scp_model")
+    assert [s["name"] for s in info.signature.inputs.to_dict()] == [
+        "audio", "visual", "question", "question_mask"]  # fmt: skip
+    module = mlflow.pytorch.load_model(f"runs:/{run.run_id}/r2scp_model")
+    assert module.cfg.d_model == model.cfg.d_model
+    for name, value in module.state_dict().items():
+        assert __import__("torch").equal(value, model.state_dict()[name]), name
 
 
 @pytest.mark.e2e

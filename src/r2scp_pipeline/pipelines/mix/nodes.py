@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
@@ -17,6 +18,7 @@ from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.model import EXPERTS
 from r2scp_pipeline.training import (
     history_to_mlflow,
+    load_model,
     model_checkpoint,
     train_stage_two,
 )
@@ -60,6 +62,42 @@ def mix_experts(
     meta = {k: v for k, v in summary.items() if k != "history"}
     meta["stage1"] = stage1_experts.get("meta", {})
     return model_checkpoint(model, meta), summary
+
+
+def log_pytorch_model(r2scp_model: dict[str, Any]) -> str | None:
+    """Log the stage-II model also with MLflow's PyTorch flavour, with a signature, so it is
+    listed among the experiment's MLflow models and loads by run id:
+    ``mlflow.pytorch.load_model("runs:/<run id>/r2scp_model")`` gives the ``R2ScP`` module
+    (answer with ``r2scp_pipeline.training.predict``: it needs the retrieval tables too, so the
+    generic pyfunc ``predict`` does not serve it). Requirements are given, not inferred (cheap).
+    Returns the model URI, or ``None`` (warning) when no MLflow run is active.
+    """
+    import mlflow
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    if mlflow.active_run() is None:
+        logger.warning("no active MLflow run: r2scp_model is not logged as an MLflow model")
+        return None
+    model = load_model(r2scp_model, device="cpu")
+    c = model.cfg
+    signature = ModelSignature(
+        inputs=Schema([
+            TensorSpec(np.dtype(np.float32), (-1, -1, c.d_audio), "audio"),  # [B, T, Da]
+            TensorSpec(np.dtype(np.float32), (-1, -1, c.d_visual), "visual"),  # [B, T, Dv]
+            TensorSpec(np.dtype(np.float32), (-1, -1, c.d_text), "question"),  # [B, Lq, Dt]
+            TensorSpec(np.dtype(np.bool_), (-1, -1), "question_mask"),  # [B, Lq]
+        ]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, c.n_answers), "answer_logits")]),
+    )  # fmt: skip
+    info = mlflow.pytorch.log_model(
+        model, name="r2scp_model", signature=signature,
+        serialization_format="pickle",  # pt2 would trace forward(); R2ScP has several entry points
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+    )  # fmt: skip
+    logger.info("mix: r2scp_model logged as MLflow model %s", info.model_uri)
+    return info.model_uri
 
 
 def mix_metrics(mix_history: dict[str, Any]) -> dict[str, Any]:
