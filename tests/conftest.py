@@ -98,3 +98,11 @@ def run_kedro(kedro_project: Path) -> Callable[..., dict[str, Any]]:
         return run_pipelines(kedro_project, pipelines, params)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def tracked_project(kedro_project: Path, run_kedro) -> Path:
+    """The session's project copy after one ``kedro run --env=test`` (``__default__``): data
+    under data/test/, tracked runs in data/test/mlflow.db. Shared by the e2e and browser tests."""
+    run_kedro()  # dataset, features, build_index, pretrain, mix, evaluate
+    return kedro_project

@@ -21,9 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def project(kedro_project: Path, run_kedro) -> Path:
-    run_kedro()  # __default__: dataset, features, build_index, pretrain, mix, evaluate
-    return kedro_project
+def project(tracked_project: Path) -> Path:
+    return tracked_project  # after `kedro run --env=test` (__default__), see conftest
 
 
 def _read(project: Path, rel: str) -> pd.DataFrame:
