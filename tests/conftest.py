@@ -69,7 +69,9 @@ def nested(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_pipelines(
-    project: Path, pipelines: list[str] | None = None, params: dict[str, Any] | None = None,
+    project: Path,
+    pipelines: list[str] | None = None,
+    params: dict[str, Any] | None = None,
     env: str = "test",
 ) -> dict[str, Any]:
     """Run ``pipelines`` (None = ``__default__``) in ``project`` like ``kedro run`` does.

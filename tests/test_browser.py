@@ -40,8 +40,12 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1",
-       "MLFLOW_WORKERS": "1"}  # fmt: skip  (one server process starts in half the time)
+ENV = {
+    **os.environ,
+    "KEDRO_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_WORKERS": "1",
+}  # fmt: skip  (one server process starts in half the time)
 
 
 def _free_port() -> int:
