@@ -1,8 +1,8 @@
 """Shared fixtures.
 
 ``kedro_project``: a throw-away copy of this Kedro project (conf/, pyproject.toml) in a temp
-folder, so end-to-end runs write their data/ and mlflow.db there and never touch the
-developer's. ``run_kedro`` runs pipelines in it with the ``test`` environment (tiny sizes).
+folder, so end-to-end runs write their data/test/ (store: data/test/mlflow.db) there and never
+touch the developer's. ``run_kedro`` runs pipelines in it with the ``test`` environment (tiny sizes).
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ SHARED_REFERENCE = Path(
 )  # R2SCP_SHARED_REFERENCE: the reference annotations when they live elsewhere
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+#: where ``--env=test`` writes (conf/test/globals.yml, conf/test/mlflow.yml): never data/
+TEST_DATA = "data/test"
+TEST_MLFLOW_DB = f"{TEST_DATA}/mlflow.db"
 
 
 def make_project_copy(dest: Path) -> Path:
@@ -34,10 +37,11 @@ def make_project_copy(dest: Path) -> Path:
     (dest / "src").mkdir(exist_ok=True)
     # mlflow caches one SQL store per URI string in-process: a relative sqlite:///mlflow.db
     # would make every later copy log into the first copy's database. Pin it to this copy.
-    mlflow_yml = dest / "conf" / "base" / "mlflow.yml"
-    text = mlflow_yml.read_text()
-    assert "sqlite:///mlflow.db" in text, "conf/base/mlflow.yml tracking URI changed"
-    mlflow_yml.write_text(text.replace("sqlite:///mlflow.db", f"sqlite:///{dest / 'mlflow.db'}"))
+    for env, rel in (("base", "mlflow.db"), ("test", TEST_MLFLOW_DB)):
+        mlflow_yml = dest / "conf" / env / "mlflow.yml"
+        text = mlflow_yml.read_text()
+        assert f"sqlite:///{rel}" in text, f"conf/{env}/mlflow.yml tracking URI changed"
+        mlflow_yml.write_text(text.replace(f"sqlite:///{rel}", f"sqlite:///{dest / rel}"))
     return dest
 
 
@@ -69,7 +73,9 @@ def nested(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_pipelines(
-    project: Path, pipelines: list[str] | None = None, params: dict[str, Any] | None = None,
+    project: Path,
+    pipelines: list[str] | None = None,
+    params: dict[str, Any] | None = None,
     env: str = "test",
 ) -> dict[str, Any]:
     """Run ``pipelines`` (None = ``__default__``) in ``project`` like ``kedro run`` does.
@@ -98,3 +104,11 @@ def run_kedro(kedro_project: Path) -> Callable[..., dict[str, Any]]:
         return run_pipelines(kedro_project, pipelines, params)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def tracked_project(kedro_project: Path, run_kedro) -> Path:
+    """The session's project copy after one ``kedro run --env=test`` (``__default__``): data
+    under data/test/, tracked runs in data/test/mlflow.db. Shared by the e2e and browser tests."""
+    run_kedro()  # dataset, features, build_index, pretrain, mix, evaluate
+    return kedro_project

@@ -27,14 +27,14 @@ QUESTION = "How many instruments are sounding in the video?"
 
 @pytest.fixture(scope="module")
 def project(kedro_project: Path, run_kedro) -> Path:
-    if not (kedro_project / "data/06_models/r2scp_model.pt").exists():
+    if not (kedro_project / "data/test/06_models/r2scp_model.pt").exists():
         run_kedro(["dataset", "features", "build_index", "train"])
     return kedro_project
 
 
 @pytest.fixture(scope="module")
 def known_id(project: Path) -> str:
-    qa = pd.read_parquet(project / "data/02_intermediate/qa_pairs.parquet")
+    qa = pd.read_parquet(project / "data/test/02_intermediate/qa_pairs.parquet")
     return str(qa.loc[qa["split"] == "test", "video_id"].iloc[0])
 
 
@@ -65,7 +65,7 @@ def test_json_parses_and_a_missing_modality_reports_its_neighbours(project, know
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     assert set(out["alpha"]) == {"audio", "visual", "text"}
     assert sum(out["alpha"].values()) == pytest.approx(1, abs=1e-5)
-    nb = pd.read_parquet(project / "data/05_model_input/neighbors.parquet")
+    nb = pd.read_parquet(project / "data/test/05_model_input/neighbors.parquet")
     expected = nb[(nb["query_video_id"] == known_id) & (nb["direction"] == "a2v")
                   & (nb["polarity"] == "pos")].sort_values("rank")["neighbor_video_id"]  # fmt: skip
     assert out["neighbors"] == {"visual": expected.tolist()[: out["n_retrieve"]]}
@@ -77,8 +77,8 @@ def test_a_new_mp4_goes_through_features_joint_space_and_faiss(project, tmp_path
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["video_id"] == "new:clip.mp4" and out["answer"] in ANSWERS
-    train = pd.read_parquet(project / "data/02_intermediate/video_index.parquet")
-    corpus = set(train.loc[train["split"] == "train", "video_id"])
+    train = pd.read_parquet(project / "data/test/02_intermediate/video_index.parquet")
+    corpus = set(train.loc[train["in_train"], "video_id"])
     assert len(out["neighbors"]["audio"]) == out["n_retrieve"]
     assert set(out["neighbors"]["audio"]) <= corpus
 
@@ -112,7 +112,7 @@ def test_errors_exit_non_zero_with_one_line_naming_the_culprit(
 
 
 def test_missing_model_says_how_to_train_it(project, known_id):
-    model = project / "data/06_models/r2scp_model.pt"
+    model = project / "data/test/06_models/r2scp_model.pt"
     aside = model.with_suffix(".pt.aside")
     model.rename(aside)
     try:

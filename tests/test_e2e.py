@@ -21,9 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def project(kedro_project: Path, run_kedro) -> Path:
-    run_kedro()  # __default__: dataset, features, build_index, pretrain, mix, evaluate
-    return kedro_project
+def project(tracked_project: Path) -> Path:
+    return tracked_project  # after `kedro run --env=test` (__default__), see conftest
 
 
 def _read(project: Path, rel: str) -> pd.DataFrame:
@@ -33,7 +32,7 @@ def _read(project: Path, rel: str) -> pd.DataFrame:
 
 
 def test_dataset_outputs_follow_the_contract(project: Path):
-    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
+    qa = _read(project, "data/test/02_intermediate/qa_pairs.parquet")
     assert list(qa.columns) == [
         "question_id", "video_id", "split", "question", "template", "templ_values",
         "modality", "subtype", "answer", "answer_idx",
@@ -42,54 +41,54 @@ def test_dataset_outputs_follow_the_contract(project: Path):
     assert set(qa["split"]) == {"train", "val", "test"}
     assert (qa["answer"] == [ANSWERS[i] for i in qa["answer_idx"]]).all()
     assert not qa["question"].str.contains("<").any(), "a placeholder was left unfilled"
-    videos = _read(project, "data/02_intermediate/video_index.parquet")
+    videos = _read(project, "data/test/02_intermediate/video_index.parquet")
     assert videos["video_id"].is_unique
     assert set(qa["video_id"]) <= set(videos["video_id"])
     # split by video: a video's questions all sit in its split
     assert (qa.groupby("video_id")["split"].nunique() == 1).all()
     assert (videos[["in_train", "in_val", "in_test"]].sum(axis=1) == 1).all()
-    raw = project / "data/01_raw/embedded"
+    raw = project / "data/test/01_raw/embedded"
     for name in ("avqa-train.json", "avqa-val.json", "avqa-test.json", "manifest.json"):
         assert (raw / name).exists()
 
 
 def test_features_cover_every_video_and_question(project: Path):
-    videos = _read(project, "data/02_intermediate/video_index.parquet")
-    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
+    videos = _read(project, "data/test/02_intermediate/video_index.parquet")
+    qa = _read(project, "data/test/02_intermediate/qa_pairs.parquet")
     for name in ("audio", "visual"):
-        ids, x = frame_to_tokens(_read(project, f"data/04_feature/{name}_features.parquet"))
+        ids, x = frame_to_tokens(_read(project, f"data/test/04_feature/{name}_features.parquet"))
         assert sorted(ids) == sorted(videos["video_id"])
         assert x.shape[1] == 10 and x.shape[2] > 1 and x.shape[3] > 0  # [N, T, S, D]
         assert np.isfinite(x).all() and x.std() > 0
-    ids, q, mask = frame_to_padded(_read(project, "data/04_feature/question_features.parquet"))
+    ids, q, mask = frame_to_padded(_read(project, "data/test/04_feature/question_features.parquet"))
     assert set(ids) == set(qa["question"])
     assert mask.any(axis=1).all() and np.isfinite(q).all()
 
 
 def test_neighbours_never_leak(project: Path):
-    videos = _read(project, "data/02_intermediate/video_index.parquet")
-    nb = _read(project, "data/05_model_input/neighbors.parquet")
+    videos = _read(project, "data/test/02_intermediate/video_index.parquet")
+    nb = _read(project, "data/test/05_model_input/neighbors.parquet")
     train = set(videos.loc[videos["in_train"], "video_id"])
     assert set(nb["direction"]) == {"v2a", "a2v"} and set(nb["polarity"]) == {"pos", "neg"}
     assert (nb["query_video_id"] != nb["neighbor_video_id"]).all()
     assert set(nb["neighbor_video_id"]) <= train, "a val/test video was retrievable"
     assert set(nb["query_video_id"]) == set(videos["video_id"])
     assert set(nb["protocol"]) == {"video_split"}  # the embedded data split by video
-    assert (project / "data/06_models").exists()
+    assert (project / "data/test/06_models").exists()
 
 
 def test_models_and_reports_are_written(project: Path):
-    models = project / "data/06_models"
+    models = project / "data/test/06_models"
     assert list(models.rglob("stage1_experts.pt")), "stage-I checkpoint missing"
     assert list(models.rglob("r2scp_model.pt")), "stage-II checkpoint missing"
-    reporting = project / "data/08_reporting"
+    reporting = project / "data/test/08_reporting"
     written = {p.name for p in reporting.rglob("*") if p.is_file()}
     for name in ("results_table.md", "results_table.csv", "accuracy_vs_missing_rate.png"):
         assert name in written, f"{name} not in data/08_reporting ({sorted(written)})"
 
 
 def test_every_run_is_tracked_in_mlflow(project: Path):
-    db = project / "mlflow.db"
+    db = project / "data/test/mlflow.db"
     assert db.exists()
     with sqlite3.connect(db) as con:
         runs = con.execute("select count(*) from runs").fetchone()[0]
@@ -100,8 +99,8 @@ def test_every_run_is_tracked_in_mlflow(project: Path):
 
 
 def test_evaluation_uses_one_mask_table_and_nested_child_runs(project: Path):
-    masks = _read(project, "data/05_model_input/missing_masks.parquet")
-    results = _read(project, "data/07_model_output/evaluation_results.parquet")
+    masks = _read(project, "data/test/05_model_input/missing_masks.parquet")
+    results = _read(project, "data/test/07_model_output/evaluation_results.parquet")
     assert {"setting", "missing_rate", "video_id", "missing"} <= set(masks.columns)
     # at rate 1.0 every test video misses the modality; nested rates: 0.5-set inside 1.0-set
     audio = masks[masks["setting"] == "audio_missing"]
@@ -109,9 +108,27 @@ def test_evaluation_uses_one_mask_table_and_nested_child_runs(project: Path):
     half = set(audio.loc[(audio["missing_rate"] == 0.5) & audio["missing"], "video_id"])
     assert 0 < len(half) < audio["video_id"].nunique()
     assert results["method"].nunique() >= 2
-    with sqlite3.connect(project / "mlflow.db") as con:
+    with sqlite3.connect(project / "data/test/mlflow.db") as con:
         children = con.execute(
             "select count(distinct run_uuid) from tags where key = 'mlflow.parentRunId'"
         ).fetchone()[0]
         methods = {r[0] for r in con.execute("select value from tags where key = 'method'")}
+        # grouping the child runs by method / setting / missing rate is one click: params too
+        keyed = con.execute(
+            "select count(distinct run_uuid) from params where key in "
+            "('method', 'setting', 'missing_rate') and run_uuid in "
+            "(select run_uuid from tags where key = 'mlflow.parentRunId')"
+        ).fetchone()[0]
     assert children >= 2 * len(methods) >= 4, (children, methods)
+    assert keyed == children
+
+
+def test_the_test_environment_leaves_the_base_paths_alone(project: Path):
+    """``--env=test`` writes under data/test/ and tracks into data/test/mlflow.db only."""
+    outside = [
+        str(p.relative_to(project)) for p in (project / "data").rglob("*")
+        if p.is_file() and not p.is_relative_to(project / "data/test")
+    ]  # fmt: skip
+    assert not outside, f"the test env wrote base paths: {outside[:10]}"
+    assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
+    assert (project / "data/test/mlflow.db").is_file()

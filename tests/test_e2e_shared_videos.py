@@ -68,11 +68,11 @@ def _read(project: Path, rel: str) -> pd.DataFrame:
 
 def test_counts_corpus_and_no_self_retrieval(run):
     protocol, project = run
-    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
-    index = _read(project, "data/02_intermediate/video_index.parquet")
-    nb = _read(project, "data/05_model_input/neighbors.parquet")
-    bank = _read(project, "data/05_model_input/memory_bank_audio.parquet")
-    report = json.loads((project / "data/08_reporting/split_protocol.json").read_text())
+    qa = _read(project, "data/test/02_intermediate/qa_pairs.parquet")
+    index = _read(project, "data/test/02_intermediate/video_index.parquet")
+    nb = _read(project, "data/test/05_model_input/neighbors.parquet")
+    bank = _read(project, "data/test/05_model_input/memory_bank_audio.parquet")
+    report = json.loads((project / "data/test/08_reporting/split_protocol.json").read_text())
     assert report["protocol"] == protocol and set(nb["protocol"]) == {protocol}
     expected = {"official": {"train": 22, "val": 7, "test": 8},
                 "video_disjoint": {"train": 14, "val": 5, "test": 8}}[protocol]  # fmt: skip
@@ -100,8 +100,8 @@ def test_joint_space_is_fit_on_corpus_videos_only(run):
     _, project = run
     import torch
 
-    ckpt = torch.load(project / "data/06_models/joint_space.pt", weights_only=False)
-    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
+    ckpt = torch.load(project / "data/test/06_models/joint_space.pt", weights_only=False)
+    qa = _read(project, "data/test/02_intermediate/qa_pairs.parquet")
     assert sorted(ckpt["train_video_ids"]) == sorted(
         set(qa.loc[qa["split"] == "train", "video_id"])
     )
@@ -109,11 +109,11 @@ def test_joint_space_is_fit_on_corpus_videos_only(run):
 
 def test_trains_and_evaluates_per_test_video(run):
     protocol, project = run
-    assert list((project / "data/06_models").rglob("r2scp_model.pt"))
-    masks = _read(project, "data/05_model_input/missing_masks.parquet")
-    qa = _read(project, "data/02_intermediate/qa_pairs.parquet")
+    assert list((project / "data/test/06_models").rglob("r2scp_model.pt"))
+    masks = _read(project, "data/test/05_model_input/missing_masks.parquet")
+    qa = _read(project, "data/test/02_intermediate/qa_pairs.parquet")
     assert set(masks["video_id"]) == set(qa.loc[qa["split"] == "test", "video_id"])
-    md = (project / "data/08_reporting/results_table.md").read_text()
+    md = (project / "data/test/08_reporting/results_table.md").read_text()
     assert f"Split protocol: {protocol}" in md
-    history = json.loads((project / "data/08_reporting/mix_history.json").read_text())
+    history = json.loads((project / "data/test/08_reporting/mix_history.json").read_text())
     assert history  # stage II ran

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from r2scp_pipeline import training
 from r2scp_pipeline.data import (
     build_tensors,
     exclude_missing_from_bank,
@@ -246,6 +247,45 @@ def test_stage_one_resume_and_config_guard(tensors, tmp_path):
         tensors, MODEL, {**loop, "lr": 1e-3, "checkpoint_dir": None}, {}, seed=0
     )
     assert other["history"] == other_fresh["history"]
+
+
+def test_a_cut_short_checkpoint_names_the_file_and_the_way_out(tensors, tmp_path):
+    loop = {**LOOP, "checkpoint_dir": str(tmp_path), "max_epochs_this_run": 1}
+    with pytest.raises(TrainingInterrupted):
+        train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed mid-copy
+    with pytest.raises(RuntimeError, match=r"last\.pt.*pretrain\.resume: false") as err:
+        train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    assert str(last) in str(err.value) and "Delete it" in str(err.value)
+    # resume: false starts afresh (and overwrites the broken file)
+    _, summary = train_stage_one(
+        tensors, MODEL, {**loop, "resume": False, "max_epochs_this_run": None}, {}, seed=0
+    )
+    assert summary["epochs_run"] == LOOP["epochs"]
+
+
+def test_the_progress_bar_names_what_it_trains(tensors, monkeypatch, tmp_path):
+    descs = []
+    real = training.tqdm
+
+    def spy(*args, **kwargs):
+        descs.append(kwargs.get("desc"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "tqdm", spy)
+    loop = {**LOOP, "epochs": 1, "checkpoint_dir": str(tmp_path)}
+    _, plain = train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    assert descs == ["pretrain epoch 1/1"]
+    # a description changes the bar only: same run hash, so the checkpoint is reused as is
+    _, named = train_stage_one(tensors, MODEL, {**loop, "progress_desc": "ablation x: pretrain"},
+                               {}, seed=0)  # fmt: skip
+    assert named["resumed_from"] == 1 and named["history"] == plain["history"]
+    train_stage_one(
+        tensors, MODEL, {**loop, "progress_desc": "ablation x: pretrain", "checkpoint_dir": None},
+        {}, seed=0,
+    )  # fmt: skip
+    assert descs[-1] == "ablation x: pretrain epoch 1/1"
 
 
 def test_device_auto_detection(monkeypatch):

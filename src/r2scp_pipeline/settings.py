@@ -11,5 +11,13 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # deep-merge environments, so conf/test (or conf/local) can override one nested value
-    "merge_strategy": {"parameters": "soft"},
+    # (mlflow.yml too: conf/test/mlflow.yml changes only the store)
+    "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
 }
+
+from r2scp_pipeline.hooks import EarlyChecks, ProjectMlflowStore  # noqa: E402
+
+# Checks that span pipelines, run before the first node (and before kedro-mlflow's run);
+# the local MLflow store kept with the project (artifact locations, experiment kind).
+HOOKS = (EarlyChecks(), ProjectMlflowStore())

@@ -44,6 +44,7 @@ RUNTIME_KEYS = (
     "max_epochs_this_run",
     "eval_batch_size",
     "threads",
+    "progress_desc",
 )
 STAGE_IDS = {"pretrain": 1, "mix": 2}
 
@@ -122,6 +123,7 @@ class LoopConfig:
     resume: bool = True
     max_epochs_this_run: int | None = None
     threads: int | None = 1  # torch CPU threads while training (None = leave torch's setting)
+    progress_desc: str | None = None  # what the progress bar says is training (default: stage)
 
     @classmethod
     def from_params(cls, params: dict, block: str) -> LoopConfig:
@@ -201,7 +203,14 @@ def fit(
     state = {"epoch": 0, "history": {}, "bad_epochs": 0, "finished": False,
              "best": {g: {"score": -math.inf, "epoch": -1, "state": None} for g in groups}}  # fmt: skip
     if ckpt_path is not None and loop.resume and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # cut short (killed mid-copy, disk full) or not a checkpoint
+            raise RuntimeError(
+                f"{stage}: cannot read the resume checkpoint {ckpt_path} ({type(exc).__name__}: "
+                f"{exc}). Delete it to start this stage afresh, or set {stage}.resume: false "
+                f"(e.g. kedro run --params={stage}.resume=false)"
+            ) from exc
         if saved.get("run_hash") != run_hash:
             logger.warning("%s: checkpoint %s is from another configuration or data; starting "
                            "afresh (it will be overwritten)", stage, ckpt_path)  # fmt: skip
@@ -230,7 +239,7 @@ def fit(
         train_mode()
         sums: dict[str, float] = {}
         tick, cpu_tick = time.perf_counter(), time.process_time()
-        bar = tqdm(range(steps_per_epoch), desc=f"{stage} epoch {epoch + 1}/{loop.epochs}",
+        bar = tqdm(range(steps_per_epoch), desc=f"{loop.progress_desc or stage} epoch {epoch + 1}/{loop.epochs}",
                    leave=False, mininterval=1.0)  # fmt: skip
         for i in bar:
             rows = order[i * loop.batch_size : (i + 1) * loop.batch_size]

@@ -29,6 +29,17 @@ def test_refuses_non_dict_and_reports_corrupt_files(tmp_path):
         ds.load()
 
 
+def test_a_cut_short_checkpoint_names_the_file_and_what_to_do(tmp_path):
+    path = tmp_path / "model.pt"
+    ds = TorchCheckpointDataset(filepath=str(path))
+    ds.save({"state_dicts": {"w": torch.randn(64, 64)}})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DatasetError) as err:
+        ds.load()
+    message = str(err.value)
+    assert str(path) in message and "cut short" in message and "Delete it" in message
+
+
 def test_versioned_saves_keep_both_versions(tmp_path):
     path = str(tmp_path / "model.pt")
     TorchCheckpointDataset(filepath=path, version=Version(None, "v1")).save({"a": 1})

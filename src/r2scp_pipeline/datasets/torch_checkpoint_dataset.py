@@ -55,7 +55,11 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
         except FileNotFoundError:
             raise
         except Exception as exc:  # corrupt or foreign file
-            raise DatasetError(f"{path} is not a readable checkpoint: {exc}") from exc
+            raise DatasetError(
+                f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}); the file "
+                "is cut short or not written by TorchCheckpointDataset. Delete it and re-run the "
+                "pipeline that writes it (kedro run --pipelines=...)"
+            ) from exc
 
     def _save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):

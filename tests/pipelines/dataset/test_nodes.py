@@ -353,9 +353,9 @@ def run_in_process(project: Path, params: dict[str, Any]) -> None:
             mlflow.end_run()
 
 
-OUTPUTS = ("data/01_raw/dataset_manifest.parquet", "data/02_intermediate/qa_pairs.parquet",
-           "data/02_intermediate/video_index.parquet",
-           "data/02_intermediate/scene_metadata.parquet", "data/08_reporting/answer_prior.csv")  # fmt: skip
+OUTPUTS = ("data/test/01_raw/dataset_manifest.parquet", "data/test/02_intermediate/qa_pairs.parquet",
+           "data/test/02_intermediate/video_index.parquet",
+           "data/test/02_intermediate/scene_metadata.parquet", "data/test/08_reporting/answer_prior.csv")  # fmt: skip
 
 
 @pytest.mark.e2e
@@ -366,16 +366,16 @@ def test_kedro_run_dataset_on_official_files(tmp_path, monkeypatch):
     run_in_process(project, nested(params))
     for out in OUTPUTS:
         assert (project / out).is_file(), out
-    qa = pd.read_parquet(project / "data/02_intermediate/qa_pairs.parquet")
+    qa = pd.read_parquet(project / "data/test/02_intermediate/qa_pairs.parquet")
     assert tuple(qa.columns) == QA_COLUMNS and len(qa) == 18
     assert qa["question_id"].dtype == "int64" and qa["answer_idx"].dtype == "int64"
-    scenes = pd.read_parquet(project / "data/02_intermediate/scene_metadata.parquet")
+    scenes = pd.read_parquet(project / "data/test/02_intermediate/scene_metadata.parquet")
     assert list(scenes.iloc[0]["instruments"]) == ["piano", "violin"]
-    assert not (project / "data/01_raw/embedded").exists()  # nothing generated
+    assert not (project / "data/test/01_raw/embedded").exists()  # nothing generated
 
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'data/test/mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     logged = runs[0].data.metrics
     assert logged["dataset.questions.total"] == 18 and logged["answer_prior.overall"] == 40.0
@@ -412,9 +412,9 @@ def test_kedro_cli_with_dotted_params(tmp_path):
     env = dict(os.environ, KEDRO_DISABLE_TELEMETRY="1", COLUMNS="1000")
     done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    qa = pd.read_parquet(project / "data/02_intermediate/qa_pairs.parquet")
+    qa = pd.read_parquet(project / "data/test/02_intermediate/qa_pairs.parquet")
     assert len(qa) == 18 and set(qa["split"]) == {"train", "val", "test"}
-    assert not (project / "data/01_raw/embedded").exists()  # music_avqa: nothing generated
+    assert not (project / "data/test/01_raw/embedded").exists()  # music_avqa: nothing generated
 
 
 def test_the_embedded_generator_output_ingests_cleanly(tmp_path, monkeypatch):

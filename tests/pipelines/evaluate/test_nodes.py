@@ -249,6 +249,9 @@ def test_ablations_run_the_pretrain_and_mix_nodes_with_their_switch(env, monkeyp
     assert calls[1][0] == "pretrain" and calls[1][2]["stage_one"] is False
     assert calls[1][2]["epochs"] == 3 and calls[2][1]["stage"] == "fresh"
     assert calls[1][2]["checkpoint_dir"] == "ck/ablations/no_stage1/pretrain"
+    # every progress bar names the ablation it trains, not "mix epoch N/30" again
+    assert calls[0][3]["progress_desc"] == "ablation no_cap: mix"
+    assert calls[1][2]["progress_desc"] == "ablation no_stage1: pretrain"
     assert base_pre["stage_one"] is True  # the shared parameters are not mutated
     assert hist["no_cap"]["pretrain"] == {"reused": "stage1_experts"}
     assert metrics["no_cap.mix.val_acc"][1] == {"step": 1, "value": 0.6}

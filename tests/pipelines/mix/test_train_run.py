@@ -17,13 +17,13 @@ from r2scp_pipeline.training import TrainingInterrupted, load_model
 from tests.conftest import make_project_copy, run_pipelines
 
 UPSTREAM = {
-    "qa_pairs": "data/02_intermediate/qa_pairs.parquet",
-    "audio_features": "data/04_feature/audio_features.parquet",
-    "visual_features": "data/04_feature/visual_features.parquet",
-    "question_features": "data/04_feature/question_features.parquet",
-    "memory_bank_audio": "data/05_model_input/memory_bank_audio.parquet",
-    "memory_bank_visual": "data/05_model_input/memory_bank_visual.parquet",
-    "neighbors": "data/05_model_input/neighbors.parquet",
+    "qa_pairs": "data/test/02_intermediate/qa_pairs.parquet",
+    "audio_features": "data/test/04_feature/audio_features.parquet",
+    "visual_features": "data/test/04_feature/visual_features.parquet",
+    "question_features": "data/test/04_feature/question_features.parquet",
+    "memory_bank_audio": "data/test/05_model_input/memory_bank_audio.parquet",
+    "memory_bank_visual": "data/test/05_model_input/memory_bank_visual.parquet",
+    "neighbors": "data/test/05_model_input/neighbors.parquet",
 }
 
 
@@ -57,22 +57,32 @@ def test_kedro_run_train(project, monkeypatch):
     monkeypatch.chdir(project)
     kedro_run(project, ["train"])
     model = load_model(
-        __import__("torch").load(project / "data/06_models/r2scp_model.pt", weights_only=True)
+        __import__("torch").load(project / "data/test/06_models/r2scp_model.pt", weights_only=True)
     )
     assert model.cfg.d_model == 16  # conf/test sizes
-    history = json.loads((project / "data/08_reporting/mix_history.json").read_text())
+    history = json.loads((project / "data/test/08_reporting/mix_history.json").read_text())
     assert len(history["history"]["val_acc_audio"]) == 2
-    assert (project / "data/08_reporting/expert_loads.png").stat().st_size > 0
-    assert (project / "data/06_models/stage1_experts.pt").exists()
+    assert (project / "data/test/08_reporting/expert_loads.png").stat().st_size > 0
+    assert (project / "data/test/06_models/stage1_experts.pt").exists()
     # MLflow got the per-epoch metrics and the weights
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'data/test/mlflow.db'}")
     run = mlflow.search_runs(experiment_names=["r2scp_pipeline"]).iloc[0]
     assert "metrics.mix.val_load_visual_text" in run and "metrics.pretrain.val_acc_audio" in run
     assert run["params.model.k_purge"] == "5"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "models")]
     assert sorted(artifacts) == ["models/r2scp_model.pt", "models/stage1_experts.pt"]
+    # ... and the model with MLflow's PyTorch flavour: listed, with a signature, loads by run id
+    logged = mlflow.search_logged_models(experiment_ids=[run.experiment_id], output_format="list")
+    assert [m.name for m in logged] == ["r2scp_model"] and logged[0].source_run_id == run.run_id
+    info = mlflow.models.get_model_info(f"runs:/{run.run_id}/r2scp_model")
+    assert [s["name"] for s in info.signature.inputs.to_dict()] == [
+        "audio", "visual", "question", "question_mask"]  # fmt: skip
+    module = mlflow.pytorch.load_model(f"runs:/{run.run_id}/r2scp_model")
+    assert module.cfg.d_model == model.cfg.d_model
+    for name, value in module.state_dict().items():
+        assert __import__("torch").equal(value, model.state_dict()[name]), name
 
 
 @pytest.mark.e2e
@@ -81,7 +91,7 @@ def test_kedro_run_killed_then_resumed(project, monkeypatch):
 
     def mix(**kw):
         return {
-            "mix": {"epochs": 3, "checkpoint_dir": "data/06_models/checkpoints/mix_resume", **kw}
+            "mix": {"epochs": 3, "checkpoint_dir": "data/test/06_models/checkpoints/mix_resume", **kw}
         }
 
     with pytest.raises(TrainingInterrupted, match="max_epochs_this_run"):
@@ -89,9 +99,9 @@ def test_kedro_run_killed_then_resumed(project, monkeypatch):
     kedro_run(
         project, ["train"], mix()
     )  # stage I: finished checkpoint; stage II resumes at epoch 2
-    resumed = json.loads((project / "data/08_reporting/mix_history.json").read_text())
-    kedro_run(project, ["mix"], mix(checkpoint_dir="data/06_models/checkpoints/mix_full"))
-    full = json.loads((project / "data/08_reporting/mix_history.json").read_text())
+    resumed = json.loads((project / "data/test/08_reporting/mix_history.json").read_text())
+    kedro_run(project, ["mix"], mix(checkpoint_dir="data/test/06_models/checkpoints/mix_full"))
+    full = json.loads((project / "data/test/08_reporting/mix_history.json").read_text())
     assert len(full["history"]["val_score"]) == 3
     assert resumed["history"] == full["history"]
     assert resumed["best"] == full["best"]

@@ -98,6 +98,27 @@ def check_keys(keys: np.ndarray, ids: Sequence[str], what: str) -> None:
         )
 
 
+def check_factory(factory: str, d: int, search_params: str = "") -> None:
+    """Raise ``ValueError`` unless ``factory`` builds a ``d``-dimensional FAISS index and
+    ``search_params`` applies to it. Cheap (nothing is trained): run it before any work."""
+    try:
+        index = faiss.index_factory(int(d), str(factory), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"build_index.index.factory={factory!r} is not a FAISS index_factory string for "
+            f"d={d} ({_faiss_reason(exc)}); use e.g. {FACTORY_EXAMPLES}"
+        ) from exc
+    if search_params:
+        try:
+            faiss.ParameterSpace().set_index_parameters(index, search_params)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"build_index.index.search_params={search_params!r} does not apply to "
+                f"{factory!r} ({_faiss_reason(exc)}): use nprobe=.. for IVF, efSearch=.. for "
+                "HNSW, or ''"
+            ) from exc
+
+
 def build_index(
     keys: np.ndarray,
     ids: Sequence[str],

@@ -236,6 +236,7 @@ def train_ablation_models(
             # resume checkpoints only where the main run keeps them, never in the main run's dir
             has_dir = bool(block.get("checkpoint_dir"))
             block["checkpoint_dir"] = f"{ckdir}/{name}/{stage}" if ckdir and has_dir else None
+            block["progress_desc"] = f"ablation {name}: {stage}"  # not "mix epoch .." again
         logger.info("ablation %s: training (%s)", name, spec.get("description", ""))
         if _stage_one_changes(spec):
             stage1, s1_summary = pretrain_experts(

@@ -12,15 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from r2scp_pipeline import avqa  # noqa: E402
+from r2scp_pipeline import avqa
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "method", "setting", "missing_rate", "section", "metric", "value", "n",
@@ -198,9 +194,8 @@ def accuracy_vs_rate_figure(
     section, key = metric
     sel = results[(results["section"] == section) & (results["metric"] == key)]
     settings = [s for s in ("audio_missing", "visual_missing") if s in set(sel["setting"])]
-    fig, axes = plt.subplots(
-        1, max(len(settings), 1), figsize=(6 * max(len(settings), 1) + 2, 4.2), squeeze=False
-    )
+    fig = Figure(figsize=(6 * max(len(settings), 1) + 2, 4.2))
+    axes = fig.subplots(1, max(len(settings), 1), squeeze=False)
     complete = sel[(sel["setting"] == "complete") & (sel["method"] == "r2scp")]["value"]
     for ax, setting in zip(axes[0], settings, strict=False):
         for method in methods:
@@ -246,9 +241,8 @@ def expert_loads_figure(loads_history: pd.DataFrame | None, eval_loads: pd.DataF
     (``eval_loads``: rows of ``evaluation_results`` with ``section == "loads"``).
     """
     has_hist = loads_history is not None and len(loads_history) > 0
-    fig, axes = plt.subplots(
-        1, 2 if has_hist else 1, figsize=(12 if has_hist else 6.5, 4.2), squeeze=False
-    )
+    fig = Figure(figsize=(12 if has_hist else 6.5, 4.2))
+    axes = fig.subplots(1, 2 if has_hist else 1, squeeze=False)
     ax_i = 0
     if has_hist:
         ax = axes[0][0]
@@ -296,7 +290,8 @@ def expert_loads_figure(loads_history: pd.DataFrame | None, eval_loads: pd.DataF
 def sweep_figure(sweep: pd.DataFrame) -> Figure:
     """The paper's Fig. 4: accuracy vs retrieval count n (k fixed) and vs purification budget k
     (n fixed), one line per missing setting. ``sweep``: ``setting, n, k, value``."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, squeeze=False)
     if sweep is None or sweep.empty:
         for ax in axes[0]:
             ax.text(

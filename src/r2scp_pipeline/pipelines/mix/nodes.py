@@ -10,16 +10,15 @@ import logging
 import time
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from r2scp_pipeline.data import build_tensors  # noqa: E402
-from r2scp_pipeline.model import EXPERTS  # noqa: E402
-from r2scp_pipeline.training import (  # noqa: E402
+from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.model import EXPERTS
+from r2scp_pipeline.training import (
     history_to_mlflow,
+    load_model,
     model_checkpoint,
     train_stage_two,
 )
@@ -65,18 +64,54 @@ def mix_experts(
     return model_checkpoint(model, meta), summary
 
 
+def log_pytorch_model(r2scp_model: dict[str, Any]) -> str | None:
+    """Log the stage-II model also with MLflow's PyTorch flavour, with a signature, so it is
+    listed among the experiment's MLflow models and loads by run id:
+    ``mlflow.pytorch.load_model("runs:/<run id>/r2scp_model")`` gives the ``R2ScP`` module
+    (answer with ``r2scp_pipeline.training.predict``: it needs the retrieval tables too, so the
+    generic pyfunc ``predict`` does not serve it). Requirements are given, not inferred (cheap).
+    Returns the model URI, or ``None`` (warning) when no MLflow run is active.
+    """
+    import mlflow
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    if mlflow.active_run() is None:
+        logger.warning("no active MLflow run: r2scp_model is not logged as an MLflow model")
+        return None
+    model = load_model(r2scp_model, device="cpu")
+    c = model.cfg
+    signature = ModelSignature(
+        inputs=Schema([
+            TensorSpec(np.dtype(np.float32), (-1, -1, c.d_audio), "audio"),  # [B, T, Da]
+            TensorSpec(np.dtype(np.float32), (-1, -1, c.d_visual), "visual"),  # [B, T, Dv]
+            TensorSpec(np.dtype(np.float32), (-1, -1, c.d_text), "question"),  # [B, Lq, Dt]
+            TensorSpec(np.dtype(np.bool_), (-1, -1), "question_mask"),  # [B, Lq]
+        ]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, c.n_answers), "answer_logits")]),
+    )  # fmt: skip
+    info = mlflow.pytorch.log_model(
+        model, name="r2scp_model", signature=signature,
+        serialization_format="pickle",  # pt2 would trace forward(); R2ScP has several entry points
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+    )  # fmt: skip
+    logger.info("mix: r2scp_model logged as MLflow model %s", info.model_uri)
+    return info.model_uri
+
+
 def mix_metrics(mix_history: dict[str, Any]) -> dict[str, Any]:
     """Per-epoch losses, val accuracies and expert loads (the paper's Fig. 6), for MLflow."""
     return history_to_mlflow(mix_history)
 
 
-def plot_expert_loads(mix_history: dict[str, Any]) -> plt.Figure:
+def plot_expert_loads(mix_history: dict[str, Any]) -> Figure:
     """The router's mean weight per expert on val after each stage-II epoch, one panel per
     val missing setting (the paper's Fig. 6)."""
     history = mix_history.get("history", {})
     settings = [s for s in SETTING_TITLES if f"val_load_{s}_audio" in history]
-    fig, axes = plt.subplots(1, max(1, len(settings)), figsize=(4 * max(1, len(settings)), 3.2),
-                             squeeze=False, sharey=True)  # fmt: skip
+    fig = Figure(figsize=(4 * max(1, len(settings)), 3.2))
+    axes = fig.subplots(1, max(1, len(settings)), squeeze=False, sharey=True)
     for ax, s in zip(axes[0], settings, strict=False):
         for m in EXPERTS:
             values = history[f"val_load_{s}_{m}"]

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import mix_experts, mix_metrics, plot_expert_loads
+from .nodes import log_pytorch_model, mix_experts, mix_metrics, plot_expert_loads
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -27,6 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["r2scp_model", "mix_history"],
                 name="mix_experts",
             ),
+            Node(log_pytorch_model, inputs="r2scp_model", outputs=None, name="log_pytorch_model"),
             Node(mix_metrics, inputs="mix_history", outputs="mix_metrics", name="mix_metrics"),
             Node(
                 plot_expert_loads,

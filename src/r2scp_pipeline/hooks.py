@@ -1,0 +1,149 @@
+"""Project hooks (registered in ``settings.py``).
+
+:class:`ProjectMlflowStore` keeps the local MLflow store self-contained: its folder exists,
+its artifact locations point into this project (also after the project was copied), and the
+experiment opens on the runs table in MLflow 3's UI.
+
+:class:`EarlyChecks` checks, before the first node of a ``kedro run``, the parameters that
+otherwise fail only deep into the run: the FAISS index string (else found out after the joint
+space was trained and saved) and ``model.n_retrieve`` against the neighbour depth (else after
+stage I has trained). It runs before kedro-mlflow opens its run, so a bad value leaves no
+half-started MLflow run behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.context import KedroContext
+from kedro.framework.hooks import hook_impl
+from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def _node_names(pipeline: Pipeline) -> set[str]:
+    return {n.name.rsplit(".", 1)[-1] for n in pipeline.nodes}
+
+
+def _consumers(pipeline: Pipeline, *inputs: str) -> bool:
+    return any(set(inputs) <= set(n.inputs) for n in pipeline.nodes)
+
+
+def check_factory_params(params: dict[str, Any]) -> None:
+    """``build_index.index.factory`` / ``search_params`` build an index of the unified space's
+    width (``joint_space.dim``; with ``embeddings.source: table`` the width is the table's and
+    is only known when it is read, so then only strings FAISS cannot parse at all fail here)."""
+    from r2scp_pipeline.pipelines.build_index.index import check_factory
+
+    bi = params.get("build_index") or {}
+    index = bi.get("index") or {}
+    factory = index.get("factory", "Flat")
+    search_params = str(index.get("search_params") or "")
+    if (bi.get("embeddings") or {}).get("source", "learned") == "learned":
+        check_factory(factory, int((bi.get("joint_space") or {}).get("dim", 256)), search_params)
+        return
+    try:  # width unknown: some width must work (PQ needs d divisible by M, ...)
+        check_factory(factory, 2**10 * 3 * 5 * 7, "")
+    except ValueError:
+        check_factory(factory, 2**10, "")
+
+
+def neighbour_depth(neighbors) -> int:
+    """The fewest neighbours any (query, direction, polarity) of a ``neighbors`` table has."""
+    if len(neighbors) == 0:
+        return 0
+    return int(neighbors.groupby(["query_video_id", "direction", "polarity"]).size().min())
+
+
+def check_n_retrieve(params: dict[str, Any], depth: int, where: str) -> None:
+    """``model.n_retrieve`` (and any ablation's) is at most the neighbour depth."""
+    wanted = {"model.n_retrieve": int((params.get("model") or {}).get("n_retrieve", 3))}
+    ablations = (params.get("evaluate") or {}).get("ablations") or {}
+    for name, over in ablations.items():
+        n = ((over or {}).get("model") or {}).get("n_retrieve")
+        if n is not None:
+            wanted[f"evaluate.ablations.{name}.model.n_retrieve"] = int(n)
+    key, n = max(wanted.items(), key=lambda kv: kv[1])
+    if n > depth:
+        raise ValueError(
+            f"{key} = {n} but {where} holds {depth} neighbours per video; lower {key} or "
+            f"raise build_index.neighbors.n to >= {n} (and run build_index)"
+        )
+
+
+class EarlyChecks:
+    """Parameter checks that need more than one pipeline's parameters, run before any node."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        names = _node_names(pipeline)
+        if not names & {"build_indices", "mix_experts"} and not _consumers(
+            pipeline, "neighbors", "params:model"
+        ):
+            return
+        params = catalog.load("parameters")
+        if "build_indices" in names:
+            check_factory_params(params)
+        if _consumers(pipeline, "neighbors", "params:model"):
+            if "neighbors" in pipeline.all_outputs():
+                n = int(((params.get("build_index") or {}).get("neighbors") or {}).get("n", 3))
+                check_n_retrieve(params, n, "build_index.neighbors.n")
+            elif catalog.exists("neighbors"):
+                depth = neighbour_depth(catalog.load("neighbors"))
+                check_n_retrieve(params, depth, "the neighbors table (catalog entry 'neighbors')")
+
+
+def _mlflow_conf(context: KedroContext) -> dict[str, Any]:
+    loader = context.config_loader
+    if "mlflow" not in loader.config_patterns:  # kedro-mlflow adds the same patterns later
+        loader.config_patterns.update({"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]})
+    try:
+        return dict(loader["mlflow"] or {})
+    except Exception:  # no mlflow.yml: kedro-mlflow's defaults, nothing to do here
+        return {}
+
+
+class ProjectMlflowStore:
+    """The local MLflow store stays with the project; see :mod:`r2scp_pipeline.mlflow_store`."""
+
+    def __init__(self) -> None:
+        self._experiment: str | None = None
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow opens the store and creates the experiment
+    def after_context_created(self, context: KedroContext) -> None:
+        from r2scp_pipeline.mlflow_store import relocate_artifacts, sqlite_path
+
+        conf = _mlflow_conf(context)
+        uri = (conf.get("server") or {}).get("mlflow_tracking_uri")
+        experiment = (conf.get("tracking") or {}).get("experiment") or {}
+        self._experiment = experiment.get("name")
+        db = sqlite_path(uri, Path(context.project_path))
+        if db is None:
+            return
+        db.parent.mkdir(parents=True, exist_ok=True)  # e.g. data/test/ of --env=test
+        if self._experiment:
+            kwargs = experiment.get("create_experiment_kwargs") or {}
+            relocate_artifacts(
+                db, self._experiment, Path(context.project_path), kwargs.get("artifact_location")
+            )
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        """Experiments created before ``mlflow.yml`` set the kind tag get it now."""
+        import mlflow
+
+        from r2scp_pipeline.mlflow_store import EXPERIMENT_KIND
+
+        if not self._experiment:
+            return
+        client = mlflow.MlflowClient()
+        exp = client.get_experiment_by_name(self._experiment)
+        key, value = EXPERIMENT_KIND
+        if exp is not None and key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)

@@ -1,0 +1,81 @@
+"""``hooks.EarlyChecks``: cross-pipeline parameter checks fail before the first node runs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from r2scp_pipeline.hooks import check_factory_params, check_n_retrieve, neighbour_depth
+from tests.conftest import make_project_copy, run_pipelines
+
+
+def test_factory_checked_at_the_unified_space_width():
+    ok = {"build_index": {"joint_space": {"dim": 32}, "index": {"factory": "IVF8,PQ16"}}}
+    check_factory_params(ok)
+    with pytest.raises(ValueError, match=r"factory='IVF8,PQ7'.*d=32"):
+        check_factory_params({"build_index": {"joint_space": {"dim": 32},
+                                              "index": {"factory": "IVF8,PQ7"}}})  # fmt: skip
+    with pytest.raises(ValueError, match="search_params='nprobe=4'"):
+        check_factory_params(
+            {"build_index": {"index": {"factory": "Flat", "search_params": "nprobe=4"}}}
+        )
+    table = {"build_index": {"embeddings": {"source": "table"}, "index": {"factory": "HNSW32"}}}
+    check_factory_params(table)
+    table["build_index"]["index"]["factory"] = "NotAnIndex"
+    with pytest.raises(ValueError, match="NotAnIndex"):
+        check_factory_params(table)
+
+
+def test_n_retrieve_against_the_depth_names_the_keys():
+    check_n_retrieve({"model": {"n_retrieve": 3}}, 3, "build_index.neighbors.n")
+    with pytest.raises(
+        ValueError, match=r"model.n_retrieve = 4 .* build_index.neighbors.n holds 3"
+    ):
+        check_n_retrieve({"model": {"n_retrieve": 4}}, 3, "build_index.neighbors.n")
+    ablation = {"model": {"n_retrieve": 3},
+                "evaluate": {"ablations": {"deep": {"model": {"n_retrieve": 5}}}}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"evaluate.ablations.deep.model.n_retrieve = 5"):
+        check_n_retrieve(ablation, 3, "build_index.neighbors.n")
+
+
+def _neighbors(depth: int) -> pd.DataFrame:
+    rows = [
+        {"query_video_id": q, "direction": d, "polarity": p, "rank": r,
+         "neighbor_video_id": f"n{r}", "score": 0.0}
+        for q in ("a", "b") for d in ("v2a", "a2v") for p in ("pos", "neg") for r in range(depth)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_neighbour_depth():
+    assert neighbour_depth(_neighbors(2)) == 2
+    assert neighbour_depth(_neighbors(0)) == 0
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project_copy(tmp_path / "project")
+
+
+def test_a_bad_factory_stops_the_run_before_any_node(project: Path):
+    with pytest.raises(ValueError, match="build_index.index.factory='IVF8,PQ7'"):
+        run_pipelines(project, ["build_index"], {"build_index.index.factory": "IVF8,PQ7"})
+    assert not (project / "data/test/06_models").exists(), "a node ran before the check"
+    if (project / "data/test/mlflow.db").exists():  # checked before kedro-mlflow opens its run
+        with sqlite3.connect(project / "data/test/mlflow.db") as con:
+            assert con.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+def test_n_retrieve_deeper_than_the_neighbours_stops_the_run_before_stage_one(project: Path):
+    with pytest.raises(ValueError, match="model.n_retrieve = 4 .*build_index.neighbors.n"):
+        run_pipelines(project, ["build_index", "train"], {"model.n_retrieve": 4})
+    # neighbours already built (only `train` runs): the table's depth counts
+    path = project / "data/test/05_model_input/neighbors.parquet"
+    path.parent.mkdir(parents=True)
+    _neighbors(2).to_parquet(path)
+    with pytest.raises(ValueError, match="n_retrieve = 3 but the neighbors table .* holds 2"):
+        run_pipelines(project, ["train"])
+    assert not (project / "data/test/06_models").exists(), "stage I ran before the check"
