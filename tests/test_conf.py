@@ -34,7 +34,9 @@ def _paths(tree: Any, key: str = "") -> Iterator[tuple[str, str]]:
         yield key, tree
 
 
-@pytest.mark.parametrize("env, root", [("local", "data/"), ("test", f"{TEST_DATA}/")])
+@pytest.mark.parametrize(
+    "env, root", [("local", "data/"), ("test", f"{TEST_DATA}/"), ("full", "data/full/")]
+)
 def test_every_path_of_an_environment_is_under_its_data_root(env: str, root: str):
     loader = _loader(env)
     found = list(_paths(loader["catalog"])) + list(_paths(loader["parameters"]))
