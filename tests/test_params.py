@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,9 @@ def test_the_hook_stops_a_run_before_any_node(tmp_path: Path):
         with pytest.raises(ParameterError, match=message.split(";")[0].replace("[", r"\[")):
             run_pipelines(project, ["dataset"], {key: value})
     assert not (project / "data/test/01_raw").exists(), "a node ran before the check"
+    if (project / "data/test/mlflow.db").exists():  # checked before kedro-mlflow opens its run
+        with sqlite3.connect(project / "data/test/mlflow.db") as con:
+            assert con.execute("select count(*) from runs").fetchone()[0] == 0
 
 
 @pytest.mark.e2e
@@ -149,3 +153,24 @@ def test_kedro_run_cli_fails_naming_the_typo(tmp_path: Path):
     assert done.returncode != 0, out[-3000:]
     assert "unknown parameter mix.rank_los_weight; did you mean mix.rank_loss_weight?" in out
     assert not (project / "data/test/01_raw").exists(), "a node ran before the check"
+
+
+def test_predict_checks_the_parameters_too(tmp_path: Path, monkeypatch):
+    """``kedro predict`` reads the same parameters (no pipeline run, no hook): a typo in a conf
+    file is one ``Error:`` line naming the key, before any model is loaded."""
+    from click.testing import CliRunner
+
+    from r2scp_pipeline.cli import cli
+
+    project = make_project_copy(tmp_path / "project")
+    (project / "conf/test/parameters_typo.yml").write_text("pretrain:\n  epoch: 1\n")
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(
+        cli, ["predict", "--env", "test", "--video-id", "v", "-q", "Is it?"]
+    )
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
+    assert (
+        len(lines) == 1
+        and "unknown parameter pretrain.epoch; did you mean pretrain.epochs?" in (lines[0])
+    ), result.stderr
