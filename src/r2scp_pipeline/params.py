@@ -461,5 +461,8 @@ def validate_parameters(params: Mapping[str, Any]) -> Parameters:
                 # only what the override brought in (the block's own problems are reported)
                 errors += [msg for top, msg in msgs if top in over]
     if errors:
-        raise ParameterError("bad parameters:\n  - " + "\n  - ".join(dict.fromkeys(errors)))
+        raise ParameterError(
+            "bad parameters (conf/<env>/parameters*.yml or --params):\n  - "
+            + "\n  - ".join(dict.fromkeys(errors))
+        )
     return Parameters.model_validate(data)
