@@ -119,6 +119,7 @@ def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge):
 
     from .data import build_tensors
     from .inference import predict_one
+    from .params import validate_parameters
     from .training import load_model
 
     root = find_kedro_project(Path.cwd())
@@ -128,6 +129,7 @@ def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge):
     with KedroSession.create(project_path=root, env=env) as session:
         context = session.load_context()
         catalog, params = context.catalog, context.params
+        validate_parameters(params)  # as `kedro run` does (hooks.EarlyChecks)
         model = _load_model(catalog, load_model, k_purge)
         n = model.cfg.n_retrieve if n_retrieve is None else n_retrieve
         if video_path is not None:

@@ -4,8 +4,10 @@
 its artifact locations point into this project (also after the project was copied), and the
 experiment opens on the runs table in MLflow 3's UI.
 
-:class:`EarlyChecks` checks, before the first node of a ``kedro run``, the parameters that
-otherwise fail only deep into the run: the FAISS index string (else found out after the joint
+:class:`EarlyChecks` checks, before the first node of a ``kedro run``, every parameter group
+against its schema (:mod:`r2scp_pipeline.params`: an unknown key or a wrong type names the
+dotted key), then the parameters that otherwise fail only deep into the run: the FAISS index
+string (else found out after the joint
 space was trained and saved) and ``model.n_retrieve`` against the neighbour depth (else after
 stage I has trained). It runs before kedro-mlflow opens its run, so a bad value leaves no
 half-started MLflow run behind.
@@ -76,18 +78,22 @@ def check_n_retrieve(params: dict[str, Any], depth: int, where: str) -> None:
 
 
 class EarlyChecks:
-    """Parameter checks that need more than one pipeline's parameters, run before any node."""
+    """Parameter checks run before any node: every group's schema (whatever the pipeline),
+    then the checks that need more than one pipeline's parameters."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
     ) -> None:
+        from r2scp_pipeline.params import validate_parameters
+
+        params = catalog.load("parameters")
+        validate_parameters(params)
         names = _node_names(pipeline)
         if not names & {"build_indices", "mix_experts"} and not _consumers(
             pipeline, "neighbors", "params:model"
         ):
             return
-        params = catalog.load("parameters")
         if "build_indices" in names:
             check_factory_params(params)
         if _consumers(pipeline, "neighbors", "params:model"):
