@@ -44,7 +44,7 @@ def fails(params: dict[str, Any], message: str) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("env", ["base", "test"])
+@pytest.mark.parametrize("env", ["base", "test", "full"])
 def test_every_environment_validates(env):
     params = load(env)
     assert set(params) == set(GROUPS), "a parameter group without a schema (or vice versa)"
