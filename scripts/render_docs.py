@@ -305,5 +305,37 @@ def default_results(root: Path) -> str:
     return md_table(cols, rows)
 
 
+@renderer("default.answer_prior")
+def default_answer_prior(root: Path) -> str:
+    """The answer prior (most frequent training answer per template) on the test split."""
+    prior = _csv(root, "default", "answer_prior.csv")
+    keep = prior[prior["level"].isin(["overall", "modality", "subtype"])]
+    cols = [str(g) for g in keep["group"]]
+    n = int(keep.loc[keep["level"] == "overall", "n_questions"].iloc[0])
+    return (f"Test split, {n} questions (`answer_prior.csv`):\n\n"
+            + md_table(cols, [[float(v) for v in keep["accuracy_pct"]]]))  # fmt: skip
+
+
+@renderer("default.retrieval")
+def default_retrieval(root: Path) -> str:
+    """Retrieval quality: share of neighbour pairs whose instrument sets overlap."""
+    q = _csv(root, "default", "retrieval_quality.csv")
+    names = {"v2a": "visual -> audio (v2a)", "a2v": "audio -> visual (a2v)"}
+    rows = []
+    for (split, direction), g in q.groupby(["split", "direction"], sort=False):
+        by = g.set_index("kind")["overlap"]
+        rows.append([split, names.get(direction, direction), float(by.get("pos", float("nan"))),
+                     float(by.get("random", float("nan"))), float(by.get("neg", float("nan")))])  # fmt: skip
+    return md_table(["queries", "direction", "top-n (R+)", "random corpus videos", "bottom-n (R-)"], rows)
+
+
+@renderer("default.ablations")
+def default_ablations(root: Path) -> str:
+    """The ablation table of the reference run."""
+    table = _csv(root, "default", "ablation_table.csv")
+    rows = [[("-" if str(v) == "nan" else v) for v in rec] for rec in table.itertuples(index=False)]
+    return md_table(list(table.columns), rows)
+
+
 if __name__ == "__main__":
     sys.exit(main())
