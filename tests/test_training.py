@@ -9,7 +9,6 @@ import torch
 
 from r2scp_pipeline import training
 from r2scp_pipeline.data import build_tensors, exclude_missing_from_bank, train_missing_masks
-from r2scp_pipeline.model import EXPERTS
 from r2scp_pipeline.training import (
     TrainingInterrupted,
     build_cache,
@@ -20,6 +19,7 @@ from r2scp_pipeline.training import (
     train_stage_one,
     train_stage_two,
 )
+from r2scp_pipeline.vocabulary import EXPERTS
 from tests.synthetic import make_synthetic_tables
 
 torch.set_num_threads(1)

@@ -23,12 +23,8 @@ import torch
 from . import avqa
 from .splits import join_splits
 from .tensors import frame_to_padded, frame_to_tokens
+from .vocabulary import DIRECTION_FOR_MISSING, MODALITIES
 
-MODALITIES = ("audio", "visual")
-#: ``neighbors.direction`` whose *values* are the given modality (the modality being recovered).
-DIRECTION_FOR_MISSING = {"audio": "v2a", "visual": "a2v"}
-#: integer codes of ``missing`` per sample, used by the model and the training loops.
-MISSING_CODES = {"none": 0, "audio": 1, "visual": 2}
 QA_COLUMNS = ("question_id", "video_id", "split", "question", "answer_idx")
 NEIGHBOR_COLUMNS = ("query_video_id", "direction", "polarity", "rank", "neighbor_video_id")
 
@@ -295,7 +291,7 @@ def train_missing_masks(
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"train_missing.rate must be in [0, 1], got {rate}")
-    if modality not in ("audio", "visual", "both"):
+    if modality not in (*MODALITIES, "both"):
         raise ValueError(f"train_missing.modality must be audio, visual or both, got {modality!r}")
     masks = {m: np.zeros(len(tensors.video_ids), bool) for m in MODALITIES}
     train = tensors.videos_of("train")
