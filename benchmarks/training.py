@@ -25,9 +25,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(1, str(ROOT))  # the synthetic tables are a test fixture: tests/synthetic.py
 
-from r2scp_pipeline.data import build_tensors, make_synthetic_tables  # noqa: E402
+from r2scp_pipeline.data import build_tensors  # noqa: E402
 from r2scp_pipeline.training import model_checkpoint, train_stage_one, train_stage_two  # noqa: E402
+from tests.synthetic import make_synthetic_tables  # noqa: E402
 
 TABLES = {
     "qa_pairs": "data/02_intermediate/qa_pairs.parquet",

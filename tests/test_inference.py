@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from r2scp_pipeline import avqa
-from r2scp_pipeline.data import build_tensors, make_synthetic_tables
+from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.inference import predict_one
-from r2scp_pipeline.model import EXPERTS, R2ScP
+from r2scp_pipeline.model import R2ScP
 from r2scp_pipeline.training import build_config, load_model, model_checkpoint, predict
+from r2scp_pipeline.vocabulary import EXPERTS
+from tests.synthetic import make_synthetic_tables
 
 torch.set_num_threads(1)
 MODEL = {"d_model": 16, "n_heads": 2, "router_hidden": 8, "k_purge": 3, "n_retrieve": 2}

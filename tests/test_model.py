@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from r2scp_pipeline.model import (
-    EXPERTS,
     AnswerDecoder,
     AudioFrontEnd,
     ContextAwarePurification,
@@ -23,6 +22,7 @@ from r2scp_pipeline.model import (
     token_saliency,
 )
 from r2scp_pipeline.training import ranking_loss
+from r2scp_pipeline.vocabulary import EXPERTS
 
 torch.set_num_threads(1)
 B, T, LQ, D = 3, 10, 7, 16

@@ -8,13 +8,7 @@ import pytest
 import torch
 
 from r2scp_pipeline import training
-from r2scp_pipeline.data import (
-    build_tensors,
-    exclude_missing_from_bank,
-    make_synthetic_tables,
-    train_missing_masks,
-)
-from r2scp_pipeline.model import EXPERTS
+from r2scp_pipeline.data import build_tensors, exclude_missing_from_bank, train_missing_masks
 from r2scp_pipeline.training import (
     TrainingInterrupted,
     build_cache,
@@ -25,6 +19,8 @@ from r2scp_pipeline.training import (
     train_stage_one,
     train_stage_two,
 )
+from r2scp_pipeline.vocabulary import EXPERTS
+from tests.synthetic import make_synthetic_tables
 
 torch.set_num_threads(1)
 MODEL = {

@@ -23,7 +23,9 @@ INSTRUMENTS: tuple[str, ...] = (
     "saxophone", "suona", "trumpet", "tuba", "ukulele", "violin", "xylophone",
 )  # fmt: skip
 
-MODALITIES: tuple[str, ...] = ("Audio", "Visual", "Audio-Visual")
+#: The question-type modalities of MUSIC-AVQA (the ``modality`` column of ``qa_pairs``), which the
+#: accuracy is broken down by. Not the feature modalities (``vocabulary.MODALITIES``).
+QUESTION_MODALITIES: tuple[str, ...] = ("Audio", "Visual", "Audio-Visual")
 
 #: The 9 (modality, sub-type) question types, in the order of the official evaluation.
 QUESTION_TYPES: tuple[tuple[str, str], ...] = (

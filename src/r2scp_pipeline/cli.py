@@ -26,7 +26,8 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run  # noqa: F401  (find_run_command looks for it here)
 
-MISSING = ("audio", "visual")
+from .vocabulary import DIRECTION_FOR_MISSING, DIRECTIONS, MODALITIES
+
 NEW_VIDEO_SPLIT = "new"
 
 
@@ -46,7 +47,7 @@ def cli() -> None:
 @click.option("--video", "video_path", type=click.Path(dir_okay=False, path_type=Path),
               help="a new .mp4: features, keys and neighbours are computed now")  # fmt: skip
 @click.option("--question", "-q", required=True, help="the question, in English")
-@click.option("--missing", type=click.Choice(MISSING),
+@click.option("--missing", type=click.Choice(MODALITIES),
               help="drop this modality and recover it by retrieval + purification (CMR + CAP)")  # fmt: skip
 @click.option("--env", "-e", default=None, help="Kedro configuration environment (e.g. test)")
 @click.option(
@@ -140,8 +141,8 @@ def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge):
                            "question": [question], "answer_idx": [0]})  # fmt: skip
         questions = _encode_question(qa, params)
         ids = {m: sorted(set(neighbors.loc[neighbors["direction"] == d, "neighbor_video_id"]))
-               for m, d in (("audio", "v2a"), ("visual", "a2v"))}  # fmt: skip
-        banks = {m: _load_rows(context, f"memory_bank_{m}", ids[m]) for m in MISSING}
+               for m, d in DIRECTION_FOR_MISSING.items()}  # fmt: skip
+        banks = {m: _load_rows(context, f"memory_bank_{m}", ids[m]) for m in MODALITIES}
         tensors = build_tensors(qa, audio, visual, questions, banks["audio"], banks["visual"],
                                 neighbors, n_neighbors=n)  # fmt: skip
         return predict_one(model, tensors, 0, missing, n, question=question)
@@ -230,7 +231,7 @@ def _new_video(catalog, params, path: Path, n: int):
     indices = {"audio": catalog.load("audio_index"), "visual": catalog.load("visual_index")}
     threads = params.get("build_index", {}).get("index", {}).get("threads")
     rows = []
-    for direction, q_mod, k_mod in (("v2a", "visual", "audio"), ("a2v", "audio", "visual")):
+    for direction, (q_mod, k_mod) in DIRECTIONS.items():
         ids, keys = corpus_keys(embeddings, k_mod)
         if ids != indices[k_mod].ids:
             raise PredictError(

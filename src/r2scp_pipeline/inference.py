@@ -20,11 +20,10 @@ import numpy as np
 import torch
 
 from . import avqa
-from .data import MISSING_CODES, MODALITIES, AVQATensors
-from .model import EXPERTS, R2ScP
+from .data import AVQATensors
+from .model import R2ScP
 from .training import batch_encodings
-
-MISSING_CHOICES = tuple(MISSING_CODES)  # ("none", "audio", "visual")
+from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES
 
 
 @dataclass
@@ -82,8 +81,8 @@ def predict_one(
     ``n_retrieve``: n of eq. 4 (default the model's). Fills as ``predict``'s default: retrieval
     when the model was trained with CMR, else zero. ``question`` is only echoed in the result.
     """
-    if missing not in MISSING_CHOICES:
-        raise ValueError(f"missing must be one of {list(MISSING_CHOICES)}, got {missing!r}")
+    if missing not in MISSING_CODES:
+        raise ValueError(f"missing must be one of {list(MISSING_CODES)}, got {missing!r}")
     if not 0 <= row < len(tensors.question_id):
         raise ValueError(f"row {row} is outside the {len(tensors.question_id)} questions")
     n = model.cfg.n_retrieve if n_retrieve is None else int(n_retrieve)

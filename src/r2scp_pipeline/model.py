@@ -22,10 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-EXPERTS = ("audio", "visual", "text")
-#: ``missing`` codes per sample: 0 complete, 1 audio missing, 2 visual missing.
-MISSING_CODE = {"audio": 1, "visual": 2}
-OTHER = {"audio": "visual", "visual": "audio"}
+from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES, OTHER
+
 #: config fields that shape the experts (Phi_m, E_m, stage-I heads): stage II must match them.
 EXPERT_FIELDS = (
     "d_audio", "d_visual", "d_text", "s_audio", "s_visual", "n_answers", "d_model", "n_heads",
@@ -538,7 +536,7 @@ class R2ScP(nn.Module):
         )
         self.heads = nn.ModuleDict({m: ExpertHead(cfg) for m in EXPERTS})  # stage I (eq. 10)
         self.cmr = CrossModalRetrieval(cfg.n_retrieve)
-        self.cap = nn.ModuleDict({m: ContextAwarePurification(cfg) for m in ("audio", "visual")})
+        self.cap = nn.ModuleDict({m: ContextAwarePurification(cfg) for m in MODALITIES})
         self.readouts = nn.ModuleDict(
             {
                 m: ExpertReadout(d, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout)
@@ -643,13 +641,13 @@ class R2ScP(nn.Module):
         """
         cfg = self.cfg
         b = missing.shape[0]
-        complete = missing == 0  # [B]
+        complete = missing == MISSING_CODES["none"]  # [B]
         # without expert mixing (Table 3) nothing after the experts is trained: no CAP, no append
         append = cfg.recovers_complete and cfg.mixing
         use_cap = (cfg.use_cap if use_cap is None else use_cap) and cfg.mixing
         seqs, masks = {}, {}
-        for m in ("audio", "visual"):
-            is_missing = missing == MISSING_CODE[m]  # [B]
+        for m in MODALITIES:
+            is_missing = missing == MISSING_CODES[m]  # [B]
             need = is_missing | complete if append else is_missing  # rows that use a recovery
             rec = None
             if need.all():

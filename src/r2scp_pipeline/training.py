@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__, avqa
-from .data import MODALITIES, AVQATensors, exclude_missing_from_bank, train_missing_masks
+from .data import AVQATensors, exclude_missing_from_bank, train_missing_masks
 from .datasets.torch_checkpoint_dataset import atomic_torch_save
-from .model import EXPERTS, MISSING_CODE, OTHER, Encodings, R2ScP, R2ScPConfig, sentence_vector
+from .model import Encodings, R2ScP, R2ScPConfig, sentence_vector
+from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES, OTHER, Missing
 
 logger = logging.getLogger(__name__)
 
-Missing = Literal["none", "audio", "visual"]
 Fill = Literal["retrieval", "zero", "mean"]
 #: parameters that change how a run executes but not its numbers (left out of the config hash)
 RUNTIME_KEYS = (
@@ -545,7 +545,7 @@ def predict(
                 raise ValueError(
                     f"missing_mask has shape {sel.shape}; split {split!r} has {len(rows)} questions"
                 )
-        code[sel] = MISSING_CODE[missing]
+        code[sel] = MISSING_CODES[missing]
     fill = fill or ("retrieval" if model.cfg.use_cmr else "zero")
     saved_k = {m: cap.k for m, cap in model.cap.items()}
     if k_purge is not None:
@@ -565,7 +565,7 @@ def predict(
             expert_mask = None
             if mask_missing_expert and missing != "none":
                 expert_mask = torch.zeros(len(r), len(EXPERTS), dtype=torch.bool, device=device)
-                expert_mask[:, EXPERTS.index(missing)] = miss == MISSING_CODE[missing]
+                expert_mask[:, EXPERTS.index(missing)] = miss == MISSING_CODES[missing]
             out, alpha = model.fuse(enc, miss, expert_mask, use_cap)
             logits.append(out.float().cpu())
             alphas.append(alpha.float().cpu())
@@ -871,7 +871,7 @@ def train_stage_two(
         tensors = exclude_missing_from_bank(tensors, masks)
     forced = np.zeros(len(tensors.video_ids), np.int64)
     for m in MODALITIES:
-        forced[masks[m]] = MISSING_CODE[m]
+        forced[masks[m]] = MISSING_CODES[m]
     train_rows = tensors.indices("train")
     fill = "retrieval" if cfg.use_cmr else "zero"
     use_rank = weight > 0 and cfg.use_cmr  # R+ / R- only exist with retrieval
@@ -895,7 +895,7 @@ def train_stage_two(
         code = np.zeros(len(train_rows), np.int64)
         drop = rng.random(len(train_rows)) < drop_rate
         which = rng.integers(0, len(drop_mods), len(train_rows))
-        code[drop] = [MISSING_CODE[drop_mods[w]] for w in which[drop]]
+        code[drop] = [MISSING_CODES[drop_mods[w]] for w in which[drop]]
         f = forced[tensors.video[train_rows].numpy()]
         code[f > 0] = f[f > 0]  # truly missing at training time: always recovered, no X_gt
         return {"code": code, "gt_ok": f == 0}

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from r2scp_pipeline.data import build_tensors, make_synthetic_tables
+from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.model import R2ScP
 from r2scp_pipeline.pipelines.evaluate import nodes as N
 from r2scp_pipeline.pipelines.evaluate.harness import Fill, predict_with_fill, run_method
 from r2scp_pipeline.training import build_cache, build_config, load_model, model_checkpoint, predict
+from tests.synthetic import make_synthetic_tables
 
 torch.set_num_threads(1)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from r2scp_pipeline.data import make_synthetic_tables
 from r2scp_pipeline.pipelines.mix import create_pipeline
 from r2scp_pipeline.pipelines.mix.nodes import mix_experts, mix_metrics, plot_expert_loads
 from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
 from r2scp_pipeline.training import load_model
+from tests.synthetic import make_synthetic_tables
 
 torch.set_num_threads(1)
 MODEL = {"d_model": 16, "n_heads": 2, "router_hidden": 8, "n_retrieve": 2, "k_purge": 3}

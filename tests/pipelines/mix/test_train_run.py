@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from r2scp_pipeline.data import make_synthetic_tables
 from r2scp_pipeline.training import TrainingInterrupted, load_model
 from tests.conftest import make_project_copy, run_pipelines
+from tests.synthetic import make_synthetic_tables
 
 UPSTREAM = {
     "qa_pairs": "data/test/02_intermediate/qa_pairs.parquet",

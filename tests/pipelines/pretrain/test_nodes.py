@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from r2scp_pipeline.data import make_synthetic_tables
 from r2scp_pipeline.pipelines.pretrain import create_pipeline
 from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts, pretrain_metrics
 from r2scp_pipeline.training import load_model
+from tests.synthetic import make_synthetic_tables
 
 torch.set_num_threads(1)
 MODEL = {"d_model": 16, "n_heads": 2, "router_hidden": 8}

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # no pyplot: no global backend or figure r
 from r2scp_pipeline.datasets.faiss_index_dataset import KeyedFaissIndex
 from r2scp_pipeline.splits import SPLITS, membership, splits_of
 from r2scp_pipeline.tensors import frame_to_tokens
+from r2scp_pipeline.vocabulary import DIRECTIONS, MODALITIES
 
 from .index import (
     build_index,
@@ -37,9 +38,6 @@ from .joint_space import JointSpaceConfig, embed, fit_joint_space, load_joint_sp
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "visual")
-#: direction -> (query modality, key/value modality)
-DIRECTIONS = {"v2a": ("visual", "audio"), "a2v": ("audio", "visual")}
 CORPUS_SPLIT = "train"
 DATASET, EXTERNAL = "dataset", "external_corpus"
 

@@ -478,7 +478,7 @@ def answer_prior_report(
 
     everything = pd.Series(True, index=ev.index)
     add("overall", "overall", everything, "overall")
-    for modality in avqa.MODALITIES:
+    for modality in avqa.QUESTION_MODALITIES:
         add("modality", modality, ev["modality"] == modality, modality, modality=modality)
     for column, subtype in pooled.items():
         add("paper", column, ev["subtype"] == subtype, f"paper.{column}", subtype=subtype)

@@ -22,10 +22,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
+from r2scp_pipeline.vocabulary import DIRECTION_FOR_MISSING, DIRECTIONS, MODALITIES
 
-#: direction -> (available modality, missing modality)
-DIRECTIONS: dict[str, tuple[str, str]] = {"v2a": ("visual", "audio"), "a2v": ("audio", "visual")}
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ def train_generative_imputer(
     if len(train.video_pos) == 0:
         raise ValueError("no training question for the generative imputer")
     used = np.unique(train.video_pos)
-    norm = {m: _stats(train.feats(m)[used]) for m in ("audio", "visual")}
+    norm = {m: _stats(train.feats(m)[used]) for m in MODALITIES}
     segments = train.audio.shape[1]
     configs, states, history = {}, {}, {}
     for d_i, (direction, (avl, miss)) in enumerate(DIRECTIONS.items()):
@@ -276,7 +275,7 @@ def impute(
 ) -> np.ndarray:
     """Generated raw features ``[N, T, D_miss]`` of the ``missing`` modality (audio or visual)
     for the questions ``rows`` of ``data`` (default all), mapped back to raw feature space."""
-    direction = {"audio": "v2a", "visual": "a2v"}[missing]
+    direction = DIRECTION_FOR_MISSING[missing]
     avl = DIRECTIONS[direction][0]
     check_imputer_dims(
         ckpt,
@@ -289,8 +288,7 @@ def impute(
     net = load_imputer(ckpt, direction)
     rows = np.arange(len(data.video_pos)) if rows is None else np.asarray(rows)
     norm = {
-        m: (ckpt["norm"][m]["mean"].numpy(), ckpt["norm"][m]["std"].numpy())
-        for m in ("audio", "visual")
+        m: (ckpt["norm"][m]["mean"].numpy(), ckpt["norm"][m]["std"].numpy()) for m in MODALITIES
     }
     x_avl = data.feats(avl)
     out = np.zeros((len(rows), x_avl.shape[1], net.cfg.d_out), np.float32)

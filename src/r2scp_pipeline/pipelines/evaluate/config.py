@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from r2scp_pipeline.model import R2ScPConfig
+from r2scp_pipeline.vocabulary import SETTINGS
 
-from .masks import SETTINGS
 from .metrics import PAPER_POOLINGS
 
 #: What an ablation may override: the ``model``, ``pretrain`` and ``mix`` parameter blocks.

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from r2scp_pipeline.data import AVQATensors
-from r2scp_pipeline.model import EXPERTS, MISSING_CODE, R2ScP
+from r2scp_pipeline.model import R2ScP
 from r2scp_pipeline.training import ExpertCache, Predictions, batch_encodings, predict
+from r2scp_pipeline.vocabulary import MISSING_CODES
 
 from .config import FILL_METHODS
 
@@ -78,7 +79,7 @@ def predict_with_fill(
     rows = tensors.indices(split)
     code = np.zeros(len(rows), np.int8)
     if missing != "none":
-        code[tensors.video_mask_to_questions(vmask, split)] = MISSING_CODE[missing]
+        code[tensors.video_mask_to_questions(vmask, split)] = MISSING_CODES[missing]
     if fill.kind == "features" and (fill.features is None or len(fill.features) != len(rows)):
         raise ValueError(f"fill features must have one row per question of split {split!r}")
     own_fill = "retrieval" if model.cfg.use_cmr else "zero"
@@ -149,4 +150,4 @@ def run_method(
     )
 
 
-__all__ = ["EXPERTS", "Fill", "predict_with_fill", "run_method", "video_mask"]
+__all__ = ["Fill", "predict_with_fill", "run_method", "video_mask"]

@@ -16,12 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-#: setting -> the modality it drops (None: nothing dropped).
-SETTINGS: dict[str, str | None] = {
-    "audio_missing": "audio",
-    "visual_missing": "visual",
-    "complete": None,
-}
+from r2scp_pipeline.vocabulary import SETTINGS
 
 MASK_COLUMNS: tuple[str, ...] = ("setting", "missing_rate", "video_id", "missing")
 

@@ -56,7 +56,7 @@ def accuracy_report(
     """All accuracies (in percent) of one evaluated method on one setting.
 
     Args:
-        modality: per question, one of ``avqa.MODALITIES``.
+        modality: per question, one of ``avqa.QUESTION_MODALITIES``.
         subtype: per question, the sub-type (Counting, Comparative, Location, Existential,
             Temporal).
         correct: per question, whether the predicted answer equals the ground truth.
@@ -101,7 +101,7 @@ def accuracy_report(
 
     for (m, s), key in zip(avqa.QUESTION_TYPES, TYPE_KEYS, strict=True):
         put("types", key, (modality == m) & (subtype == s))
-    for m in avqa.MODALITIES:
+    for m in avqa.QUESTION_MODALITIES:
         put("modalities", m, modality == m)
     put("overall", "Overall", np.ones(len(correct), dtype=bool))
 

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.data import AVQATensors, build_tensors
-from r2scp_pipeline.model import EXPERT_FIELDS, EXPERTS
+from r2scp_pipeline.model import EXPERT_FIELDS
 from r2scp_pipeline.pipelines.mix.nodes import mix_experts
 from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
 from r2scp_pipeline.splits import membership
@@ -34,12 +34,13 @@ from r2scp_pipeline.training import (
     predict,
     predict_experts,
 )
+from r2scp_pipeline.vocabulary import EXPERTS, SETTINGS
 
 from . import report as rep
 from .baselines import ImputerData, check_imputer_dims, impute, train_generative_imputer
 from .config import FILL_METHODS, check_parameters
 from .harness import Fill, run_method, video_mask
-from .masks import SETTINGS, draw_masks, mask_lookup
+from .masks import draw_masks, mask_lookup
 from .metrics import accuracy_report
 from .tracking import log_child_runs
 

@@ -64,7 +64,7 @@ PAPER_TABLE1_R2SCP: dict[str, tuple[float, ...]] = {
 }
 
 PAPER_COLS: tuple[str, ...] = tuple(c for c, _ in avqa.PAPER_COLUMNS) + ("Avg",)
-MODALITY_COLS: tuple[str, ...] = avqa.MODALITIES + ("Overall",)
+MODALITY_COLS: tuple[str, ...] = avqa.QUESTION_MODALITIES + ("Overall",)
 
 
 def label(method: str) -> str:

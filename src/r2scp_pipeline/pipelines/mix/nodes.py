@@ -15,13 +15,13 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
 from r2scp_pipeline.data import build_tensors
-from r2scp_pipeline.model import EXPERTS
 from r2scp_pipeline.training import (
     history_to_mlflow,
     load_model,
     model_checkpoint,
     train_stage_two,
 )
+from r2scp_pipeline.vocabulary import EXPERTS
 
 logger = logging.getLogger(__name__)
 SETTING_TITLES = {"none": "complete", "audio": "audio missing", "visual": "visual missing"}
