@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, sounding in enumerate(meta["sounding"]):
         for c in sounding:
             y[i, avqa.INSTRUMENTS.index(c)] = 1.0
-    tr = torch.as_tensor((meta["split"] == "train").to_numpy())
-    te = torch.as_tensor((meta["split"] == "test").to_numpy())
+    splits = meta["splits"].astype(str).str.split("+")  # the splits a video has questions in
+    tr = torch.as_tensor(splits.apply(lambda s: "train" in s).to_numpy())
+    te = torch.as_tensor(splits.apply(lambda s: "test" in s and "train" not in s).to_numpy())
     pooled = torch.cat([x.mean((1, 2)), x.std((1, 2))], 1)
     pooled = (pooled - pooled[tr].mean(0)) / (pooled[tr].std(0) + 1e-6)
     start = time.perf_counter()

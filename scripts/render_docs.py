@@ -309,7 +309,7 @@ def default_results(root: Path) -> str:
 def default_answer_prior(root: Path) -> str:
     """The answer prior (most frequent training answer per template) on the test split."""
     prior = _csv(root, "default", "answer_prior.csv")
-    keep = prior[prior["level"].isin(["overall", "modality", "subtype"])]
+    keep = prior[prior["level"].isin(["overall", "modality", "paper"])]
     cols = [str(g) for g in keep["group"]]
     n = int(keep.loc[keep["level"] == "overall", "n_questions"].iloc[0])
     return (f"Test split, {n} questions (`answer_prior.csv`):\n\n"
@@ -335,6 +335,22 @@ def default_ablations(root: Path) -> str:
     table = _csv(root, "default", "ablation_table.csv")
     rows = [[("-" if str(v) == "nan" else v) for v in rec] for rec in table.itertuples(index=False)]
     return md_table(list(table.columns), rows)
+
+
+@renderer("audio_probe")
+def audio_probe(root: Path) -> str:
+    """benchmarks/audio_probe.py: can probes recover the sounding instruments from audio?"""
+    r = load_json(root, "audio_probe.json")
+    rows = [[name.replace("|", "\\|"), v["recall"], v["precision"], v["exact_set"]]
+            for name, v in r["probes"].items()]
+    return (
+        f"`{r['command'].strip()}`: {r['videos']['train']} training / {r['videos']['test']} test "
+        f"videos, audio features {r['features']} per video, "
+        f"{r['labels_per_video']} sounding instruments per video on average; load average "
+        f"{r['machine']['load_average'][0]:.1f}.\n\n"
+        + md_table(["probe (trained on the labels)", "recall", "precision", "exact set"],
+                   [[n, float(a), float(b), float(c)] for n, a, b, c in rows])
+    )
 
 
 if __name__ == "__main__":
