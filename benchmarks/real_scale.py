@@ -198,7 +198,7 @@ def time_spatial(folder: Path, n: int, seed: int) -> dict[str, Any]:
     per_video = (sdir / f"{ids[0]}.npy").stat().st_size
     index = pd.DataFrame({"video_id": ids, "frames_dir": [None] * n})
     params = {"segments": 10, "on_error": "raise", "num_threads": 1, "progress": False,
-              "visual": {"encoder": "precomputed",
+              "visual": {"encoder": "precomputed", "grid": [1, 3],  # the default grid
                          "precomputed": {"dir": str(sdir), "pattern": "{video_id}.npy"}}}  # fmt: skip
     tick = time.perf_counter()
     out = extract_visual_features(index, params)
