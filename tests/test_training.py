@@ -339,6 +339,10 @@ def test_predict_fills_router_masking_and_inference_time_n_k(tensors, r2scp):
     n1 = predict(r2scp, tensors, "test", "audio", n_retrieve=1, cache=cache)
     assert not np.allclose(k1.logits, base.logits) and not np.allclose(n1.logits, base.logits)
     assert r2scp.cap["audio"].k == MODEL["k_purge"]  # the override is not sticky
+    # an argument, not module state: the same as a model configured with k = 1
+    k1_model = load_model(model_checkpoint(r2scp, {}), "cpu", k_purge=1)
+    k1_config = predict(k1_model, tensors, "test", "audio", cache=build_cache(k1_model, tensors))
+    np.testing.assert_allclose(k1.logits, k1_config.logits, rtol=1e-5, atol=1e-6)
     again = predict(r2scp, tensors, "test", "audio", cache=cache)
     np.testing.assert_array_equal(again.logits, base.logits)
     with pytest.raises(ValueError, match="n_retrieve = 9"):

@@ -414,10 +414,12 @@ class ContextAwarePurification(nn.Module):
         h_com: torch.Tensor,
         h_t: torch.Tensor,
         t_mask: torch.Tensor,
+        k: int | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # h_miss [B, L, d] (eq. 4); h_avl [B, L', d]; h_com = E_miss(Phi_avl(F_avl)) [B, L', d]
+        # k: purification budget of this call (default the configured k_purge; Fig. 4 sweep)
         b, length, d = h_miss.shape
-        k = min(self.k, length, h_com.shape[1])
+        k = min(self.k if k is None else k, length, h_com.shape[1])
         g = h_avl.mean(1)  # g_avl [B, d] (eq. 2)
         z = self.w_proj(h_miss)  # H_miss W_proj [B, L, d]
         delta = 1.0 - F.cosine_similarity(z, g.unsqueeze(1), dim=-1, eps=1e-8)  # [B, L] (eq. 3)
@@ -615,14 +617,17 @@ class R2ScP(nn.Module):
         return {m: self.heads[m](h[m], masks[m], q_sent) for m in EXPERTS}
 
     # ---- stage II ----------------------------------------------------------------------------
-    def recover(self, target: str, enc: Encodings, use_cap: bool | None = None) -> torch.Tensor:
-        """The recovered sequence of ``target``: H_miss (eq. 4), purified by CAP (eq. 9)."""
+    def recover(
+        self, target: str, enc: Encodings, use_cap: bool | None = None, k_purge: int | None = None
+    ) -> torch.Tensor:
+        """The recovered sequence of ``target``: H_miss (eq. 4), purified by CAP (eq. 9) with
+        budget ``k_purge`` (default the configured one)."""
         use_cap = self.cfg.use_cap if use_cap is None else use_cap
         cand = enc.cand[target]  # [B, L, d]
         if not use_cap:
             return cand
         h_pur, _ = self.cap[target](
-            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask
+            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask, k_purge
         )
         return h_pur
 
@@ -632,8 +637,11 @@ class R2ScP(nn.Module):
         missing: torch.Tensor,
         expert_mask: torch.Tensor | None = None,
         use_cap: bool | None = None,
+        k_purge: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage-II forward on encodings: -> (logits [B, n_answers], alpha [B, 3]).
+
+        ``k_purge`` overrides CAP's budget for this call (an argument, never module state).
 
         ``missing`` [B]: 0 complete, 1 audio missing, 2 visual missing. A missing modality's
         sequence is its recovered sequence; with ``complete_mode: append`` complete samples also
@@ -651,10 +659,12 @@ class R2ScP(nn.Module):
             need = is_missing | complete if append else is_missing  # rows that use a recovery
             rec = None
             if need.all():
-                rec = self.recover(m, enc, use_cap)  # [B, L_m, d]
+                rec = self.recover(m, enc, use_cap, k_purge)  # [B, L_m, d]
             elif need.any():  # recover only those rows; the others keep a finite placeholder
                 rows = need.nonzero().squeeze(1)
-                rec = enc.h[m].index_copy(0, rows, self.recover(m, enc.select(rows), use_cap))
+                rec = enc.h[m].index_copy(
+                    0, rows, self.recover(m, enc.select(rows), use_cap, k_purge)
+                )
             own = enc.h[m] if rec is None else torch.where(is_missing[:, None, None], rec, enc.h[m])
             if append and rec is not None:
                 seqs[m] = torch.cat([own, rec], 1)  # [B, 2 L_m, d]

@@ -547,12 +547,8 @@ def predict(
                 )
         code[sel] = MISSING_CODES[missing]
     fill = fill or ("retrieval" if model.cfg.use_cmr else "zero")
-    saved_k = {m: cap.k for m, cap in model.cap.items()}
-    if k_purge is not None:
-        if k_purge < 0:
-            raise ValueError(f"k_purge must be >= 0, got {k_purge}")
-        for cap in model.cap.values():
-            cap.k = k_purge
+    if k_purge is not None and k_purge < 0:
+        raise ValueError(f"k_purge must be >= 0, got {k_purge}")
     was_training = model.training
     model.eval()
     cache = cache or build_cache(model, tensors, device)
@@ -566,12 +562,10 @@ def predict(
             if mask_missing_expert and missing != "none":
                 expert_mask = torch.zeros(len(r), len(EXPERTS), dtype=torch.bool, device=device)
                 expert_mask[:, EXPERTS.index(missing)] = miss == MISSING_CODES[missing]
-            out, alpha = model.fuse(enc, miss, expert_mask, use_cap)
+            out, alpha = model.fuse(enc, miss, expert_mask, use_cap, k_purge)
             logits.append(out.float().cpu())
             alphas.append(alpha.float().cpu())
     finally:
-        for m, cap in model.cap.items():
-            cap.k = saved_k[m]
         model.train(was_training)
     lg = torch.cat(logits).numpy()
     return Predictions(
