@@ -98,6 +98,21 @@ def check_keys(keys: np.ndarray, ids: Sequence[str], what: str) -> None:
         )
 
 
+def _apply_search_params(index: faiss.Index, factory: str, search_params: str) -> None:
+    """Set ``search_params`` (a ``faiss.ParameterSpace`` string, '' = none) on ``index``, or
+    raise ``ValueError`` naming the parameter."""
+    if not search_params:
+        return
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, search_params)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"build_index.index.search_params={search_params!r} does not apply to "
+            f"{factory!r} ({_faiss_reason(exc)}): use nprobe=.. for IVF, efSearch=.. for "
+            "HNSW, or ''"
+        ) from exc
+
+
 def check_factory(factory: str, d: int, search_params: str = "") -> None:
     """Raise ``ValueError`` unless ``factory`` builds a ``d``-dimensional FAISS index and
     ``search_params`` applies to it. Cheap (nothing is trained): run it before any work."""
@@ -108,15 +123,7 @@ def check_factory(factory: str, d: int, search_params: str = "") -> None:
             f"build_index.index.factory={factory!r} is not a FAISS index_factory string for "
             f"d={d} ({_faiss_reason(exc)}); use e.g. {FACTORY_EXAMPLES}"
         ) from exc
-    if search_params:
-        try:
-            faiss.ParameterSpace().set_index_parameters(index, search_params)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"build_index.index.search_params={search_params!r} does not apply to "
-                f"{factory!r} ({_faiss_reason(exc)}): use nprobe=.. for IVF, efSearch=.. for "
-                "HNSW, or ''"
-            ) from exc
+    _apply_search_params(index, factory, search_params)
 
 
 def build_index(
@@ -168,15 +175,7 @@ def build_index(
                     "build_index.index.train_size, or 'Flat'"
                 ) from exc
         index.add(keys)
-    if search_params:
-        try:
-            faiss.ParameterSpace().set_index_parameters(index, search_params)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"build_index.index.search_params={search_params!r} does not apply to "
-                f"{factory!r} ({_faiss_reason(exc)}): use nprobe=.. for IVF, efSearch=.. for "
-                "HNSW, or ''"
-            ) from exc
+    _apply_search_params(index, factory, search_params)
     meta = {
         "factory": factory,
         "search_params": search_params,

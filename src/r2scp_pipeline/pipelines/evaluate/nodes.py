@@ -11,14 +11,11 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from r2scp_pipeline import avqa
@@ -33,6 +30,7 @@ from r2scp_pipeline.training import (
     load_model,
     predict,
     predict_experts,
+    torch_threads,
 )
 from r2scp_pipeline.vocabulary import EXPERTS, SETTINGS
 
@@ -50,18 +48,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "method", "setting", "missing_rate", "question_id", "video_id", "missing", "modality",
     "subtype", "answer_idx", "pred_idx", "correct", "alpha_audio", "alpha_visual", "alpha_text",
 )  # fmt: skip
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch CPU threads (``evaluate.threads``; None: unchanged), then restore."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ---- 1. checks before any work ------------------------------------------------------------------
