@@ -42,7 +42,7 @@ def test_every_path_of_an_environment_is_under_its_data_root(env: str, root: str
     found = list(_paths(loader["catalog"])) + list(_paths(loader["parameters"]))
     keys = {k for k, _ in found}
     # the parameters that hold paths are among them (not only the catalog)
-    assert {"pretrain.checkpoint_dir", "mix.checkpoint_dir", "evaluate.ablation_checkpoint_dir",
+    assert {"pretrain.checkpoint_dir", "mix.checkpoint_dir", "evaluate.variant_checkpoint_dir",
             "dataset.embedded.root"} <= keys, sorted(keys)  # fmt: skip
     outside = [(k, v) for k, v in found if not v.startswith(root)]
     assert not outside, f"--env={env} writes outside {root}: {outside}"

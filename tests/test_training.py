@@ -329,10 +329,10 @@ def test_predict_outputs_and_masks(tensors, r2scp):
 def test_predict_fills_router_masking_and_inference_time_n_k(tensors, r2scp):
     cache = build_cache(r2scp, tensors)
     base = predict(r2scp, tensors, "test", "audio", cache=cache)
-    zero = predict(r2scp, tensors, "test", "audio", fill="zero", cache=cache)
-    mean = predict(r2scp, tensors, "test", "audio", fill="mean", cache=cache)
+    zero = predict(r2scp, tensors, "test", "audio", recovery="zero_fill", cache=cache)
+    mean = predict(r2scp, tensors, "test", "audio", recovery="mean_fill", cache=cache)
     assert not np.allclose(base.logits, zero.logits) and not np.allclose(zero.logits, mean.logits)
-    masked = predict(r2scp, tensors, "test", "audio", mask_missing_expert=True, cache=cache)
+    masked = predict(r2scp, tensors, "test", "audio", recovery="router_mask", cache=cache)
     assert (masked.expert_weights[:, EXPERTS.index("audio")] == 0).all()
     np.testing.assert_allclose(masked.expert_weights.sum(1), 1, atol=1e-5)
     k1 = predict(r2scp, tensors, "test", "audio", k_purge=1, cache=cache)
@@ -347,6 +347,20 @@ def test_predict_fills_router_masking_and_inference_time_n_k(tensors, r2scp):
     np.testing.assert_array_equal(again.logits, base.logits)
     with pytest.raises(ValueError, match="n_retrieve = 9"):
         predict(r2scp, tensors, "test", "audio", n_retrieve=9, cache=cache)
+    with pytest.raises(ValueError, match="unknown recovery method 'nope'"):
+        predict(r2scp, tensors, "test", "audio", recovery="nope", cache=cache)
+
+
+def test_predict_on_explicit_rows_equals_the_split_answer(tensors, r2scp):
+    """Rows answered without a cache (predict_one's path) match the cached split answer."""
+    rows = tensors.indices("test")
+    vmask = np.zeros(len(tensors.video_ids), bool)
+    vmask[tensors.video[rows[::3]]] = True
+    whole = predict(r2scp, tensors, "test", "audio", vmask, mask_level="video")
+    some = predict(r2scp, tensors, missing="audio", missing_mask=vmask, mask_level="video",
+                   rows=rows[:5])  # fmt: skip
+    np.testing.assert_allclose(some.logits, whole.logits[:5], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(some.missing, whole.missing[:5])
 
 
 def test_predict_never_reads_the_missing_features(tensors, r2scp):

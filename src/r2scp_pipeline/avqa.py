@@ -87,3 +87,7 @@ PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Comp", "Comparative"),
     ("Temp", "Temporal"),
 )
+
+#: How the paper's five Audio-Visual columns pool questions (``evaluate.paper_columns``):
+#: the five Audio-Visual sub-types (the paper's Table 1) or sub-types pooled over modalities.
+PAPER_POOLINGS: tuple[str, ...] = ("audio_visual", "all_modalities")

@@ -24,6 +24,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
+from .experiment import check_parameters
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,10 +64,14 @@ def neighbour_depth(neighbors) -> int:
 
 
 def check_n_retrieve(params: dict[str, Any], depth: int, where: str) -> None:
-    """``model.n_retrieve`` (and any ablation's) is at most the neighbour depth."""
+    """``model.n_retrieve`` (and that of every ablation ``evaluate.methods`` trains) is at most
+    the neighbour depth."""
     wanted = {"model.n_retrieve": int((params.get("model") or {}).get("n_retrieve", 3))}
     ablations = (params.get("evaluate") or {}).get("ablations") or {}
+    selected = check_parameters(params.get("evaluate") or {}, int(params.get("seed", 0))).methods
     for name, over in ablations.items():
+        if name not in selected:
+            continue
         n = ((over or {}).get("model") or {}).get("n_retrieve")
         if n is not None:
             wanted[f"evaluate.ablations.{name}.model.n_retrieve"] = int(n)

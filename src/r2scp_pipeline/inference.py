@@ -22,7 +22,7 @@ import torch
 from . import avqa
 from .data import AVQATensors
 from .model import R2ScP
-from .training import batch_encodings
+from .training import predict
 from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES
 
 
@@ -73,13 +73,15 @@ def predict_one(
     n_retrieve: int | None = None,
     top_k: int = 5,
     question: str = "",
+    recovery: str | None = None,
 ) -> Answer:
     """Answer question ``row`` of ``tensors`` with ``missing`` dropped and recovered.
 
     ``missing``: ``none`` | ``audio`` | ``visual``; the dropped modality's own features never
     reach the answer (its sequence is the recovery: CMR from the neighbours, then CAP).
-    ``n_retrieve``: n of eq. 4 (default the model's). Fills as ``predict``'s default: retrieval
-    when the model was trained with CMR, else zero. ``question`` is only echoed in the result.
+    ``n_retrieve``: n of eq. 4 (default the model's). ``recovery``: the method that fills the
+    missing modality (``recovery.py``; default R2ScP's retrieval, a zero fill for a model
+    trained without CMR). Answered by ``training.predict``. ``question`` is only echoed.
     """
     if missing not in MISSING_CODES:
         raise ValueError(f"missing must be one of {list(MISSING_CODES)}, got {missing!r}")
@@ -87,17 +89,10 @@ def predict_one(
         raise ValueError(f"row {row} is outside the {len(tensors.question_id)} questions")
     n = model.cfg.n_retrieve if n_retrieve is None else int(n_retrieve)
     device = next(model.parameters()).device
-    fill = "retrieval" if model.cfg.use_cmr else "zero"
-    rows = np.array([row], dtype=np.int64)
-    was_training = model.training
-    model.eval()
-    try:
-        enc = batch_encodings(model, tensors, rows, device, None, fill, "pos", n)
-        code = torch.tensor([MISSING_CODES[missing]], dtype=torch.long, device=device)
-        logits, alpha = model.fuse(enc, code)
-    finally:
-        model.train(was_training)
-    probs = logits[0].float().softmax(-1).cpu().numpy()  # fuse gives log-probabilities w/o mixing
+    p = predict(model, tensors, missing=missing, recovery=recovery, n_retrieve=n,
+                device=device, rows=np.array([row], dtype=np.int64))  # fmt: skip
+    logits, alpha = torch.from_numpy(p.logits), torch.from_numpy(p.expert_weights)
+    probs = logits[0].float().softmax(-1).numpy()  # fuse gives log-probabilities w/o mixing
     best = np.argsort(-probs, kind="stable")[:top_k]
     video = int(tensors.video[row])
     neighbors = {

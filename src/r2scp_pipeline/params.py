@@ -291,6 +291,7 @@ class ReportParams(_Schema):
 
 class SweepParams(_Schema):
     enabled: bool
+    retrain: bool
     n: list[int]
     k: list[int]
     settings: list[str]
@@ -302,11 +303,12 @@ class EvaluateParams(_Schema):
     settings: list[str]
     missing_rates: list[float]
     methods: list[str]
+    seeds: list[int] | None
     all_ablations: bool
     paper_columns: str
     batch_size: int
     threads: int | None
-    ablation_checkpoint_dir: str | None
+    variant_checkpoint_dir: str | None
     ablations: dict[str, AblationParams]
     generative: GenerativeParams
     report: ReportParams

@@ -31,11 +31,12 @@ from . import __version__, avqa
 from .data import AVQATensors, exclude_missing_from_bank, train_missing_masks
 from .datasets.torch_checkpoint_dataset import atomic_torch_save
 from .model import Encodings, R2ScP, R2ScPConfig, sentence_vector
+from .recovery import Recovery, Retrieval, Source
+from .recovery import build as build_recovery
 from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES, OTHER, Missing
 
 logger = logging.getLogger(__name__)
 
-Fill = Literal["retrieval", "zero", "mean"]
 #: parameters that change how a run executes but not its numbers (left out of the config hash)
 RUNTIME_KEYS = (
     "device",
@@ -387,17 +388,17 @@ def batch_encodings(
     rows: np.ndarray,
     device: torch.device,
     cache: ExpertCache | None = None,
-    fill: Fill = "retrieval",
+    recovery: Recovery | None = None,
     polarity: str = "pos",
     n: int | None = None,
 ) -> Encodings:
     """:class:`Encodings` of question ``rows``: from ``cache`` when given (frozen experts), else
     computed with gradients (experts trained in stage II, the ``stage_one: false`` ablation).
 
-    ``cand`` of both modalities: the mean of the top-``n`` retrieved neighbours' encodings
-    (``fill='retrieval'``, eq. 4; ``polarity='neg'`` gives R- of eq. 14) or the encoding of a
-    zero / training-mean sequence.
+    ``cand`` of both modalities: what ``recovery`` (default R2ScP's retrieval, eq. 4) puts in
+    the missing slot; ``polarity='neg'`` gives its R- of eq. 14 instead.
     """
+    recovery = recovery or Retrieval()
     n = model.cfg.n_retrieve if n is None else n
     v = tensors.video[rows]
     t = tensors.text[rows]
@@ -415,35 +416,16 @@ def batch_encodings(
         }
         q, text_mask = _question_batch(tensors, rows, device)
         h_text, q_sent = model.encode("text", q, text_mask), sentence_vector(q, text_mask)
+    src = Source(model, tensors, rows, v, device, cache, n, h)
     cand = {}
     for m in MODALITIES:
-        if fill == "retrieval":
-            table = tensors.neighbors.get((m, polarity))
-            if table is None:
-                raise ValueError("retrieval needs the neighbors table and memory banks")
-            if table.shape[1] < n:
-                raise ValueError(
-                    f"n_retrieve = {n} but the neighbors table holds {table.shape[1]} per video"
-                )
-            bank_rows = table[v, :n]  # [B, n]
-            if cache is not None:
-                retrieved = cache.bank[m][bank_rows.to(device)]  # [B, n, L_m, d]
-            else:
-                retrieved = model.encode_retrieved(m, tensors.bank[m][bank_rows].to(device))
-            cand[m] = model.cmr(retrieved, n)  # H_miss (eq. 4)
-        elif fill in ("zero", "mean"):
-            if cache is not None:
-                enc = cache.fill[(m, fill)]
-            else:
-                x = (
-                    tensors.train_mean(m)
-                    if fill == "mean"
-                    else torch.zeros_like(tensors.features(m)[0])
-                )
-                enc = model.encode(m, x.to(device)[None])[0]
-            cand[m] = enc.expand(len(rows), *enc.shape)
+        if polarity == "neg":
+            neg = recovery.negative(src, m)
+            if neg is None:
+                raise ValueError(f"recovery {recovery.name!r} has no negative (R-) fill")
+            cand[m] = neg
         else:
-            raise ValueError(f"fill must be retrieval, zero or mean, got {fill!r}")
+            cand[m] = recovery.fill(src, m)
     return Encodings(h, cand, com, h_text, text_mask, q_sent)
 
 
@@ -500,8 +482,7 @@ def predict(
     missing: Missing = "none",
     missing_mask: np.ndarray | None = None,
     mask_level: Literal["question", "video"] = "question",
-    fill: Fill | None = None,
-    mask_missing_expert: bool = False,
+    recovery: Recovery | str | None = None,
     use_cap: bool | None = None,
     n_retrieve: int | None = None,
     k_purge: int | None = None,
@@ -509,21 +490,26 @@ def predict(
     cache: ExpertCache | None = None,
     batch_size: int = 256,
     device: torch.device | str | None = None,
+    rows: np.ndarray | None = None,
 ) -> Predictions:
     """Answer every question of ``split`` with ``missing`` absent where ``missing_mask`` is True.
+
+    This is the one inference entry point: evaluation, the notebook and ``r2scp-pipeline
+    predict`` (``inference.predict_one``) all answer through it.
 
     missing_mask: bool per question of the split (``tensors.indices(split)`` order) or, with
         ``mask_level='video'``, per video (``tensors.video_ids`` order); ``None`` = every
         sample misses ``missing``.
-    fill: how the missing modality is recovered: ``retrieval`` (CMR, eq. 4), ``zero`` or
-        ``mean`` (training-mean sequence); ``None`` = the model's own (retrieval when it was
-        trained with ``use_cmr``, else zero). CAP purifies whatever fill unless
-        ``use_cap=False`` (default: the model's ``use_cap``).
-    mask_missing_expert: the router-masking baseline: the missing modality's expert gets a
-        router logit of -inf, so alpha renormalises over the others.
+    recovery: what fills the missing modality (``recovery.py``): an instance, a registered
+        name, or ``None`` = R2ScP's retrieval (a zero fill when the model was trained without
+        CMR). CAP purifies the fill when the model has ``use_cap`` (``use_cap`` overrides it).
+        A recovery with ``mask_expert`` (router masking) gives the missing expert's router
+        logit -inf, so alpha renormalises over the others.
     n_retrieve, k_purge: inference-time n and k (the paper's Fig. 4 sweep); default the model's.
     polarity: ``neg`` recovers from the *least* similar neighbours (R-), an analysis baseline.
     cache: :func:`build_cache` output to reuse across calls (it does not depend on the mask).
+        Without one, a split is cached first; explicit ``rows`` are encoded on the fly.
+    rows: answer these question rows (``qa_pairs`` order) instead of a split.
     The missing modality's own features never reach the output: the recovered sequence
     replaces them and the other modality's appended recovery (queried by them) is masked.
     """
@@ -532,37 +518,36 @@ def predict(
     device = resolve_device(device) if isinstance(device, str | type(None)) else device
     if device != next(model.parameters()).device:
         model.to(device)
-    rows = tensors.indices(split)
+    explicit = rows is not None
+    rows = np.asarray(rows, np.int64) if explicit else tensors.indices(split)
     code = np.zeros(len(rows), np.int8)
     if missing != "none":
         if missing_mask is None:
             sel = np.ones(len(rows), bool)
         elif mask_level == "video":
-            sel = tensors.video_mask_to_questions(missing_mask, split)
+            sel = (np.asarray(missing_mask, bool)[tensors.video[rows].numpy()] if explicit
+                   else tensors.video_mask_to_questions(missing_mask, split))  # fmt: skip
         else:
             sel = np.asarray(missing_mask, bool)
             if sel.shape != (len(rows),):
                 raise ValueError(
-                    f"missing_mask has shape {sel.shape}; split {split!r} has {len(rows)} questions"
+                    f"missing_mask has shape {sel.shape}; there are {len(rows)} questions"
                 )
         code[sel] = MISSING_CODES[missing]
-    fill = fill or ("retrieval" if model.cfg.use_cmr else "zero")
+    recovery = build_recovery(recovery) if isinstance(recovery, str) else recovery or Retrieval()
     if k_purge is not None and k_purge < 0:
         raise ValueError(f"k_purge must be >= 0, got {k_purge}")
     was_training = model.training
     model.eval()
-    cache = cache or build_cache(model, tensors, device)
+    if cache is None and not explicit:
+        cache = build_cache(model, tensors, device)
     logits, alphas = [], []
     try:
         for i in range(0, len(rows), batch_size):
             r = rows[i : i + batch_size]
-            enc = batch_encodings(model, tensors, r, device, cache, fill, polarity, n_retrieve)
+            enc = batch_encodings(model, tensors, r, device, cache, recovery, polarity, n_retrieve)
             miss = torch.as_tensor(code[i : i + batch_size], dtype=torch.long, device=device)
-            expert_mask = None
-            if mask_missing_expert and missing != "none":
-                expert_mask = torch.zeros(len(r), len(EXPERTS), dtype=torch.bool, device=device)
-                expert_mask[:, EXPERTS.index(missing)] = miss == MISSING_CODES[missing]
-            out, alpha = model.fuse(enc, miss, expert_mask, use_cap, k_purge)
+            out, alpha = model.fuse(enc, miss, _router_mask(recovery, miss), use_cap, k_purge)
             logits.append(out.float().cpu())
             alphas.append(alpha.float().cpu())
     finally:
@@ -786,6 +771,17 @@ def _summary(res: FitResult) -> dict[str, Any]:
 
 
 # ---- stage II --------------------------------------------------------------------------------
+def _router_mask(recovery: Recovery, miss: torch.Tensor) -> torch.Tensor | None:
+    """``expert_mask`` [B, 3] of a router-masking recovery: the missing expert of each sample
+    (``miss`` [B] missing codes) is removed; ``None`` for every other recovery."""
+    if not recovery.mask_expert:
+        return None
+    mask = torch.zeros(len(miss), len(EXPERTS), dtype=torch.bool, device=miss.device)
+    for m in MODALITIES:
+        mask[:, EXPERTS.index(m)] = miss == MISSING_CODES[m]
+    return mask
+
+
 def _rank_losses(ce_gt, ce_pos, ce_neg, gt_ok):
     """Eqs. 13-14 per sample: max(0, L(X_gt) - L(R+)) and max(0, L(R+) - L(R-)); the first is
     zero where the ground truth is unavailable (training-time missingness)."""
@@ -807,15 +803,19 @@ def train_stage_two(
     params: dict,
     train_missing: dict,
     seed: int,
+    recovery: Recovery | None = None,
 ) -> tuple[R2ScP, dict[str, Any]]:
     """Stage II (section 3.4-3.5): frozen experts; CAP, W_proj, guidance, readouts, router and
     decoder trained with L_total = L_task + lambda (L_rank+ + L_rank-) (eq. 15).
 
     Each epoch a fraction ``drop_rate`` of the training samples loses audio or visual (drawn
-    from ``drop_modalities``), recovered from its retrieved neighbours (never its own video).
-    For those samples two more passes give L(X_gt) (the true features in the recovered slot)
-    and L(R-) (the least similar neighbours) for the ranking loss.
+    from ``drop_modalities``), filled by ``recovery`` (default R2ScP's retrieval from the
+    sample's neighbours, never its own video). With ``rank_loss_weight > 0`` one more pass
+    gives L(X_gt) (the true features in the slot: L_rank+, eq. 13) and, when the recovery has
+    an R- (retrieval: the least similar neighbours), another gives L(R-) (L_rank-, eq. 14).
+    A recovery's ``extra_loss`` is added to the total.
     """
+    recovery = recovery or Retrieval()
     cfg = build_config(model_params, tensors)
     s1_cfg = stage1["config"]
     diff = {k: (s1_cfg.get(k), v) for k, v in cfg.expert_dict().items() if s1_cfg.get(k) != v}
@@ -855,7 +855,7 @@ def train_stage_two(
         raise ValueError(
             f"mix: bad drop_rate / drop_modalities / val_settings ({drop_rate}, {drop_mods}, {val_settings})"
         )
-    if (cfg.use_cmr or weight > 0) and not tensors.has_retrieval:
+    if isinstance(recovery, Retrieval) and cfg.use_cmr and not tensors.has_retrieval:
         raise ValueError("mix needs memory_bank_audio, memory_bank_visual and neighbors")
     tm = dict(train_missing or {})
     masks = train_missing_masks(
@@ -867,12 +867,12 @@ def train_stage_two(
     for m in MODALITIES:
         forced[masks[m]] = MISSING_CODES[m]
     train_rows = tensors.indices("train")
-    fill = "retrieval" if cfg.use_cmr else "zero"
-    use_rank = weight > 0 and cfg.use_cmr  # R+ / R- only exist with retrieval
+    use_rank = weight > 0
+    use_neg = use_rank and recovery.has_negative(model)  # R- exists only with retrieval
     run_hash = config_hash({"stage": "mix", "model": cfg.to_dict(), "loop": loop.hashed(),
                             "params": {k: v for k, v in params.items() if k not in RUNTIME_KEYS},
                             "train_missing": tm, "seed": seed, "data": tensors.fingerprint(),
-                            "stage1": _state_hash(expert_state)})  # fmt: skip
+                            "recovery": recovery.name, "stage1": _state_hash(expert_state)})  # fmt: skip
     tick = time.perf_counter()
     with torch_threads(loop.threads):
         cache = build_cache(model, tensors, device) if frozen else None
@@ -898,21 +898,27 @@ def train_stage_two(
         idx = np.array([row_pos[int(r)] for r in rows])
         miss = torch.as_tensor(setup["code"][idx], device=device)
         y = tensors.answer[rows].to(device)
-        enc = batch_encodings(model, tensors, rows, device, cache, fill, "pos")
+        enc = batch_encodings(model, tensors, rows, device, cache, recovery, "pos")
         dropped = (miss > 0).nonzero().squeeze(1) if use_rank else miss.new_zeros(0)
         nb, nd = len(rows), len(dropped)
-        if nd:  # one forward for the three passes: R+ (all rows), X_gt and R- (dropped rows)
+        n_neg = nd if use_neg else 0
+        if nd:  # one forward for every pass: fill (all rows), X_gt and R- (dropped rows)
             sub = enc.select(dropped)
-            gt = Encodings(sub.h, dict(sub.h), sub.com, sub.h_text, sub.text_mask, sub.q_sent)
-            neg = batch_encodings(
-                model, tensors, rows[dropped.cpu().numpy()], device, cache, fill, "neg"
+            enc = _cat_encodings(
+                enc, Encodings(sub.h, dict(sub.h), sub.com, sub.h_text, sub.text_mask, sub.q_sent)
             )
-            enc = _cat_encodings(_cat_encodings(enc, gt), neg)
-            miss = torch.cat([miss, miss[dropped], miss[dropped]])
-            y = torch.cat([y, y[dropped], y[dropped]])
-        logits, alpha = model.fuse(enc, miss)
-        ce = F.cross_entropy(logits, y, reduction="none")  # [B + 2 * nd]
-        task = ce[:nb].mean()  # L_task (eq. 15) on the R+ (or complete) pass
+            miss = torch.cat([miss, miss[dropped]])
+            y = torch.cat([y, y[dropped]])
+            if use_neg:
+                neg = batch_encodings(
+                    model, tensors, rows[dropped.cpu().numpy()], device, cache, recovery, "neg"
+                )
+                enc = _cat_encodings(enc, neg)
+                miss = torch.cat([miss, miss[nb:]])
+                y = torch.cat([y, y[nb:]])
+        logits, alpha = model.fuse(enc, miss, _router_mask(recovery, miss))
+        ce = F.cross_entropy(logits, y, reduction="none")  # [B + nd + n_neg]
+        task = ce[:nb].mean()  # L_task (eq. 15) on the filled (or complete) pass
         logs = {
             "task": task.item(),
             **{f"load_{m}": alpha[:nb, i].detach().mean().item() for i, m in enumerate(EXPERTS)},
@@ -920,12 +926,19 @@ def train_stage_two(
         loss = task
         if nd:
             gt_ok = torch.as_tensor(setup["gt_ok"][idx], device=device)[dropped].float()
-            plus, minus = _rank_losses(ce[nb : nb + nd], ce[:nb][dropped], ce[nb + nd :], gt_ok)
-            rank = (plus + minus).sum() / nb
-            loss = loss + weight * rank
+            ce_fill = ce[:nb][dropped]
+            ce_neg = ce[nb + nd :] if use_neg else ce_fill  # no R-: L_rank- is 0
+            plus, minus = _rank_losses(ce[nb : nb + nd], ce_fill, ce_neg, gt_ok)
+            loss = loss + weight * (plus + minus).sum() / nb
             logs.update(
                 rank_pos=plus.detach().sum().item() / nb, rank_neg=minus.detach().sum().item() / nb
             )
+        extra = recovery.extra_loss(
+            Source(model, tensors, rows, tensors.video[rows], device, cache, cfg.n_retrieve,
+                   enc.h), logits[:nb], y[:nb])  # fmt: skip
+        if extra is not None:
+            loss = loss + extra
+            logs["extra"] = extra.item()
         return loss, logs
 
     def evaluate():
@@ -937,7 +950,7 @@ def train_stage_two(
                 tensors,
                 "val",
                 s,
-                fill=fill,
+                recovery=recovery,
                 cache=c,
                 batch_size=loop.eval_batch_size,
                 device=device,
@@ -959,6 +972,7 @@ def train_stage_two(
     with torch_threads(loop.threads):
         c = build_cache(model, tensors) if frozen else None
         summary["best"]["train_acc_none"] = predict(
-            model, tensors, "train", "none", fill=fill, cache=c, batch_size=loop.eval_batch_size
+            model, tensors, "train", "none", recovery=recovery, cache=c,
+            batch_size=loop.eval_batch_size,
         ).accuracy
     return model, summary

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from r2scp_pipeline.data import AVQATensors
 from r2scp_pipeline.vocabulary import SETTINGS
 
 MASK_COLUMNS: tuple[str, ...] = ("setting", "missing_rate", "video_id", "missing")
@@ -79,3 +80,16 @@ def mask_lookup(masks: pd.DataFrame, setting: str, rate: float) -> dict[str, boo
             "re-run the evaluate pipeline's draw_missing_masks node"
         )
     return dict(zip(sel["video_id"].astype(str), sel["missing"].astype(bool), strict=True))
+
+
+def video_mask(tensors: AVQATensors, lookup: dict[str, bool], split: str) -> np.ndarray:
+    """Per-video bool mask aligned with ``tensors.video_ids`` from a ``{video_id: missing}``
+    lookup; every video of ``split`` must be in the lookup."""
+    split_videos = {tensors.video_ids[i] for i in tensors.videos_of(split)}
+    absent = sorted(split_videos - set(lookup))
+    if absent:
+        raise ValueError(
+            f"missing_masks has no row for {len(absent)} {split} videos (e.g. {absent[:3]}): "
+            "it was drawn for other data; re-run the evaluate pipeline's draw_missing_masks node"
+        )
+    return np.array([bool(lookup.get(v, False)) for v in tensors.video_ids], dtype=bool)

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from r2scp_pipeline import avqa
+from r2scp_pipeline.avqa import PAPER_POOLINGS
 
 PaperPooling = Literal["audio_visual", "all_modalities"]
-PAPER_POOLINGS: tuple[str, ...] = ("audio_visual", "all_modalities")
 
 #: Metric-name fragments. Keys are safe for MLflow (letters, digits, ``_-./ ``).
 TYPE_KEYS: tuple[str, ...] = tuple(f"{m}/{s}" for m, s in avqa.QUESTION_TYPES)
@@ -144,19 +144,30 @@ def report_from_predictions(
 def paired_bootstrap(
     correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Accuracy difference a - b (percentage points) on the same questions, with a 95% paired
-    bootstrap interval (questions resampled with replacement, both methods together).
+    """Accuracy difference a - b (percentage points) on the same questions, with a 95%
+    bootstrap interval that accounts for both seeds and test questions.
+
+    ``correct_a`` / ``correct_b``: ``[Q]`` (one trained model each) or ``[S, Q]`` (one row per
+    seed, row ``s`` of both trained with seed ``s``). Each resample draws S seeds and Q
+    questions with replacement (the same questions for every seed: the pairs stay paired) and
+    averages the per-question differences over them; with one seed this is the ordinary
+    paired bootstrap over questions.
 
     Returns ``(delta, low, high)``; an interval that excludes 0 means the difference is larger
-    than what resampling the test questions produces.
+    than what retraining with other seeds and resampling the test questions produce.
     """
-    a = np.asarray(correct_a, dtype=np.float64)
-    b = np.asarray(correct_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"need two equal-length non-empty vectors, got {a.shape} and {b.shape}")
-    diff = a - b
+    a = np.atleast_2d(np.asarray(correct_a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(correct_b, dtype=np.float64))
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"need two equal-shape non-empty arrays, got {a.shape} and {b.shape}")
+    diff = a - b  # [S, Q]
+    n_seeds, n_q = diff.shape
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
-    boots = diff[idx].mean(axis=1)
+    boots = np.empty(n_boot)
+    for i in range(0, n_boot, 250):  # chunks bound the memory at [250, S, Q]
+        m = min(250, n_boot - i)
+        s_idx = rng.integers(0, n_seeds, size=(m, n_seeds))
+        q_idx = rng.integers(0, n_q, size=(m, n_q))
+        boots[i : i + m] = diff[s_idx[:, :, None], q_idx[:, None, :]].mean(axis=(1, 2))
     low, high = np.percentile(boots, [2.5, 97.5])
     return 100.0 * float(diff.mean()), 100.0 * float(low), 100.0 * float(high)

@@ -2,13 +2,13 @@
 
 Order of work (``pipeline.py``): parameters are checked first (no data input, so Kedro runs the
 check in its first group, before the dataset pipeline); the trained model is checked against
-the data (answer vocabulary, feature widths) before any ablation or baseline is trained; masks
-are drawn once and every method reads the same table. See ``docs/evaluate.md``.
+the data (answer vocabulary, feature widths); masks are drawn once and every method reads the
+same table. Nothing is trained here: every method and ablation is a model the ``variants``
+pipeline trained (per seed), answered through ``training.predict``. See ``docs/evaluate.md``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import asdict
@@ -20,32 +20,30 @@ from matplotlib.figure import Figure
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.data import AVQATensors, build_tensors
-from r2scp_pipeline.model import EXPERT_FIELDS
-from r2scp_pipeline.pipelines.mix.nodes import mix_experts
-from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
+from r2scp_pipeline.experiment import check_parameters
+from r2scp_pipeline.imputer import LoadedImputer
+from r2scp_pipeline.recovery import REGISTRY
+from r2scp_pipeline.recovery import build as build_recovery
 from r2scp_pipeline.splits import membership
 from r2scp_pipeline.training import (
     build_cache,
-    history_to_mlflow,
     load_model,
     predict,
     predict_experts,
     torch_threads,
 )
+from r2scp_pipeline.variants import seed_key
 from r2scp_pipeline.vocabulary import EXPERTS, SETTINGS
 
 from . import report as rep
-from .baselines import ImputerData, check_imputer_dims, impute, train_generative_imputer
-from .config import FILL_METHODS, check_parameters
-from .harness import Fill, run_method, video_mask
-from .masks import draw_masks, mask_lookup
+from .masks import draw_masks, mask_lookup, video_mask
 from .metrics import accuracy_report
 from .tracking import log_child_runs
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
-    "method", "setting", "missing_rate", "question_id", "video_id", "missing", "modality",
+    "method", "seed", "setting", "missing_rate", "question_id", "video_id", "missing", "modality",
     "subtype", "answer_idx", "pred_idx", "correct", "alpha_audio", "alpha_visual", "alpha_text",
 )  # fmt: skip
 
@@ -160,158 +158,6 @@ def draw_missing_masks(config: dict[str, Any], video_index: pd.DataFrame) -> pd.
     return masks
 
 
-# ---- 3. ablation models -------------------------------------------------------------------------
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge of parameter dicts (``over`` wins)."""
-    out = copy.deepcopy(dict(base or {}))
-    for k, v in (over or {}).items():
-        out[k] = (
-            _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        )
-    return out
-
-
-def _stage_one_changes(spec: dict[str, Any]) -> bool:
-    """Whether an ablation changes stage I (else the trained ``stage1_experts`` are reused:
-    stage I reads only the expert fields, dropout and the pretrain block)."""
-    model_over = set(spec.get("model") or {})
-    return bool(spec.get("pretrain")) or bool(model_over & (set(EXPERT_FIELDS) | {"dropout"}))
-
-
-def train_ablation_models(
-    config: dict[str, Any],
-    compatibility: dict[str, Any],
-    stage1_experts: dict[str, Any],
-    qa_pairs: pd.DataFrame,
-    audio_features: pd.DataFrame,
-    visual_features: pd.DataFrame,
-    question_features: pd.DataFrame,
-    memory_bank_audio: pd.DataFrame,
-    memory_bank_visual: pd.DataFrame,
-    neighbors: pd.DataFrame,
-    model_params: dict[str, Any],
-    pretrain_params: dict[str, Any],
-    mix_params: dict[str, Any],
-    train_missing: dict[str, Any],
-    seed: int,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Train every requested ablation through the ``pretrain`` and ``mix`` pipelines' own node
-    functions, with that ablation's overrides deep-merged over ``params:model``,
-    ``params:pretrain`` and ``params:mix`` (``evaluate.ablations``).
-
-    Stage I is re-run only if the ablation changes it (e.g. ``no_stage1``); otherwise the
-    main run's ``stage1_experts`` are reused, which is what re-running stage I with the same
-    parameters and seed would give. Per-epoch resume checkpoints of each ablation go to
-    ``evaluate.ablation_checkpoint_dir/<name>/<stage>`` so they never clobber the main run's.
-
-    Returns ``ablation_models`` ({"models": {name: checkpoint}}), ``ablation_history``
-    ({name: {"pretrain": summary, "mix": summary, "seconds": s}}) and ``ablation_metrics``
-    (per-epoch series for MLflow, ``<name>.<series>``).
-    """
-    del compatibility  # an input only to order this node after the compatibility check
-    models: dict[str, Any] = {}
-    history: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    for name in config["ablation_methods"]:
-        spec = config["ablations"][name]
-        start = time.perf_counter()
-        m_params = _merge(model_params, spec.get("model", {}))
-        p_params = _merge(pretrain_params, spec.get("pretrain", {}))
-        x_params = _merge(mix_params, spec.get("mix", {}))
-        ckdir = config.get("ablation_checkpoint_dir")
-        for stage, block in (("pretrain", p_params), ("mix", x_params)):
-            # resume checkpoints only where the main run keeps them, never in the main run's dir
-            has_dir = bool(block.get("checkpoint_dir"))
-            block["checkpoint_dir"] = f"{ckdir}/{name}/{stage}" if ckdir and has_dir else None
-            block["progress_desc"] = f"ablation {name}: {stage}"  # not "mix epoch .." again
-        logger.info("ablation %s: training (%s)", name, spec.get("description", ""))
-        if _stage_one_changes(spec):
-            stage1, s1_summary = pretrain_experts(
-                qa_pairs,
-                audio_features,
-                visual_features,
-                question_features,
-                m_params,
-                p_params,
-                train_missing,
-                seed,
-            )
-        else:
-            stage1, s1_summary = stage1_experts, {"reused": "stage1_experts"}
-        ckpt, s2_summary = mix_experts(
-            stage1,
-            qa_pairs,
-            audio_features,
-            visual_features,
-            question_features,
-            memory_bank_audio,
-            memory_bank_visual,
-            neighbors,
-            m_params,
-            x_params,
-            train_missing,
-            seed,
-        )
-        models[name] = ckpt
-        history[name] = {
-            "pretrain": s1_summary,
-            "mix": s2_summary,
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-        for stage, summary in (("pretrain", s1_summary), ("mix", s2_summary)):
-            for key, series in history_to_mlflow(summary).items():
-                metrics[f"{name}.{stage}.{key}"] = series
-        logger.info("ablation %s: %.1f s", name, history[name]["seconds"])
-    return {"models": models}, history, metrics
-
-
-# ---- 4. generative imputer ----------------------------------------------------------------------
-def imputer_data(tensors: AVQATensors, split: str) -> ImputerData:
-    """The questions of ``split`` in ``ImputerData`` layout (features of every video); the S
-    tokens of a segment are concatenated (``[V, T, S * D]``): the imputer generates whole
-    segments."""
-    rows = tensors.indices(split)
-    return ImputerData(
-        audio=tensors.audio.flatten(2).numpy(),
-        visual=tensors.visual.flatten(2).numpy(),
-        q=tensors.question.numpy(),
-        q_mask=tensors.question_mask.numpy(),
-        video_pos=tensors.video[rows].numpy(),
-        text_pos=tensors.text[rows].numpy(),
-    )
-
-
-def train_generative_baseline(
-    config: dict[str, Any],
-    compatibility: dict[str, Any],
-    qa_pairs: pd.DataFrame,
-    audio_features: pd.DataFrame,
-    visual_features: pd.DataFrame,
-    question_features: pd.DataFrame,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the generative imputer (both directions) on the training split, MSE
-    (``baselines.py``). Skipped (an empty checkpoint) when ``generative`` is not a method.
-
-    Returns ``generative_imputer`` and ``generative_imputer_metrics`` (per-epoch train/val MSE).
-    """
-    del compatibility
-    if "generative" not in config["methods"]:
-        return {"config": {}, "state_dicts": {}, "skipped": True}, {
-            "skipped": {"step": 0, "value": 1.0}
-        }
-    tensors = build_tensors(qa_pairs, audio_features, visual_features, question_features)
-    train = imputer_data(tensors, "train")
-    val = imputer_data(tensors, "val") if (tensors.split == "val").any() else None
-    start = time.perf_counter()
-    with torch_threads(config.get("threads")):
-        ckpt, hist = train_generative_imputer(train, config["generative"], config["seed"], val)
-    ckpt["config"]["seconds"] = round(time.perf_counter() - start, 1)
-    logger.info("generative imputer trained in %.1f s", ckpt["config"]["seconds"])
-    return ckpt, {
-        k: [{"step": i, "value": float(x)} for i, x in enumerate(v)] for k, v in hist.items() if v
-    }
-
-
 # ---- 5. evaluation ------------------------------------------------------------------------------
 def _eval_tensors(
     config: dict[str, Any],
@@ -348,11 +194,12 @@ def _question_meta(qa_pairs: pd.DataFrame, tensors: AVQATensors, split: str) -> 
     })  # fmt: skip
 
 
-def _prediction_frame(meta, p, method, setting, rate) -> pd.DataFrame:
+def _prediction_frame(meta, p, method, seed, setting, rate) -> pd.DataFrame:
     if not np.array_equal(meta["question_id"].to_numpy(), p.question_id):
         raise RuntimeError("predictions are not in qa_pairs order")  # a bug, never data
     return pd.DataFrame({
-        "method": method, "setting": setting, "missing_rate": np.float64(rate),
+        "method": method, "seed": np.int64(seed), "setting": setting,
+        "missing_rate": np.float64(rate),
         "question_id": p.question_id, "video_id": meta["video_id"].to_numpy(),
         "missing": p.missing > 0, "modality": meta["modality"].to_numpy(),
         "subtype": meta["subtype"].to_numpy(), "answer_idx": p.answer, "pred_idx": p.pred,
@@ -362,12 +209,14 @@ def _prediction_frame(meta, p, method, setting, rate) -> pd.DataFrame:
 
 
 def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> pd.DataFrame:
-    """Long ``evaluation_results`` table (``report.RESULT_COLUMNS``) from the predictions:
-    the official accuracies, the paper's columns, accuracy on the masked / intact videos'
-    questions (section ``subset``), and the mean router weights (section ``loads``)."""
+    """Long ``evaluation_results`` table (``report.RESULT_COLUMNS``, one row per method, seed,
+    setting, rate and metric) from the predictions: the official accuracies, the paper's
+    columns, accuracy on the masked / intact videos' questions (section ``subset``), and the
+    mean router weights (section ``loads``)."""
     rows = []
-    keys = ["method", "setting", "missing_rate"]
-    for (method, setting, rate), d in predictions.groupby(keys, sort=False):
+    keys = ["method", "seed", "setting", "missing_rate"]
+    for (method, seed, setting, rate), d in predictions.groupby(keys, sort=False):
+        head = (method, int(seed), setting, rate)
         r = accuracy_report(
             d["modality"].to_numpy(),
             d["subtype"].to_numpy(),
@@ -376,22 +225,13 @@ def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> p
         )
         for section in ("types", "modalities", "overall", "paper"):
             for metric, value in r[section].items():
-                rows.append((method, setting, rate, section, metric, value, r["counts"][metric]))
+                rows.append((*head, section, metric, value, r["counts"][metric]))
         for name, sel in (("masked_videos", d["missing"]), ("intact_videos", ~d["missing"])):
             if sel.any():
-                rows.append(
-                    (
-                        method,
-                        setting,
-                        rate,
-                        "subset",
-                        name,
-                        100.0 * float(d.loc[sel, "correct"].mean()),
-                        int(sel.sum()),
-                    )
-                )
+                acc = 100.0 * float(d.loc[sel, "correct"].mean())
+                rows.append((*head, "subset", name, acc, int(sel.sum())))
         for m in EXPERTS:
-            rows.append((method, setting, rate, "loads", m, float(d[f"alpha_{m}"].mean()), len(d)))
+            rows.append((*head, "loads", m, float(d[f"alpha_{m}"].mean()), len(d)))
     out = pd.DataFrame(rows, columns=list(rep.RESULT_COLUMNS))
     out["missing_rate"] = out["missing_rate"].astype(np.float64)
     out["n"] = out["n"].astype(np.int64)
@@ -400,12 +240,24 @@ def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> p
     return out
 
 
+def _trained(variant_models: dict[str, dict[str, Any]], method: str, seed: int) -> dict[str, Any]:
+    """The checkpoint of ``method`` at ``seed``, or a ``ValueError`` saying what to re-run."""
+    art = variant_models.get(method)
+    rerun = f"kedro run --pipelines=variants --namespaces={method}"
+    if art is None:
+        raise ValueError(f"no trained variant {method!r} was given to evaluate_methods")
+    if not art.get("selected") or seed_key(seed) not in art.get("models", {}):
+        raise ValueError(
+            f"variant {method!r} has no model for seed {seed} (trained seeds: "
+            f"{sorted(art.get('models', {}))}): it was trained with other evaluate.methods / "
+            f"evaluate.seeds; re-run `{rerun}` with these parameters"
+        )
+    return art["models"][seed_key(seed)]
+
+
 def evaluate_methods(
     config: dict[str, Any],
     compatibility: dict[str, Any],
-    r2scp_model: dict[str, Any],
-    ablation_models: dict[str, Any],
-    generative_imputer: dict[str, Any],
     missing_masks: pd.DataFrame,
     qa_pairs: pd.DataFrame,
     audio_features: pd.DataFrame,
@@ -414,112 +266,51 @@ def evaluate_methods(
     memory_bank_audio: pd.DataFrame,
     memory_bank_visual: pd.DataFrame,
     neighbors: pd.DataFrame,
+    generative_imputers: dict[str, Any],
+    **variant_models: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every method on every (setting, missing rate) with the stored masks.
+    """Evaluate every method (a trained variant) at every seed on every (setting, missing rate)
+    with the stored masks, each with its own recovery (``recovery.py``).
 
-    Returns ``evaluation_predictions`` (one row per method x run x question: prediction,
-    whether its video was masked, router weights) and ``evaluation_results`` (the long metric
-    table the report, MLflow and the notebook read).
+    ``variant_models``: ``<variant>.variant_models`` of every variant (keyword = variant name);
+    only those in ``evaluate.methods`` are read. Returns ``evaluation_predictions`` (one row
+    per method x seed x run x question: prediction, whether its video was masked, router
+    weights) and ``evaluation_results`` (the long metric table the report, MLflow and the
+    notebook read).
     """
     del compatibility
-    abl = ablation_models.get("models", {})
-    lacking = [m for m in config["ablation_methods"] if m not in abl]
-    if lacking:
-        raise ValueError(
-            f"ablation_models lacks {lacking}; re-run the evaluate pipeline's "
-            "train_ablation_models node"
-        )
-    with torch_threads(config.get("threads")):
-        return _evaluate_methods(
-            config,
-            r2scp_model,
-            abl,
-            generative_imputer,
-            missing_masks,
-            qa_pairs,
-            audio_features,
-            visual_features,
-            question_features,
-            memory_bank_audio,
-            memory_bank_visual,
-            neighbors,
-        )
-
-
-def _evaluate_methods(
-    config,
-    r2scp_model,
-    abl,
-    generative_imputer,
-    missing_masks,
-    qa_pairs,
-    audio_features,
-    visual_features,
-    question_features,
-    memory_bank_audio,
-    memory_bank_visual,
-    neighbors,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ckpts = {(m, s): _trained(variant_models, m, s) for m in config["methods"]
+             for s in config["seeds"]}  # fmt: skip
+    n_needed = max(int(c["config"]["n_retrieve"]) for c in ckpts.values())
+    tensors = build_tensors(
+        qa_pairs, audio_features, visual_features, question_features,
+        memory_bank_audio, memory_bank_visual, neighbors, n_neighbors=n_needed,
+    )  # fmt: skip
     split, bs = config["split"], config["batch_size"]
-    start = time.perf_counter()
-    models = {"r2scp": load_model(r2scp_model, "cpu")}
-    for name in config["ablation_methods"]:
-        models[name] = load_model(abl[name], "cpu")
-    n_needed = max(m.cfg.n_retrieve for m in models.values())
-    tensors = _eval_tensors(
-        config,
-        n_needed,
-        qa_pairs,
-        audio_features,
-        visual_features,
-        question_features,
-        memory_bank_audio,
-        memory_bank_visual,
-        neighbors,
-    )
     meta = _question_meta(qa_pairs, tensors, split)
-    fills = {"zero_fill": Fill("zero"), "mean_fill": Fill("mean")}
-    gen_features: dict[str, np.ndarray] = {}
-    if "generative" in config["methods"]:
-        if generative_imputer.get("skipped"):
-            raise ValueError("generative_imputer was skipped; re-run train_generative_baseline")
-        data = imputer_data(tensors, split)
-        check_imputer_dims(generative_imputer, {"d_audio": data.audio.shape[-1],
-                                                "d_visual": data.visual.shape[-1],
-                                                "d_text": data.q.shape[-1]})  # fmt: skip
-        for setting in config["settings"]:
-            m = SETTINGS[setting]
-            if m is not None and m not in gen_features:
-                gen = impute(generative_imputer, m, data, batch_size=bs)  # [N, T, S * D]
-                gen_features[m] = gen.reshape(len(gen), *tensors.features(m).shape[1:])
-    frames = []
-    caches = {}
-    for method in config["methods"]:
-        model = models.get(method, models["r2scp"])
-        key = method if method in models else "r2scp"
-        if key not in caches:
-            caches[key] = build_cache(model, tensors)
-        for setting, rate in config["runs"]:
-            missing = SETTINGS[setting] or "none"
-            vmask = video_mask(tensors, mask_lookup(missing_masks, setting, rate), split)
-            if method == "generative" and missing != "none":
-                fills["generative"] = Fill("features", gen_features[missing])
-            p = run_method(method, model, tensors, split, missing, vmask, caches[key], fills, bs)
-            frames.append(_prediction_frame(meta, p, method, setting, rate))
-            logger.info(
-                "evaluate %-12s %-14s rate %.2f: accuracy %.2f%%",
-                method,
-                setting,
-                rate,
-                100 * p.accuracy,
-            )
+    masks = {(setting, rate): video_mask(tensors, mask_lookup(missing_masks, setting, rate), split)
+             for setting, rate in config["runs"]}  # fmt: skip
+    start, frames = time.perf_counter(), []
+    with torch_threads(config.get("threads")):
+        for (method, seed), ckpt in ckpts.items():
+            recovery_name = variant_models[method]["recovery"]
+            imputer = None
+            if REGISTRY[recovery_name].needs_imputer:
+                imputer = LoadedImputer(generative_imputers["models"][seed_key(seed)])
+            recovery = build_recovery(recovery_name, seed=seed, imputer=imputer)
+            model = load_model(ckpt, "cpu")
+            cache = build_cache(model, tensors)
+            for setting, rate in config["runs"]:
+                missing = SETTINGS[setting] or "none"
+                vmask = masks[(setting, rate)] if missing != "none" else None
+                p = predict(model, tensors, split, missing, vmask, mask_level="video",
+                            recovery=recovery, cache=cache, batch_size=bs)  # fmt: skip
+                frames.append(_prediction_frame(meta, p, method, seed, setting, rate))
+                logger.info("evaluate %-16s seed %d %-14s rate %.2f: accuracy %.2f%%", method,
+                            seed, setting, rate, 100 * p.accuracy)  # fmt: skip
     predictions = pd.concat(frames, ignore_index=True)
-    logger.info(
-        "evaluated %d methods x %d runs in %.1f s",
-        len(config["methods"]),
-        len(config["runs"]),
-        time.perf_counter() - start,
-    )
+    logger.info("evaluated %d methods x %d seeds x %d runs in %.1f s", len(config["methods"]),
+                len(config["seeds"]), len(config["runs"]), time.perf_counter() - start)  # fmt: skip
     return predictions, results_from_predictions(predictions, config["paper_columns"])
 
 
@@ -638,14 +429,13 @@ def _sweep(
 def log_evaluation_runs(
     config: dict[str, Any], evaluation_results: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
-    """One nested MLflow run per (method, setting, missing rate) under the ``kedro run``'s run
-    (``tracking.py``); returns the headline metrics for the parent run
+    """One nested MLflow run per (method, seed, setting, missing rate) under the ``kedro run``'s
+    run (``tracking.py``); returns the seed-mean headline metrics for the parent run
     (``<method>/<setting>/rate_<r>/{Avg,Overall}``)."""
     log_child_runs(evaluation_results, tags={"split": config["split"]})
-    head = evaluation_results[
-        ((evaluation_results["section"] == "paper") & (evaluation_results["metric"] == "Avg"))
-        | (evaluation_results["section"] == "overall")
-    ]
+    mean = rep.seed_mean(evaluation_results)
+    head = mean[((mean["section"] == "paper") & (mean["metric"] == "Avg"))
+                | (mean["section"] == "overall")]  # fmt: skip
     return {
         f"{r.method}/{r.setting}/rate_{r.missing_rate:g}/{r.metric}": {
             "step": 0,
@@ -660,9 +450,11 @@ def build_reports(
     evaluation_results: pd.DataFrame,
     evaluation_predictions: pd.DataFrame,
     split_protocol: dict[str, Any] | None = None,
-) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, Figure, Figure]:
-    """Table-1-style results, Table-2/3-style ablations, every method against R2ScP with paired
-    bootstrap intervals (markdown + CSV each), accuracy vs missing rate (Fig. 5) and the
+) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, Figure,
+           Figure]:  # fmt: skip
+    """Table-1-style results, Table-2/3-style ablations (both: mean over seeds, ``<col>_sd``,
+    ``n_seeds``), every method against R2ScP and the paper's claims with 95 % intervals over
+    seeds and questions (markdown + CSV each), accuracy vs missing rate (Fig. 5) and the
     evaluated expert loads. Every table names the dataset's split protocol (``split_protocol``
     report of the dataset pipeline; column ``protocol`` of the CSV tables)."""
     protocol = str((split_protocol or {}).get("protocol", "unrecorded"))
@@ -671,10 +463,16 @@ def build_reports(
         if split_protocol and split_protocol.get("description")
         else "."
     )
+    seeds = sorted({int(x) for x in evaluation_results["seed"]})
+    seed_note = (f" Mean over {len(seeds)} seeds {seeds} (each method trained per seed); "
+                 "`_sd`: standard deviation across seeds." if len(seeds) > 1 else
+                 f" One seed ({seeds[0]}): no spread across seeds.")  # fmt: skip
     rate = float(config["report"]["table_missing_rate"])
     settings = list(config["settings"])
+    per_seed = [evaluation_results[evaluation_results["seed"] == s] for s in seeds]
     base = [m for m in config["methods"] if m not in config["ablation_methods"]]
-    table = rep.results_table(evaluation_results, base, settings, rate)
+    table = rep.over_seeds([rep.results_table(r, base, settings, rate) for r in per_seed],
+                           ["method", "setting", "missing_rate"])  # fmt: skip
     pooled = (
         "the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
         if config["paper_columns"] == "audio_visual"
@@ -684,56 +482,68 @@ def build_reports(
         f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
         f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
         "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
-        "setting rows." + protocol_note
+        "setting rows. Every method is a model trained with its own fill." + seed_note
+        + protocol_note
     )
-    table_md = rep.to_markdown(table, "Results (cf. paper Table 1)", note)
+    shown = [c for c in table.columns if not c.endswith("_sd") or c == "Avg_sd"]
+    table_md = rep.to_markdown(table[shown], "Results (cf. paper Table 1)", note)
     abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(
         config["ablation_methods"]
     )
     desc = {n: s.get("description", "") for n, s in config["ablations"].items()}
     desc["r2scp"] = "full model"
-    abl = rep.ablation_table(evaluation_results, abl_methods, settings, rate, desc)
+    abl = rep.over_seeds(
+        [rep.ablation_table(r, abl_methods, settings, rate, desc) for r in per_seed],
+        ["method", "change"],
+    )
+    abl = abl[[c for c in abl.columns if not c.startswith("paper") or not c.endswith("_sd")]]
     abl_md = rep.to_markdown(
-        abl,
+        abl[[c for c in abl.columns if not c.endswith("_sd") or c == "Avg A/V missing_sd"]],
         "Ablations (cf. paper Tables 2 and 3)",
         f"Avg per setting at missing rate {rate:g}; 'Avg A/V missing' = mean of the two missing "
-        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers."
+        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers. Each "
+        "ablation is R2ScP retrained without exactly what 'change' names." + seed_note
         + protocol_note,
     )
+    n_boot = int(config["report"].get("bootstrap", 2000))
     if "r2scp" in config["methods"]:
-        comp = rep.comparison_table(
-            evaluation_predictions,
-            "r2scp",
-            list(config["methods"]),
-            config["paper_columns"],
-            int(config["report"].get("bootstrap", 2000)),
-            config["seed"],
-        )
+        comp = rep.comparison_table(evaluation_predictions, "r2scp", list(config["methods"]),
+                                    config["paper_columns"], n_boot, config["seed"])  # fmt: skip
     else:
         comp = pd.DataFrame(columns=["method", "setting", "missing_rate", "metric"])
-    shown = comp[comp["missing_rate"] == rate] if len(comp) else comp
+    at_rate = comp[comp["missing_rate"] == rate] if len(comp) else comp
     comp_md = rep.to_markdown(
-        shown,
+        at_rate,
         "Each method minus R2ScP (percentage points, same questions)",
-        f"Missing rate {rate:g}; 95% paired bootstrap interval over the {config['split']} "
+        f"Missing rate {rate:g}; 95% interval from a bootstrap over seeds and {config['split']} "
         "questions; significant = the interval excludes 0. All rates: comparison_table.csv."
         + protocol_note,
     )
-    table, abl, comp = (t.assign(protocol=protocol) for t in (table, abl, comp))
+    claims = rep.claims_table(evaluation_predictions, settings, rate, config["paper_columns"],
+                              n_boot, config["seed"])  # fmt: skip
+    claims_md = rep.to_markdown(
+        claims,
+        "Which of the paper's claims reproduce here",
+        f"Avg at missing rate {rate:g}; delta = better - worse in points with its 95% interval "
+        "(bootstrap over seeds and questions). Fixed rule: 'holds' if the interval is above 0, "
+        "'reversed' if below 0, else 'no difference at 95%'; 'not run' if a method was not "
+        "evaluated (evaluate.methods)." + protocol_note,
+    )
+    table, abl, comp, claims = (t.assign(protocol=protocol) for t in (table, abl, comp, claims))
+    mean = rep.seed_mean(evaluation_results)
     section, metric = config["report"]["plot_metric"]
     fig_rate = rep.accuracy_vs_rate_figure(
-        evaluation_results, list(config["methods"]), (section, metric), config["ablation_methods"]
+        mean, list(config["methods"]), (section, metric), config["ablation_methods"]
     )
-    fig_loads = rep.expert_loads_figure(
-        None, evaluation_results[evaluation_results["section"] == "loads"]
-    )
-    return table, table_md, abl, abl_md, comp, comp_md, fig_rate, fig_loads
+    fig_loads = rep.expert_loads_figure(None, mean[mean["section"] == "loads"])
+    return (table, table_md, abl, abl_md, comp, comp_md, claims, claims_md, fig_rate,
+            fig_loads)  # fmt: skip
 
 
 __all__ = [
-    "FILL_METHODS", "build_reports", "check_evaluate_parameters", "check_model_compatibility",
+    "build_reports", "check_evaluate_parameters", "check_model_compatibility",
     "draw_missing_masks", "evaluate_methods", "log_evaluation_runs", "results_from_predictions",
-    "sweep_n_k", "train_ablation_models", "train_generative_baseline",
+    "sweep_n_k",
 ]  # fmt: skip
 
 
@@ -772,6 +582,7 @@ def modality_needs_report(
         **{f"{m}_expert": experts[m] == answer for m in EXPERTS},
     }
     preds = evaluation_predictions
+    preds = preds[preds["seed"] == preds["seed"].min()]  # one trained model per method
     for label, method, setting in (
         ("r2scp_complete", "r2scp", "complete"),
         ("zero_fill_audio_missing", "zero_fill", "audio_missing"),

@@ -2,6 +2,8 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from r2scp_pipeline.variants import variant_names
+
 from .nodes import (
     build_reports,
     check_evaluate_parameters,
@@ -11,8 +13,6 @@ from .nodes import (
     log_evaluation_runs,
     modality_needs_report,
     sweep_n_k,
-    train_ablation_models,
-    train_generative_baseline,
 )
 
 FEATURES = ["qa_pairs", "audio_features", "visual_features", "question_features"]
@@ -41,40 +41,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="draw_missing_masks",
             ),
             Node(
-                train_ablation_models,
-                inputs=[
-                    "evaluate_config",
-                    "evaluate_compatibility",
-                    "stage1_experts",
-                    *FEATURES,
-                    *RETRIEVAL,
-                    "params:model",
-                    "params:pretrain",
-                    "params:mix",
-                    "params:train_missing",
-                    "params:seed",
-                ],  # fmt: skip
-                outputs=["ablation_models", "ablation_history", "ablation_metrics"],
-                name="train_ablation_models",
-            ),
-            Node(
-                train_generative_baseline,
-                inputs=["evaluate_config", "evaluate_compatibility", *FEATURES],
-                outputs=["generative_imputer", "generative_imputer_metrics"],
-                name="train_generative_baseline",
-            ),
-            Node(
                 evaluate_methods,
-                inputs=[
-                    "evaluate_config",
-                    "evaluate_compatibility",
-                    "r2scp_model",
-                    "ablation_models",
-                    "generative_imputer",
-                    "missing_masks",
-                    *FEATURES,
-                    *RETRIEVAL,
-                ],  # fmt: skip
+                inputs={
+                    "config": "evaluate_config",
+                    "compatibility": "evaluate_compatibility",
+                    "missing_masks": "missing_masks",
+                    **{name: name for name in FEATURES + RETRIEVAL},
+                    "generative_imputers": "generative_imputers",
+                    # every trained variant (pipelines/variants), one keyword each
+                    **{v: f"{v}.variant_models" for v in variant_names()},
+                },
                 outputs=["evaluation_predictions", "evaluation_results"],
                 name="evaluate_methods",
             ),
@@ -99,6 +75,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "ablation_table_markdown",
                     "comparison_table",
                     "comparison_table_markdown",
+                    "claims_verdicts",
+                    "claims_verdicts_markdown",
                     "accuracy_vs_missing_rate_plot",
                     "evaluation_expert_loads_plot",
                 ],  # fmt: skip

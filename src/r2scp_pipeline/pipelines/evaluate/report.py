@@ -19,7 +19,7 @@ from matplotlib.figure import Figure  # no pyplot: no global backend or figure r
 from r2scp_pipeline import avqa
 
 RESULT_COLUMNS: tuple[str, ...] = (
-    "method", "setting", "missing_rate", "section", "metric", "value", "n",
+    "method", "seed", "setting", "missing_rate", "section", "metric", "value", "n",
 )  # fmt: skip
 
 SETTING_LABELS: dict[str, str] = {
@@ -35,6 +35,9 @@ METHOD_LABELS: dict[str, str] = {
     "mean_fill": "mean-fill",
     "generative": "generative imputation",
     "router_mask": "router masking",
+    "oracle": "oracle recovery",
+    "random_retrieval": "random retrieval",
+    "neighbour_mean": "neighbour mean",
     "no_cmr": "w/o CMR",
     "no_cap": "w/o CAP",
     "no_cmr_cap": "w/o CMR & CAP",
@@ -89,6 +92,31 @@ def table_rate(results: pd.DataFrame, setting: str, wanted: float) -> float:
     if setting == "complete":
         return 0.0
     return float(wanted)
+
+
+def seed_mean(results: pd.DataFrame) -> pd.DataFrame:
+    """``evaluation_results`` averaged over seeds: ``value`` = mean, plus ``sd`` (sample
+    standard deviation, NaN with one seed) and ``n_seeds``; no ``seed`` column."""
+    keys = ["method", "setting", "missing_rate", "section", "metric"]
+    g = results.groupby(keys, sort=False)
+    out = g.agg(value=("value", "mean"), sd=("value", "std"), n_seeds=("seed", "nunique"),
+                n=("n", "first")).reset_index()  # fmt: skip
+    return out
+
+
+def over_seeds(per_seed: Sequence[pd.DataFrame], keys: Sequence[str]) -> pd.DataFrame:
+    """Tables built once per seed -> one table: every numeric column's mean over seeds, a
+    ``<column>_sd`` (sample sd, NaN with one seed) after the means, and ``n_seeds``."""
+    stacked = pd.concat(list(per_seed), ignore_index=True)
+    if stacked.empty:
+        return stacked
+    numeric = [c for c in stacked.columns if c not in keys and
+               pd.api.types.is_numeric_dtype(stacked[c])]  # fmt: skip
+    g = stacked.groupby(list(keys), sort=False, dropna=False)
+    mean = g[numeric].mean()
+    sd = g[numeric].std().add_suffix("_sd")
+    n = g.size().rename("n_seeds")
+    return pd.concat([mean, sd, n], axis=1).reset_index().round(2)
 
 
 def results_table(
@@ -311,6 +339,46 @@ def sweep_figure(sweep: pd.DataFrame) -> Figure:
     return fig
 
 
+def _correct_matrix(pred: pd.DataFrame, question_ids: np.ndarray) -> np.ndarray:
+    """``correct`` of one method at one (setting, rate) as ``[S, Q]``: a row per seed (sorted),
+    questions in ``question_ids`` order."""
+    wide = pred.pivot_table(index="seed", columns="question_id", values="correct",
+                            aggfunc="first")  # fmt: skip
+    return wide.sort_index()[question_ids].to_numpy(dtype=np.float64)
+
+
+def _scopes(ref: pd.DataFrame, paper_columns: str) -> dict[str, np.ndarray]:
+    """Question selections of the compared metrics: Overall, and the paper's Avg."""
+    modality = ref["modality"].to_numpy()
+    avg = modality == "Audio-Visual" if paper_columns == "audio_visual" else np.ones(len(ref), bool)
+    return {"Overall": np.ones(len(ref), bool), "Avg": avg}
+
+
+def compare(predictions: pd.DataFrame, a: str, b: str, setting: str, rate: float,
+            paper_columns: str, n_boot: int, seed: int) -> dict[str, tuple[float, float, float, int, int]]:  # fmt: skip
+    """``a - b`` in points per metric (Overall, Avg) at one (setting, rate), over the seeds both
+    were trained with and the same questions: ``{metric: (delta, low, high, n_q, n_seeds)}``
+    (95 % bootstrap over seeds and questions, ``metrics.paired_bootstrap``); empty if either
+    method was not evaluated there."""
+    from .metrics import paired_bootstrap
+
+    at = predictions[(predictions["setting"] == setting) & (predictions["missing_rate"] == rate)]
+    pa, pb = at[at["method"] == a], at[at["method"] == b]
+    seeds = sorted(set(pa["seed"]) & set(pb["seed"]))
+    if not seeds:
+        return {}
+    pa, pb = pa[pa["seed"].isin(seeds)], pb[pb["seed"].isin(seeds)]
+    ref = pa[pa["seed"] == seeds[0]]
+    qids = ref["question_id"].to_numpy()
+    ma, mb = _correct_matrix(pa, qids), _correct_matrix(pb, qids)
+    out = {}
+    for metric, sel in _scopes(ref, paper_columns).items():
+        if sel.any():
+            d, lo, hi = paired_bootstrap(ma[:, sel], mb[:, sel], n_boot, seed)
+            out[metric] = (d, lo, hi, int(sel.sum()), len(seeds))
+    return out
+
+
 def comparison_table(
     predictions: pd.DataFrame,
     reference: str,
@@ -320,48 +388,71 @@ def comparison_table(
     seed: int,
 ) -> pd.DataFrame:
     """Each method minus ``reference`` (percentage points) on the same questions, per missing
-    setting and rate, for the paper Avg and the overall accuracy, with 95% paired bootstrap
-    intervals (``metrics.paired_bootstrap``). ``significant``: the interval excludes 0."""
-    from .metrics import paired_bootstrap
-
+    setting and rate, for the paper Avg and the overall accuracy, with 95 % intervals from a
+    bootstrap over seeds and questions. ``significant``: the interval excludes 0."""
     rows = []
-    ref = predictions[predictions["method"] == reference]
+    runs = predictions[["setting", "missing_rate"]].drop_duplicates().sort_values(
+        ["setting", "missing_rate"])  # fmt: skip
     for method in methods:
         if method == reference:
             continue
-        other = predictions[predictions["method"] == method]
-        for (setting, rate), r in ref.groupby(["setting", "missing_rate"], sort=True):
+        for setting, rate in runs.itertuples(index=False):
             if setting == "complete":
                 continue
-            o = other[(other["setting"] == setting) & (other["missing_rate"] == rate)]
-            if o.empty:
+            got = compare(predictions, method, reference, setting, rate, paper_columns, n_boot,
+                          seed)  # fmt: skip
+            for metric, (d, lo, hi, n, n_seeds) in got.items():
+                rows.append({"method": label(method), "setting": setting, "missing_rate": rate,
+                             "metric": metric, "delta_vs_" + reference: d, "ci_low": lo,
+                             "ci_high": hi, "significant": bool(lo > 0 or hi < 0), "n": n,
+                             "n_seeds": n_seeds})  # fmt: skip
+    return pd.DataFrame(rows).round(2)
+
+
+#: The claims the verdict table tests: (claim, paper source, better, worse). A claim holds when
+#: ``better - worse`` is above 0 with 95 % confidence (bootstrap over seeds and questions),
+#: is reversed when it is below 0 with 95 % confidence, and shows no difference otherwise.
+CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("R2ScP beats zero-fill", "Table 1", "r2scp", "zero_fill"),
+    ("R2ScP beats mean-fill", "Table 1", "r2scp", "mean_fill"),
+    ("R2ScP beats generative imputation", "Sec. 3.1 / Table 1", "r2scp", "generative"),
+    ("R2ScP beats router masking", "Table 1 (SimMLM)", "r2scp", "router_mask"),
+    ("retrieval beats random real features", "Sec. 3.2 (bracket)", "r2scp", "random_retrieval"),
+    ("true features beat R2ScP's recovery", "upper bound (bracket)", "oracle", "r2scp"),
+    ("CMR helps", "Table 2", "r2scp", "no_cmr"),
+    ("CAP helps", "Table 2", "r2scp", "no_cap"),
+    ("CMR + CAP help", "Table 2", "r2scp", "no_cmr_cap"),
+    ("stage I pretraining helps", "Table 3", "r2scp", "no_stage1"),
+    ("expert mixing training helps", "Table 3", "r2scp", "no_mixing"),
+    ("the ranking loss helps", "Table 3", "r2scp", "no_rank_loss"),
+)
+
+
+def verdict(low: float, high: float) -> str:
+    """The fixed rule: ``holds`` (interval above 0), ``reversed`` (below 0), else no difference."""
+    return "holds" if low > 0 else "reversed" if high < 0 else "no difference at 95%"
+
+
+def claims_table(predictions: pd.DataFrame, settings: Sequence[str], rate: float,
+                 paper_columns: str, n_boot: int, seed: int) -> pd.DataFrame:  # fmt: skip
+    """Which of the paper's claims reproduce: one row per (claim, missing setting) at missing
+    rate ``rate`` on the paper's Avg, with the difference, its 95 % interval, the number of
+    seeds and the verdict (:func:`verdict`); ``not run`` where a method was not evaluated."""
+    rows = []
+    for claim, source, better, worse in CLAIMS:
+        for setting in settings:
+            if setting == "complete":
                 continue
-            o = o.set_index("question_id").loc[r["question_id"]]
-            scopes = {"Overall": np.ones(len(r), bool)}
-            scopes["Avg"] = (
-                r["modality"].to_numpy() == "Audio-Visual"
-                if paper_columns == "audio_visual"
-                else np.ones(len(r), bool)
-            )
-            for metric, sel in scopes.items():
-                if not sel.any():
-                    continue
-                d, lo, hi = paired_bootstrap(
-                    o["correct"].to_numpy()[sel], r["correct"].to_numpy()[sel], n_boot, seed
-                )
-                rows.append(
-                    {
-                        "method": label(method),
-                        "setting": setting,
-                        "missing_rate": rate,
-                        "metric": metric,
-                        "delta_vs_" + reference: d,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "significant": bool(lo > 0 or hi < 0),
-                        "n": int(sel.sum()),
-                    }
-                )
+            got = compare(predictions, better, worse, setting, rate, paper_columns, n_boot, seed)
+            base = {"claim": claim, "paper": source, "setting": setting, "missing_rate": rate,
+                    "better": label(better), "worse": label(worse)}  # fmt: skip
+            if "Avg" not in got:
+                rows.append({**base, "delta": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                             "n_seeds": 0, "verdict": "not run"})  # fmt: skip
+                continue
+            d, lo, hi, _, n_seeds = got["Avg"]
+            rows.append({**base, "delta": d, "ci_low": lo, "ci_high": hi, "n_seeds": n_seeds,
+                         "verdict": verdict(lo, hi)})  # fmt: skip
     return pd.DataFrame(rows).round(2)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from r2scp_pipeline.pipelines.evaluate.baselines import (
+from r2scp_pipeline.imputer import (
     ImputerData,
     _mse,
     impute,

@@ -1,4 +1,6 @@
-"""The ``evaluate`` parameters, checked in full before any work is done.
+"""The experiment parameters (``params:evaluate``), checked in full before any work is done.
+
+Read by the ``variants`` pipeline (what to train, which seeds) and the ``evaluate`` pipeline.
 
 :func:`check_parameters` turns ``params:evaluate`` into an :class:`EvalConfig` or raises one
 ``ValueError`` listing every problem, naming the parameter and what to change.
@@ -10,20 +12,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from r2scp_pipeline.model import R2ScPConfig
-from r2scp_pipeline.vocabulary import SETTINGS
-
-from .metrics import PAPER_POOLINGS
+from .avqa import PAPER_POOLINGS
+from .model import R2ScPConfig
+from .recovery import REGISTRY
+from .variants import ABLATIONS
+from .vocabulary import SETTINGS
 
 #: What an ablation may override: the ``model``, ``pretrain`` and ``mix`` parameter blocks.
 ABLATION_BLOCKS: tuple[str, ...] = ("model", "pretrain", "mix")
 #: Plot metrics the report accepts: (section, metric) of ``evaluation_results``.
 PLOT_SECTIONS: tuple[str, ...] = ("paper", "overall", "modalities", "types")
 
-#: Methods that need no extra training: the trained R2ScP model with a different recovery.
-BASE_METHODS: tuple[str, ...] = ("r2scp", "zero_fill", "mean_fill", "generative", "router_mask")
-#: Methods whose fill comes from a baseline (the rest use retrieval or skip the expert).
-FILL_METHODS: tuple[str, ...] = ("zero_fill", "mean_fill", "generative")
 
 
 class EvaluateConfigError(ValueError):
@@ -38,13 +37,14 @@ class EvalConfig:
     settings: tuple[str, ...]
     missing_rates: tuple[float, ...]
     methods: tuple[str, ...]
+    seeds: tuple[int, ...]
     ablations: dict[str, dict[str, Any]]
     paper_columns: str
     batch_size: int
     generative: dict[str, Any]
     sweep: dict[str, Any]
     report: dict[str, Any]
-    ablation_checkpoint_dir: str | None
+    variant_checkpoint_dir: str | None
     threads: int | None
     seed: int
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -70,8 +70,9 @@ def _is_number(x: Any) -> bool:
 def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
     """Validate ``params:evaluate`` (and ``params:seed``); raise on the first bad value set.
 
-    Checks: settings are known; missing rates are numbers in [0, 1]; methods are known (base
-    methods or keys of ``evaluate.ablations``); every ablation has a ``train`` override dict;
+    Checks: settings are known; missing rates are numbers in [0, 1]; methods are known
+    (registered recoveries or keys of ``evaluate.ablations``, which must be the variants of
+    ``variants.ABLATIONS``); seeds are distinct integers; every ablation overrides something;
     ``paper_columns`` is a known pooling; batch size and the generative imputer's sizes are
     positive; the sweep's n and k lists are positive integers.
     """
@@ -94,17 +95,27 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
     if not isinstance(all_ablations, bool):
         errors.append(f"evaluate.all_ablations={all_ablations!r} must be true or false")
     elif all_ablations:  # the full Tables 2-3 list in one switch (kedro run --params=...)
-        methods += [a for a in ablations if a not in methods]
+        methods += [a for a in ablations if a not in methods and not a.startswith("sweep_")]
     paper_columns = p.get("paper_columns", "audio_visual")
     batch_size = p.get("batch_size", 256)
     generative = dict(p.get("generative") or {})
     sweep = dict(p.get("sweep") or {"enabled": False})
+    if sweep.get("retrain") is True:  # Fig. 4 retrained: every sweep_* ablation
+        methods += [a for a in ablations if a not in methods and a.startswith("sweep_")]
     report = dict(p.get("report") or {})
     report.setdefault(
         "table_missing_rate", max(rates) if all(_is_number(r) for r in rates) and rates else 1.0
     )
     report.setdefault("plot_metric", ["paper", "Avg"])
-    ablation_dir = p.get("ablation_checkpoint_dir")
+    ablation_dir = p.get("variant_checkpoint_dir")
+    seeds = p.get("seeds") or [seed]
+    if not isinstance(seeds, list | tuple) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in seeds
+    ):
+        errors.append(f"evaluate.seeds={seeds!r} must be a list of integers (or null: [seed])")
+        seeds = [seed]
+    elif len(set(seeds)) != len(seeds):
+        errors.append(f"evaluate.seeds {list(seeds)} has duplicates")
     threads = p.get("threads")
     if threads is not None and (
         not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
@@ -129,9 +140,14 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
     if len({float(r) for r in rates if _is_number(r)}) != len(rates):
         errors.append(f"evaluate.missing_rates {rates} has duplicates")
     model_fields = set(R2ScPConfig.__dataclass_fields__)
+    if set(ablations) != set(ABLATIONS):
+        errors.append(
+            f"evaluate.ablations defines {sorted(ablations)} but the variants registered in "
+            f"r2scp_pipeline/variants.py (ABLATIONS) are {sorted(ABLATIONS)}: Kedro builds one "
+            "namespaced pipeline per variant before it reads parameters, so add or remove a "
+            "name in both places"
+        )
     for name, spec in ablations.items():
-        if name in BASE_METHODS:
-            errors.append(f"evaluate.ablations.{name}: name clashes with a base method")
         if not isinstance(spec, dict):
             errors.append(
                 f"evaluate.ablations.{name} must be a mapping (description, model, pretrain, mix)"
@@ -155,14 +171,14 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
             errors.append(
                 f"evaluate.ablations.{name} changes nothing: give model/pretrain/mix overrides"
             )
-    known = list(BASE_METHODS) + list(ablations)
+    known = list(REGISTRY) + list(ablations)
     if not methods:
         errors.append(f"evaluate.methods is empty: choose from {known}")
     unknown_m = [m for m in methods if m not in known]
     if unknown_m:
         errors.append(
-            f"evaluate.methods has unknown methods {unknown_m}; known: {known} (an ablation "
-            "must be defined under evaluate.ablations)"
+            f"evaluate.methods has unknown methods {unknown_m}; known: {known} (a method is a "
+            "registered recovery, recovery.py; an ablation is defined under evaluate.ablations)"
         )
     if len(set(methods)) != len(methods):
         errors.append(f"evaluate.methods {methods} has duplicates")
@@ -237,7 +253,7 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
             f"{rates} (its masks are the ones drawn)"
         )
     if ablation_dir is not None and not isinstance(ablation_dir, str):
-        errors.append(f"evaluate.ablation_checkpoint_dir={ablation_dir!r} must be a path or null")
+        errors.append(f"evaluate.variant_checkpoint_dir={ablation_dir!r} must be a path or null")
     if not isinstance(seed, int) or isinstance(seed, bool):
         errors.append(f"parameter seed={seed!r} must be an integer")
     if errors:
@@ -247,13 +263,14 @@ def check_parameters(params: dict[str, Any], seed: int) -> EvalConfig:
         settings=tuple(settings),
         missing_rates=tuple(float(r) for r in rates),
         methods=tuple(methods),
+        seeds=tuple(int(x) for x in seeds),
         ablations={k: dict(v) for k, v in ablations.items()},
         paper_columns=paper_columns,
         batch_size=int(batch_size),
         generative=generative,
         sweep=sweep,
         report=report,
-        ablation_checkpoint_dir=ablation_dir,
+        variant_checkpoint_dir=ablation_dir,
         threads=threads,
         seed=int(seed),
         raw=p,

@@ -1,13 +1,11 @@
-"""The generative-imputation baseline: ``G(f_avl, q) -> f_miss`` (the paper's section 3.1).
+"""The generative imputer ``G(f_avl, q) -> f_miss`` (the paper's section 3.1).
 
 The "traditional" paradigm R2ScP argues against: a network trained with MSE on the training
 split to *generate* the missing modality's raw features ``[T, D_miss]`` from the available
 modality's features and the question, one network per direction (visual->audio when audio is
-missing, audio->visual when visual is missing). The evaluation feeds the generated features to
-the trained R2ScP model in place of the retrieved candidates (``nodes.py``).
-
-The other baselines need no training: zero-fill and mean-fill use the model's own encodings of
-a zero / training-mean sequence (``training.build_cache``), router masking skips the expert.
+missing, audio->visual when visual is missing). The ``generative`` recovery method
+(``recovery.py``) puts its output in the missing slot, and its classifier (stage II) is trained
+on those generated features (``pipelines/variants``).
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from r2scp_pipeline.vocabulary import DIRECTION_FOR_MISSING, DIRECTIONS, MODALITIES
+from .data import AVQATensors
+from .vocabulary import DIRECTION_FOR_MISSING, DIRECTIONS, MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +101,21 @@ class ImputerData:
 
     def feats(self, modality: str) -> np.ndarray:
         return self.audio if modality == "audio" else self.visual
+
+
+def imputer_data(tensors: AVQATensors, split: str) -> ImputerData:
+    """The questions of ``split`` in ``ImputerData`` layout (features of every video); the S
+    tokens of a segment are concatenated (``[V, T, S * D]``): the imputer generates whole
+    segments."""
+    rows = tensors.indices(split)
+    return ImputerData(
+        audio=tensors.audio.flatten(2).numpy(),
+        visual=tensors.visual.flatten(2).numpy(),
+        q=tensors.question.numpy(),
+        q_mask=tensors.question_mask.numpy(),
+        video_pos=tensors.video[rows].numpy(),
+        text_pos=tensors.text[rows].numpy(),
+    )
 
 
 def _normalise(x: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
@@ -260,8 +274,8 @@ def check_imputer_dims(ckpt: dict[str, Any], dims: dict[str, int]) -> None:
         if diff:
             raise ValueError(
                 f"generative imputer {direction} was trained on other feature widths "
-                f"(trained, data): {diff}; re-run the evaluate pipeline's "
-                "train_generative_imputer node on these features"
+                f"(trained, data): {diff}; re-run the variants pipeline's "
+                "train_generative_imputers node on these features"
             )
 
 
@@ -304,3 +318,33 @@ def impute(
     if not np.isfinite(out).all():
         raise FloatingPointError("generative imputer produced NaN/inf features")
     return out
+
+
+class LoadedImputer:
+    """A :func:`train_generative_imputer` checkpoint ready to generate batch by batch.
+
+    ``generate`` maps raw available features ``[B, T, S_avl, D_avl]`` and question tokens to raw
+    features of the missing modality ``[B, T, S_miss, D_miss]`` (the shape of ``like``).
+    """
+
+    def __init__(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("skipped") or not ckpt.get("state_dicts"):
+            raise ValueError("the generative imputer was not trained (skipped checkpoint)")
+        self.nets = {d: load_imputer(ckpt, d) for d in DIRECTIONS}
+        self.norm = {m: (ckpt["norm"][m]["mean"], ckpt["norm"][m]["std"]) for m in MODALITIES}
+
+    def to(self, device: torch.device | str) -> LoadedImputer:
+        self.nets = {d: n.to(device) for d, n in self.nets.items()}
+        self.norm = {m: (a.to(device), b.to(device)) for m, (a, b) in self.norm.items()}
+        return self
+
+    @torch.no_grad()
+    def generate(self, missing: str, x_avl: torch.Tensor, q: torch.Tensor, q_mask: torch.Tensor,
+                 like: torch.Size) -> torch.Tensor:  # fmt: skip
+        direction = DIRECTION_FOR_MISSING[missing]
+        avl = DIRECTIONS[direction][0]
+        mu, sd = self.norm[avl]
+        x = (x_avl.flatten(2) - mu) / sd  # [B, T, S_avl * D_avl], standardised
+        out = self.nets[direction](x, q, q_mask)  # [B, T, S_miss * D_miss], standardised
+        mu, sd = self.norm[missing]
+        return (out * sd + mu).view(x_avl.shape[0], x_avl.shape[1], *like)

@@ -1,0 +1,55 @@
+"""Wiring of the ``variants`` pipeline (no logic here: see ``nodes.py``).
+
+One template pipeline (``train_variant``) instantiated per variant with ``namespace=<variant>``
+(Kedro modular pipelines): ``kedro viz`` draws each, ``kedro run --namespaces=zero_fill``
+trains one. Shared inputs (features, retrieval tables, the per-seed stage I) and parameters
+keep their names; each namespace writes ``<variant>.variant_models`` / ``.variant_history``.
+"""
+
+from functools import partial
+
+from kedro.pipeline import Node, Pipeline, pipeline
+
+from r2scp_pipeline.variants import variant_names
+
+from .nodes import pretrain_seed_experts, train_generative_imputers, train_variant
+
+FEATURES = ["qa_pairs", "audio_features", "visual_features", "question_features"]
+RETRIEVAL = ["memory_bank_audio", "memory_bank_visual", "neighbors"]
+PARAMS = ["params:model", "params:pretrain", "params:mix", "params:train_missing", "params:seed",
+          "params:evaluate"]  # fmt: skip
+
+
+def _variant(name: str) -> Pipeline:
+    template = Pipeline([
+        Node(
+            partial(train_variant, variant=name),
+            inputs=["r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL,
+                    *PARAMS],  # fmt: skip
+            outputs=["variant_models", "variant_history"],
+            name="train_variant",
+        )
+    ])  # fmt: skip
+    shared = {"r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL}
+    return pipeline(template, namespace=name, inputs=shared, parameters=set(PARAMS))
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    shared = Pipeline(
+        [
+            Node(
+                pretrain_seed_experts,
+                inputs=["stage1_experts", *FEATURES, "params:model", "params:pretrain",
+                        "params:train_missing", "params:seed", "params:evaluate"],  # fmt: skip
+                outputs="seed_experts",
+                name="pretrain_seed_experts",
+            ),
+            Node(
+                train_generative_imputers,
+                inputs=[*FEATURES, "params:seed", "params:evaluate"],
+                outputs="generative_imputers",
+                name="train_generative_imputers",
+            ),
+        ]
+    )
+    return sum((_variant(v) for v in variant_names()), shared)
