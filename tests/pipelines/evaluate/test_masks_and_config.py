@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from r2scp_pipeline.pipelines.evaluate.config import EvaluateConfigError, check_parameters
+from r2scp_pipeline.experiment import EvaluateConfigError, check_parameters
 from r2scp_pipeline.pipelines.evaluate.masks import draw_masks, mask_lookup
 from r2scp_pipeline.pipelines.evaluate.nodes import (
     check_evaluate_parameters,
@@ -87,6 +87,9 @@ def test_masks_node_uses_the_configured_split():
         ({"paper_columns": "macro"}, "paper_columns"),
         ({"methods": ["generative"], "generative": {"d_model": 0}}, "generative.d_model"),
         ({"sweep": {"enabled": True, "n": [0], "k": [3]}}, "sweep.n"),
+        ({"ablations": {"no_magic": {"model": {"use_cap": False}}}}, "not among the variants"),
+        ({"seeds": [1, 1]}, "evaluate.seeds \\[1, 1\\] has duplicates"),
+        ({"seeds": ["a"]}, "evaluate.seeds=\\['a'\\] must be a list of integers"),
     ],
 )
 def test_bad_parameters_stop_with_a_clear_error(over, match):
@@ -97,6 +100,8 @@ def test_bad_parameters_stop_with_a_clear_error(over, match):
 def test_good_parameters_and_runs():
     cfg = check_parameters(_params(), seed=0)
     assert cfg.ablation_methods == ("no_cap",)
+    assert cfg.seeds == (0,)  # null: [seed]
+    assert check_parameters(_params(seeds=[5, 6]), seed=0).seeds == (5, 6)
     assert cfg.runs()[-1] == ("complete", 0.0)
     assert len(cfg.runs()) == 9
 
