@@ -299,10 +299,29 @@ def default_modality_needs(root: Path) -> str:
 @renderer("default.results")
 def default_results(root: Path) -> str:
     """The Table-1-style results table of the reference run."""
-    table = _csv(root, "default", "results_table.csv")
-    cols = [c for c in table.columns]
-    rows = [[("-" if str(v) == "nan" else v) for v in rec] for rec in table.itertuples(index=False)]
+    return _seed_table(_csv(root, "default", "results_table.csv"), ("Avg_sd", "Overall_sd"))
+
+
+def _seed_table(table, keep_sd: tuple[str, ...]) -> str:
+    """A seed-mean table: the means, the ``keep_sd`` spreads and ``n_seeds`` (every ``_sd``
+    column stays in the CSV)."""
+    cols = [c for c in table.columns if not c.endswith("_sd") or c in keep_sd]
+    rows = [[("-" if str(v) == "nan" else v) for v in rec]
+            for rec in table[cols].itertuples(index=False)]  # fmt: skip
     return md_table(cols, rows)
+
+
+@renderer("default.claims")
+def default_claims(root: Path) -> str:
+    """Which of the paper's claims reproduce: the generated verdict table of the reference run."""
+    claims = _csv(root, "default", "claims_verdicts.csv")
+    cols = ["claim", "paper", "setting", "better", "worse", "delta", "ci_low", "ci_high",
+            "n_seeds", "verdict"]  # fmt: skip
+    rows = [[("-" if str(v) == "nan" else v) for v in rec]
+            for rec in claims[cols].itertuples(index=False)]  # fmt: skip
+    rate = float(claims["missing_rate"].iloc[0])
+    return (f"Avg at missing rate {rate:g}, points, 95 % interval over seeds and questions "
+            "(`claims_verdicts.csv`):\n\n" + md_table(cols, rows))
 
 
 @renderer("default.answer_prior")
@@ -332,9 +351,7 @@ def default_retrieval(root: Path) -> str:
 @renderer("default.ablations")
 def default_ablations(root: Path) -> str:
     """The ablation table of the reference run."""
-    table = _csv(root, "default", "ablation_table.csv")
-    rows = [[("-" if str(v) == "nan" else v) for v in rec] for rec in table.itertuples(index=False)]
-    return md_table(list(table.columns), rows)
+    return _seed_table(_csv(root, "default", "ablation_table.csv"), ("Avg A/V missing_sd",))
 
 
 @renderer("audio_probe")

@@ -83,8 +83,29 @@ def test_models_and_reports_are_written(project: Path):
     assert list(models.rglob("r2scp_model.pt")), "stage-II checkpoint missing"
     reporting = project / "data/test/08_reporting"
     written = {p.name for p in reporting.rglob("*") if p.is_file()}
-    for name in ("results_table.md", "results_table.csv", "accuracy_vs_missing_rate.png"):
+    for name in ("results_table.md", "results_table.csv", "accuracy_vs_missing_rate.png",
+                 "claims_verdicts.csv", "claims_verdicts.md"):  # fmt: skip
         assert name in written, f"{name} not in data/08_reporting ({sorted(written)})"
+
+
+def test_every_method_is_trained_per_seed_and_reported_with_its_spread(project: Path):
+    """conf/test: every recovery (baselines, oracle, random retrieval, the plug-in example)
+    and two ablations, each trained by its own namespace of the variants pipeline, two seeds."""
+    import torch
+
+    variants = project / "data/test/06_models/variants"
+    zero = torch.load(variants / "zero_fill.pt", weights_only=True)
+    assert zero["selected"] and sorted(zero["models"]) == ["seed_42", "seed_7"]
+    assert zero["models"]["seed_7"]["config"]["use_cap"] is False  # trained as a baseline
+    assert not torch.load(variants / "no_cmr.pt", weights_only=True)["selected"]  # not listed
+    results = _read(project, "data/test/07_model_output/evaluation_results.parquet")
+    assert set(results["seed"]) == {42, 7}
+    assert {"oracle", "random_retrieval", "neighbour_mean", "no_cap"} <= set(results["method"])
+    table = pd.read_csv(project / "data/test/08_reporting/results_table.csv")
+    assert (table["n_seeds"] == 2).all() and {"Avg_sd", "Overall_sd"} <= set(table.columns)
+    claims = pd.read_csv(project / "data/test/08_reporting/claims_verdicts.csv")
+    assert set(claims["verdict"]) <= {"holds", "reversed", "no difference at 95%", "not run"}
+    assert (claims.loc[claims["worse"] == "w/o CMR", "verdict"] == "not run").all()
 
 
 def test_every_run_is_tracked_in_mlflow(project: Path):
@@ -113,14 +134,15 @@ def test_evaluation_uses_one_mask_table_and_nested_child_runs(project: Path):
             "select count(distinct run_uuid) from tags where key = 'mlflow.parentRunId'"
         ).fetchone()[0]
         methods = {r[0] for r in con.execute("select value from tags where key = 'method'")}
-        # grouping the child runs by method / setting / missing rate is one click: params too
+        # grouping the child runs by method / seed / setting / rate is one click: params too
         keyed = con.execute(
             "select count(distinct run_uuid) from params where key in "
-            "('method', 'setting', 'missing_rate') and run_uuid in "
+            "('method', 'seed', 'setting', 'missing_rate') and run_uuid in "
             "(select run_uuid from tags where key = 'mlflow.parentRunId')"
         ).fetchone()[0]
+        seeds = {r[0] for r in con.execute("select value from params where key = 'seed'")}
     assert children >= 2 * len(methods) >= 4, (children, methods)
-    assert keyed == children
+    assert keyed == children and {"42", "7"} <= seeds
 
 
 def test_the_test_environment_leaves_the_base_paths_alone(project: Path):
@@ -132,3 +154,24 @@ def test_the_test_environment_leaves_the_base_paths_alone(project: Path):
     assert not outside, f"the test env wrote base paths: {outside[:10]}"
     assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
     assert (project / "data/test/mlflow.db").is_file()
+
+
+def test_one_variant_trains_alone_through_its_namespace(project: Path):
+    """`kedro run --pipelines=variants --namespaces=zero_fill` runs that variant's node only."""
+    import os
+    import subprocess
+    import sys
+
+    target = project / "data/test/06_models/variants/zero_fill.pt"
+    before = target.stat().st_mtime_ns
+    other = (project / "data/test/06_models/variants/oracle.pt").stat().st_mtime_ns
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--env=test", "--pipelines=variants",
+         "--namespaces=zero_fill"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "zero_fill.train_variant" in res.stdout + res.stderr
+    assert target.stat().st_mtime_ns > before  # retrained (resumed) and saved
+    assert (project / "data/test/06_models/variants/oracle.pt").stat().st_mtime_ns == other

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from r2scp_pipeline.hooks import check_factory_params, check_n_retrieve, neighbour_depth
 from tests.conftest import make_project_copy, run_pipelines
@@ -39,6 +40,13 @@ def test_n_retrieve_against_the_depth_names_the_keys():
                 "evaluate": {"ablations": {"deep": {"model": {"n_retrieve": 5}}}}}  # fmt: skip
     with pytest.raises(ValueError, match=r"evaluate.ablations.deep.model.n_retrieve = 5"):
         check_n_retrieve(ablation, 3, "build_index.neighbors.n")
+    # an ablation evaluate.methods does not train is not held to the depth
+    params = yaml.safe_load(Path("conf/base/parameters_evaluate.yml").read_text())
+    params["evaluate"]["methods"] = ["r2scp"]
+    check_n_retrieve({"model": {"n_retrieve": 3}, "seed": 0, **params}, 3, "neighbors")
+    params["evaluate"]["sweep"]["retrain"] = True  # adds sweep_n5 (n = 5)
+    with pytest.raises(ValueError, match=r"evaluate.ablations.sweep_n5.model.n_retrieve = 5"):
+        check_n_retrieve({"model": {"n_retrieve": 3}, "seed": 0, **params}, 3, "neighbors")
 
 
 def _neighbors(depth: int) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -163,6 +165,30 @@ def test_cap_overwrites_exactly_the_noise_positions_with_the_salient_guided_toke
     # eq. 5: the noise tokens are the k largest dissonances delta (eq. 3)
     top = info["delta"].topk(3, dim=1).indices
     assert torch.equal(top, info["noise_idx"])
+
+
+def test_rows_sharing_a_key_share_one_guidance_computation_with_the_same_result():
+    """The ranking loss's extra passes repeat rows: CAP guides each question once (key)."""
+    torch.manual_seed(0)
+    model = R2ScP(cfg()).eval()
+    e = encodings()
+    rows = torch.tensor([0, 1, 2, 1, 2, 2])  # rows 1 and 2 repeated with other fills
+    big = e.select(rows).with_cand_all({m: torch.randn(len(rows), T, D) for m in e.cand})
+    miss = torch.tensor([1, 2, 0, 1, 2, 1])
+    keyed = dataclasses.replace(big, key=rows)
+    a, _ = model.fuse(big, miss)
+    b, _ = model.fuse(keyed, miss)
+    torch.testing.assert_close(a, b)
+    calls = []
+    hook = model.cap["audio"].guidance.register_forward_hook(
+        lambda mod, args, out: calls.append(args[0].shape[0]))
+    model.fuse(keyed, miss)
+    hook.remove()
+    assert calls == [3]  # audio is recovered for rows 0, 2 (complete), 1, 2, 1: keys {0, 1, 2}
+    model.train()
+    b, _ = model.fuse(keyed, miss)
+    b.sum().backward()
+    assert model.cap["audio"].guidance.mca.q.weight.grad.abs().sum() > 0
 
 
 def test_cap_delta_is_one_minus_cosine_with_the_available_anchor():

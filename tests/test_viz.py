@@ -60,3 +60,8 @@ def test_kedro_viz_build_lists_every_pipeline(tmp_path: Path) -> None:
     # the evaluate pipeline's nodes are in the default view
     node_names = {n["name"] for n in data["nodes"]}
     assert {"check_evaluate_parameters", "evaluate_methods", "build_reports"} <= node_names
+    # each trained variant is a namespace of its own (a modular pipeline box in Kedro-Viz)
+    modular = {m["id"] for m in data.get("modular_pipelines", {}).values()} | set(
+        data.get("modular_pipelines", {})
+    )
+    assert {"zero_fill", "oracle", "no_cap"} <= modular, sorted(modular)[:20]

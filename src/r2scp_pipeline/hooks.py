@@ -68,7 +68,11 @@ def check_n_retrieve(params: dict[str, Any], depth: int, where: str) -> None:
     the neighbour depth."""
     wanted = {"model.n_retrieve": int((params.get("model") or {}).get("n_retrieve", 3))}
     ablations = (params.get("evaluate") or {}).get("ablations") or {}
-    selected = check_parameters(params.get("evaluate") or {}, int(params.get("seed", 0))).methods
+    try:
+        selected = set(check_parameters(params.get("evaluate") or {}, int(params.get("seed", 0)))
+                       .methods)  # fmt: skip
+    except ValueError:  # incomplete parameters (reported by their own check): every ablation
+        selected = set(ablations)
     for name, over in ablations.items():
         if name not in selected:
             continue

@@ -16,6 +16,7 @@ width. Every choice the paper leaves open is listed, with its equation, in ``doc
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -415,22 +416,22 @@ class ContextAwarePurification(nn.Module):
         h_t: torch.Tensor,
         t_mask: torch.Tensor,
         k: int | None = None,
+        key: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # h_miss [B, L, d] (eq. 4); h_avl [B, L', d]; h_com = E_miss(Phi_avl(F_avl)) [B, L', d]
         # k: purification budget of this call (default the configured k_purge; Fig. 4 sweep)
+        # key [B]: rows with equal keys have equal h_com / h_t / t_mask (Encodings.key)
         b, length, d = h_miss.shape
         k = min(self.k if k is None else k, length, h_com.shape[1])
         g = h_avl.mean(1)  # g_avl [B, d] (eq. 2)
         z = self.w_proj(h_miss)  # H_miss W_proj [B, L, d]
         delta = 1.0 - F.cosine_similarity(z, g.unsqueeze(1), dim=-1, eps=1e-8)  # [B, L] (eq. 3)
-        h_guided, a_self, cross_logits = self.guidance(h_com, h_t, t_mask)  # eq. 6
         info = {"delta": delta}
         if k == 0:
             return h_miss, info
+        h_guided, sigma = self._guide(h_com, h_t, t_mask, key)  # eqs. 6-7: [B, L', d], [B, L']
         top = delta.topk(min(k + 1, length), dim=1)
         noise_idx = top.indices[:, :k]  # Omega_noise [B, k] (eq. 5), most dissonant first
-        with torch.no_grad():
-            sigma = token_saliency(a_self, cross_logits, t_mask, self.saliency)  # [B, L]
         sal_idx = sigma.topk(k, dim=1).indices  # Omega_salient [B, k] (eq. 7), most salient first
         src = h_guided.gather(1, sal_idx.unsqueeze(-1).expand(-1, -1, d))  # [B, k, d]
         # eq. 8/9: the j-th noise position takes the j-th salient guided token, the rest is kept
@@ -443,6 +444,26 @@ class ContextAwarePurification(nn.Module):
         h_pur = injected + (soft - soft.detach()).unsqueeze(-1) * (injected - h_miss)
         info.update(noise_idx=noise_idx, salient_idx=sal_idx, saliency=sigma)
         return h_pur, info  # H_miss^pur [B, L, d]
+
+    def _guide(self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor,
+               key: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """H_guided (eq. 6) and the saliency sigma (eq. 7), once per distinct ``key``."""
+        inv = None
+        if key is not None:
+            uniq, inv = torch.unique(key, return_inverse=True)
+            if len(uniq) < len(key):  # duplicates: one representative row per key
+                first = torch.full((len(uniq),), len(key), dtype=torch.long, device=key.device)
+                first = first.scatter_reduce(0, inv, torch.arange(len(key), device=key.device),
+                                             "amin")  # fmt: skip
+                h_com, h_t, t_mask = h_com[first], h_t[first], t_mask[first]
+            else:
+                inv = None
+        h_guided, a_self, cross_logits = self.guidance(h_com, h_t, t_mask)  # eq. 6
+        with torch.no_grad():
+            sigma = token_saliency(a_self, cross_logits, t_mask, self.saliency)  # [B', L']
+        if inv is not None:
+            h_guided, sigma = h_guided[inv], sigma[inv]
+        return h_guided, sigma
 
 
 class Router(nn.Module):
@@ -494,6 +515,9 @@ class Encodings:
     fill). ``com[m]`` [B, L_other, d]: H_com for recovering m = E_m(Phi_other(F_other)) (Alg. 1
     line 14).
     ``h_text`` [B, Lq, d], ``text_mask`` [B, Lq], ``q_sent`` [B, Dt] (raw sentence vector).
+    ``key`` [B] (optional): rows with equal keys share ``com``, ``h_text`` and ``text_mask``
+    (the same question of the same video, e.g. the ranking loss's extra passes), so CAP's
+    question-guided block (eq. 6), which reads only those, is computed once per key.
     """
 
     h: dict[str, torch.Tensor]
@@ -502,15 +526,20 @@ class Encodings:
     h_text: torch.Tensor
     text_mask: torch.Tensor
     q_sent: torch.Tensor
+    key: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> Encodings:
         pick = lambda d: {m: v[rows] for m, v in d.items()}  # noqa: E731
         return Encodings(pick(self.h), pick(self.cand), pick(self.com), self.h_text[rows],
-                         self.text_mask[rows], self.q_sent[rows])  # fmt: skip
+                         self.text_mask[rows], self.q_sent[rows],
+                         None if self.key is None else self.key[rows])  # fmt: skip
 
     def with_cand(self, modality: str, cand: torch.Tensor) -> Encodings:
-        return Encodings(self.h, {**self.cand, modality: cand}, self.com, self.h_text,
-                         self.text_mask, self.q_sent)  # fmt: skip
+        return dataclasses.replace(self, cand={**self.cand, modality: cand})
+
+    def with_cand_all(self, cand: dict[str, torch.Tensor]) -> Encodings:
+        """The same rows with every modality's H_miss replaced (e.g. by the true features)."""
+        return dataclasses.replace(self, cand=dict(cand))
 
 
 class R2ScP(nn.Module):
@@ -627,7 +656,7 @@ class R2ScP(nn.Module):
         if not use_cap:
             return cand
         h_pur, _ = self.cap[target](
-            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask, k_purge
+            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask, k_purge, enc.key
         )
         return h_pur
 

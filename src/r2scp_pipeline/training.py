@@ -426,7 +426,8 @@ def batch_encodings(
             cand[m] = neg
         else:
             cand[m] = recovery.fill(src, m)
-    return Encodings(h, cand, com, h_text, text_mask, q_sent)
+    key = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device)
+    return Encodings(h, cand, com, h_text, text_mask, q_sent, key)
 
 
 def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
@@ -444,7 +445,8 @@ def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
     return Encodings(cat(a.h, b.h), cat(a.cand, b.cand), cat(a.com, b.com),
                      torch.cat([pad(a.h_text), pad(b.h_text)]),
                      torch.cat([pad(a.text_mask, False), pad(b.text_mask, False)]),
-                     torch.cat([a.q_sent, b.q_sent]))  # fmt: skip
+                     torch.cat([a.q_sent, b.q_sent]),
+                     None if a.key is None or b.key is None else torch.cat([a.key, b.key]))  # fmt: skip
 
 
 # ---- inference -------------------------------------------------------------------------------
@@ -904,9 +906,7 @@ def train_stage_two(
         n_neg = nd if use_neg else 0
         if nd:  # one forward for every pass: fill (all rows), X_gt and R- (dropped rows)
             sub = enc.select(dropped)
-            enc = _cat_encodings(
-                enc, Encodings(sub.h, dict(sub.h), sub.com, sub.h_text, sub.text_mask, sub.q_sent)
-            )
+            enc = _cat_encodings(enc, sub.with_cand_all(sub.h))
             miss = torch.cat([miss, miss[dropped]])
             y = torch.cat([y, y[dropped]])
             if use_neg:
