@@ -71,6 +71,19 @@ def test_json_parses_and_a_missing_modality_reports_its_neighbours(project, know
     assert out["neighbors"] == {"visual": expected.tolist()[: out["n_retrieve"]]}
 
 
+def test_a_trained_baseline_answers_with_its_own_model_and_recovery(project, known_id):
+    """--method: a variant's model (params:seed) and its recovery, e.g. router masking."""
+    if not (project / "data/test/06_models/variants/router_mask.pt").exists():
+        pytest.skip("the variants were not trained in this session's project (run test_e2e)")
+    result = predict("--video-id", known_id, "-q", QUESTION, "--missing", "audio",
+                     "--method", "router_mask", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["alpha"]["audio"] == 0.0  # the missing expert is masked
+    result = predict("--video-id", known_id, "-q", QUESTION, "--method", "no_cmr")
+    assert result.exit_code == 1 and "has no model for seed" in result.stderr
+    assert "--namespaces=no_cmr" in result.stderr
+
+
 def test_a_new_mp4_goes_through_features_joint_space_and_faiss(project, tmp_path):
     video = Path(write_mp4(tmp_path / "clip.mp4", list(range(10)), fps=2, wave=tone(440, 10)))
     result = predict("--video", str(video), "-q", QUESTION, "--missing", "audio", "--json")

@@ -60,8 +60,14 @@ def cli() -> None:
 @click.option(
     "--k", "k_purge", type=int, default=None, help="tokens purified by CAP (k); default the model's"
 )
+@click.option(
+    "--method", default="r2scp", show_default=True,
+    help="a trained variant (evaluate.methods: r2scp, zero_fill, oracle, ...): its model for "
+         "params:seed and its recovery of the missing modality",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of text")
-def predict(video_id, video_path, question, missing, env, n_retrieve, k_purge, as_json) -> None:
+def predict(video_id, video_path, question, missing, env, n_retrieve, k_purge, method,
+            as_json) -> None:  # fmt: skip
     """Answer a question about one video: the answer, the top 5 with probabilities, the router
     weights over audio / visual / text and the retrieved neighbour videos."""
     if (video_id is None) == (video_path is None):
@@ -81,7 +87,7 @@ def predict(video_id, video_path, question, missing, env, n_retrieve, k_purge, a
         # Kedro's rich logs go to stdout: send them to stderr, so stdout holds only the result
         with contextlib.redirect_stdout(sys.stderr):
             answer = _predict(video_id, video_path, question.strip(), missing or "none", env,
-                              n_retrieve, k_purge)  # fmt: skip
+                              n_retrieve, k_purge, method)  # fmt: skip
     except PredictError:
         raise
     except (ValueError, RuntimeError, DatasetError) as exc:  # MediaError is a RuntimeError
@@ -112,7 +118,7 @@ def format_answer(answer: Any) -> str:
 
 
 # ---- the work --------------------------------------------------------------------------------
-def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge):
+def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge, method="r2scp"):
     import pandas as pd
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -131,7 +137,7 @@ def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge):
         context = session.load_context()
         catalog, params = context.catalog, context.params
         validate_parameters(params)  # as `kedro run` does (hooks.EarlyChecks)
-        model = _load_model(catalog, load_model, k_purge)
+        model, recovery = _load_model(catalog, load_model, k_purge, method, int(params["seed"]))
         n = model.cfg.n_retrieve if n_retrieve is None else n_retrieve
         if video_path is not None:
             vid, audio, visual, neighbors = _new_video(catalog, params, Path(video_path), n)
@@ -145,21 +151,42 @@ def _predict(video_id, video_path, question, missing, env, n_retrieve, k_purge):
         banks = {m: _load_rows(context, f"memory_bank_{m}", ids[m]) for m in MODALITIES}
         tensors = build_tensors(qa, audio, visual, questions, banks["audio"], banks["visual"],
                                 neighbors, n_neighbors=n)  # fmt: skip
-        return predict_one(model, tensors, 0, missing, n, question=question)
+        return predict_one(model, tensors, 0, missing, n, question=question, recovery=recovery)
 
 
-def _load_model(catalog, load_model, k_purge):
+def _load_model(catalog, load_model, k_purge, method: str = "r2scp", seed: int = 0):
+    """The model of ``method`` (``r2scp``: ``r2scp_model``; else the variant's model for
+    ``seed``) and its recovery (a ``recovery.Recovery``)."""
     from kedro.io.core import DatasetError
 
-    try:
-        checkpoint = catalog.load("r2scp_model")
-    except DatasetError as exc:
-        raise PredictError(
-            "r2scp_model not found (data/06_models/r2scp_model.pt): train it first with "
-            "`kedro run --pipelines=train`"
-        ) from exc
+    from .imputer import LoadedImputer
+    from .recovery import REGISTRY
+    from .recovery import build as build_recovery
+    from .variants import seed_key
+
     overrides = {} if k_purge is None else {"k_purge": k_purge}
-    return load_model(checkpoint, device="cpu", **overrides)
+    if method == "r2scp":
+        try:
+            checkpoint = catalog.load("r2scp_model")
+        except DatasetError as exc:
+            raise PredictError(
+                "r2scp_model not found (data/06_models/r2scp_model.pt): train it first with "
+                "`kedro run --pipelines=train`"
+            ) from exc
+        return load_model(checkpoint, device="cpu", **overrides), build_recovery("r2scp", seed)
+    rerun = f"`kedro run --pipelines=variants --namespaces={method}`"
+    try:
+        art = catalog.load(f"{method}.variant_models")
+    except DatasetError as exc:
+        raise PredictError(f"no trained variant {method!r}: train it with {rerun}") from exc
+    checkpoint = art.get("models", {}).get(seed_key(seed))
+    if checkpoint is None:
+        raise PredictError(f"variant {method!r} has no model for seed {seed}: run {rerun}")
+    imputer = None
+    if REGISTRY[art["recovery"]].needs_imputer:
+        imputer = LoadedImputer(catalog.load("generative_imputers")["models"][seed_key(seed)])
+    recovery = build_recovery(art["recovery"], seed, imputer)
+    return load_model(checkpoint, device="cpu", **overrides), recovery
 
 
 def _load_rows(context, name: str, ids: list[str]):

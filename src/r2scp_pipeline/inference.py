@@ -22,6 +22,7 @@ import torch
 from . import avqa
 from .data import AVQATensors
 from .model import R2ScP
+from .recovery import Recovery
 from .training import predict
 from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES
 
@@ -73,7 +74,7 @@ def predict_one(
     n_retrieve: int | None = None,
     top_k: int = 5,
     question: str = "",
-    recovery: str | None = None,
+    recovery: Recovery | str | None = None,
 ) -> Answer:
     """Answer question ``row`` of ``tensors`` with ``missing`` dropped and recovered.
 
