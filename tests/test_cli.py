@@ -71,10 +71,10 @@ def test_json_parses_and_a_missing_modality_reports_its_neighbours(project, know
     assert out["neighbors"] == {"visual": expected.tolist()[: out["n_retrieve"]]}
 
 
-def test_a_trained_baseline_answers_with_its_own_model_and_recovery(project, known_id):
+def test_a_trained_baseline_answers_with_its_own_model_and_recovery(project, known_id, run_kedro):
     """--method: a variant's model (params:seed) and its recovery, e.g. router masking."""
     if not (project / "data/test/06_models/variants/router_mask.pt").exists():
-        pytest.skip("the variants were not trained in this session's project (run test_e2e)")
+        run_kedro(["variants"])
     result = predict("--video-id", known_id, "-q", QUESTION, "--missing", "audio",
                      "--method", "router_mask", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
