@@ -15,8 +15,8 @@ width. Every choice the paper leaves open is listed, with its equation, in ``doc
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch

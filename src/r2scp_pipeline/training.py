@@ -903,7 +903,6 @@ def train_stage_two(
         enc = batch_encodings(model, tensors, rows, device, cache, recovery, "pos")
         dropped = (miss > 0).nonzero().squeeze(1) if use_rank else miss.new_zeros(0)
         nb, nd = len(rows), len(dropped)
-        n_neg = nd if use_neg else 0
         if nd:  # one forward for every pass: fill (all rows), X_gt and R- (dropped rows)
             sub = enc.select(dropped)
             enc = _cat_encodings(enc, sub.with_cand_all(sub.h))
@@ -917,7 +916,7 @@ def train_stage_two(
                 miss = torch.cat([miss, miss[nb:]])
                 y = torch.cat([y, y[nb:]])
         logits, alpha = model.fuse(enc, miss, _router_mask(recovery, miss))
-        ce = F.cross_entropy(logits, y, reduction="none")  # [B + nd + n_neg]
+        ce = F.cross_entropy(logits, y, reduction="none")  # [B + nd (+ nd with R-)]
         task = ce[:nb].mean()  # L_task (eq. 15) on the filled (or complete) pass
         logs = {
             "task": task.item(),

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from r2scp_pipeline.data import build_tensors
-from r2scp_pipeline.imputer import LoadedImputer, imputer_data, train_generative_imputer
 from r2scp_pipeline.experiment import check_parameters
+from r2scp_pipeline.imputer import LoadedImputer, imputer_data, train_generative_imputer
 from r2scp_pipeline.recovery import REGISTRY
 from r2scp_pipeline.recovery import build as build_recovery
 from r2scp_pipeline.training import (
