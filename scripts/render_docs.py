@@ -370,5 +370,39 @@ def audio_probe(root: Path) -> str:
     )
 
 
+@renderer("ddp")
+def ddp(root: Path) -> str:
+    """docs/results/ddp.json, written by ``python benchmarks/ddp.py``: 1 process against N."""
+    if not (root / RESULTS / "ddp.json").exists():
+        return ("Not measured yet: run `python benchmarks/ddp.py` on an otherwise idle machine, "
+                "then `python scripts/render_docs.py`.\n")  # fmt: skip
+    r = load_json(root, "ddp.json")
+    one, many = r["runs"]
+    n = many["world_size"]
+    label = f" ({r['label']})" if r.get("label") else ""
+    loads = " and ".join(
+        f"{a:.2f} / {b:.2f}" for a, b in (one["load_average"], many["load_average"])
+    )
+    head = (
+        f"`{r['command']}`{label}: {r['videos']:,} "
+        f"synthetic videos, {r['train_questions']:,} training and {r['val_questions']:,} val "
+        f"questions, {r['epochs']} epoch(s) per stage, dropout "
+        f"{'of conf/base' if r['dropout'] is None else r['dropout']}; {r['machine']['cpus']} CPUs, "
+        f"torch {r['machine']['torch']}; 1-minute load average before / after: {loads} "
+        f"(1 process, then {n}).\n\n"
+    )
+    rows = []
+    for stage, label in (("stage_one", "stage I (pretrain)"), ("stage_two", "stage II (mix)")):
+        s = r[stage]
+        rows.append([label, float(one[stage]["samples_per_s"]), float(many[stage]["samples_per_s"]),
+                     f"{s['speedup']:.2f}x ({'met' if s['speedup_met'] else '**missed**'})",
+                     float(one[stage]["best_val_score"]), float(many[stage]["best_val_score"]),
+                     f"{s['accuracy_delta']:+.2f} ({'within' if s['accuracy_met'] else '**outside**'})"])  # fmt: skip
+    header = ["training", "samples/s, 1 x 1 thread", f"samples/s, {n} x 1 thread",
+              f"speedup (target >= {r['target_speedup']})", "best val score, 1 process",
+              f"best val score, {n} processes", f"difference (tolerance {r['accuracy_tolerance']})"]  # fmt: skip
+    return head + md_table(header, rows)
+
+
 if __name__ == "__main__":
     sys.exit(main())

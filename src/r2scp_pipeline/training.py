@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 from . import __version__, avqa
 from .data import AVQATensors, exclude_missing_from_bank, train_missing_masks
 from .datasets.torch_checkpoint_dataset import atomic_torch_save
+from .distributed import DistContext
+from .distributed import context as dist_context
 from .model import Encodings, R2ScP, R2ScPConfig, sentence_vector
 from .recovery import Recovery, Retrieval, Source
 from .recovery import build as build_recovery
@@ -181,6 +183,7 @@ def fit(
     train_mode: Callable[[], None],
     groups: dict[str, tuple[str, ...]] | None = None,
     permute: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
+    dist: DistContext | None = None,
 ) -> FitResult:
     """Generic epoch loop with per-epoch checkpoints, resume and early stopping.
 
@@ -194,6 +197,10 @@ def fit(
     holds model, optimizer, scheduler, torch RNG, history, best state and patience counter,
     tagged with ``run_hash``; on restart with the same hash training continues where it
     stopped, and a finished run is returned as is.
+    With ``dist`` (one rank of a torchrun job, :mod:`r2scp_pipeline.distributed`) each rank
+    steps on its slice of every batch through DistributedDataParallel; rank 0 evaluates and
+    writes the checkpoint; the result is the one-process result within ``docs/scaling.md``'s
+    tolerance.
     """
     steps_per_epoch = math.ceil(len(train_rows) / loop.batch_size)
     optimizer = torch.optim.AdamW(params, lr=loop.lr, weight_decay=loop.weight_decay)
@@ -223,17 +230,19 @@ def fit(
             state = {k: saved[k] for k in state}
             logger.info("%s: resuming after epoch %d from %s", stage, state["epoch"], ckpt_path)
     resumed_from, run_epochs = state["epoch"], 0
+    forward = dist.wrap(params, step) if dist else step
     timing = {
         "train_seconds": 0.0,
         "train_cpu_seconds": 0.0,
         "eval_seconds": 0.0,
         "train_samples": 0,
+        "processes": dist.world_size if dist else 1,  # data-parallel ranks (torchrun)
     }
     history: dict[str, list[float]] = state["history"]
     while not state["finished"] and state["epoch"] < loop.epochs:
         epoch = state["epoch"]
         eseed = epoch_seed(seed, stage, epoch)
-        torch.manual_seed(eseed)
+        torch.manual_seed(eseed + (dist.rank if dist else 0))  # dropout: other masks per rank
         rng = np.random.default_rng(eseed)
         order = permute(rng, train_rows) if permute else train_rows[rng.permutation(len(train_rows))]
         setup = epoch_setup(epoch, rng)
@@ -241,27 +250,34 @@ def fit(
         sums: dict[str, float] = {}
         tick, cpu_tick = time.perf_counter(), time.process_time()
         bar = tqdm(range(steps_per_epoch), desc=f"{loop.progress_desc or stage} epoch {epoch + 1}/{loop.epochs}",
-                   leave=False, mininterval=1.0)  # fmt: skip
+                   leave=False, mininterval=1.0, disable=bool(dist and not dist.is_main))  # fmt: skip
         for i in bar:
             rows = order[i * loop.batch_size : (i + 1) * loop.batch_size]
-            loss, logs = step(rows, setup)
+            n, weight = len(rows), 1.0
+            if dist:  # this rank's slice; weight makes DDP's mean the whole batch's gradient
+                rows, n, weight = dist.shard(rows)
+            loss, logs = forward(rows, setup)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if dist else loss).backward()
             if loop.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, loop.grad_clip)
             optimizer.step()
             scheduler.step()
             logs = {"loss": _finite(loss.item(), f"{stage} loss at epoch {epoch + 1}"), **logs}
             for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v * len(rows)
+                sums[k] = sums.get(k, 0.0) + v * n
             bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
         bar.close()
+        if dist:
+            sums = dist.sum_logs(sums)
         tock, cpu_tock = time.perf_counter(), time.process_time()
         record = {f"train_{k}": v / len(train_rows) for k, v in sums.items()}
         record["lr"] = scheduler.get_last_lr()[0]
         model.eval()
         with torch.no_grad():
-            val = evaluate()
+            val = evaluate() if not dist or dist.is_main else None
+        if dist:  # one early-stopping decision for all ranks
+            val = dist.broadcast(val)
         timing["train_seconds"] += tock - tick
         timing["train_cpu_seconds"] += cpu_tock - cpu_tick
         timing["eval_seconds"] += time.perf_counter() - tock
@@ -285,12 +301,14 @@ def fit(
                     loop.epochs, record["train_loss"], val["score"],
                     ", ".join(f"{g} {b['score']:.4f} @ {b['epoch'] + 1}" for g, b in state["best"].items()),
                     ", early stop" if state["bad_epochs"] >= loop.patience else "")  # fmt: skip
-        if ckpt_path is not None:
+        if ckpt_path is not None and (not dist or dist.is_main):
             atomic_torch_save(
                 {"run_hash": run_hash, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **state},
                 ckpt_path,
             )  # fmt: skip
+        if dist:  # nobody reads or stops before last.pt is complete
+            dist.barrier()
         run_epochs += 1
         if (not state["finished"] and loop.max_epochs_this_run is not None
                 and run_epochs >= loop.max_epochs_this_run):  # fmt: skip
@@ -737,7 +755,7 @@ def train_stage_one(
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=lambda e, r: None,
                   step=step, evaluate=evaluate, train_mode=model.train,
                   groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.") for m in EXPERTS},
-                  permute=shuffle_by_video(tensors))  # fmt: skip
+                  permute=shuffle_by_video(tensors), dist=dist_context())  # fmt: skip
     model.to("cpu")
     summary.update(_summary(res))
     return model, summary
@@ -963,7 +981,7 @@ def train_stage_two(
     with torch_threads(loop.threads):
         res = fit(stage="mix", model=model, params=trainable, train_rows=train_rows, loop=loop,
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=epoch_setup,
-                  step=step, evaluate=evaluate, train_mode=train_mode)  # fmt: skip
+                  step=step, evaluate=evaluate, train_mode=train_mode, dist=dist_context())  # fmt: skip
     model.to("cpu").eval()
     summary.update(_summary(res))
     summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
