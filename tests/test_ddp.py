@@ -166,6 +166,18 @@ def test_ddp_shards_cover_the_batch_and_weigh_the_mean():
     assert [(len(p[0]), p[1], p[2]) for p in short] == [(1, 1, 1.5), (1, 1, 1.5), (1, 0, 0.0)]
 
 
+def test_ddp_every_pipeline_it_runs_has_its_training_nodes():
+    import importlib
+
+    names = {
+        p: [n.name for n in distributed.training_nodes(
+            importlib.import_module(f"r2scp_pipeline.pipelines.{p}").create_pipeline())]
+        for p in distributed.PIPELINES
+    }  # fmt: skip
+    assert names == {"pretrain": ["pretrain_experts"], "mix": ["mix_experts"],
+                     "train": ["pretrain_experts", "mix_experts"]}  # fmt: skip
+
+
 def test_ddp_no_process_group_means_the_one_process_path():
     assert distributed.context() is None
     assert distributed.parse_params("mix.epochs=3,seed=1,pretrain.device=cpu") == {

@@ -159,6 +159,15 @@ def parse_params(text: str | None) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.from_dotlist(items))
 
 
+def training_nodes(pipeline) -> list:
+    """The nodes of ``pipeline`` every rank runs, in topological order (none would leave rank 0
+    waiting for the others at its first collective: an error)."""
+    nodes = [n for n in pipeline.nodes if n.name.rsplit(".", 1)[-1] in TRAINING_NODES]
+    if not nodes:
+        raise RuntimeError(f"no training node ({', '.join(TRAINING_NODES)}) in the pipeline")
+    return nodes
+
+
 def run_pipeline(pipeline: str, env: str | None, params: dict[str, Any],
                  project_path: Path) -> None:  # fmt: skip
     """Rank 0: ``kedro run --pipeline=<pipeline>``; other ranks: the pipeline's training nodes
@@ -185,9 +194,7 @@ def run_pipeline(pipeline: str, env: str | None, params: dict[str, Any],
     tdist.barrier()
     with KedroSession.create(**kwargs) as session:
         catalog = session.load_context().catalog
-        nodes = [
-            n for n in pipelines[pipeline].nodes if n.name.rsplit(".", 1)[-1] in TRAINING_NODES
-        ]
+        nodes = training_nodes(pipelines[pipeline])
         produced: dict[str, Any] = {}
         for node in nodes:  # topological order: stage I's experts feed stage II in `train`
             inputs = {i: produced[i] if i in produced else catalog.load(i) for i in node.inputs}
