@@ -222,3 +222,32 @@ def test_ddp_torchrun_runs_the_train_pipeline_and_resumes(tmp_path_factory):
     runs = mlflow.search_runs(experiment_names=["r2scp_pipeline"])
     # rank 0 alone tracks: one run per launch (the cut one failed)
     assert sorted(runs["status"]) == ["FAILED", "FINISHED"]
+
+
+def test_ddp_benchmark_result_renders(tmp_path):
+    """The ``ddp`` block of docs/scaling.md: a placeholder until benchmarks/ddp.py wrote its
+    file, then the table (the shape benchmarks/ddp.py writes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_docs", SRC.parent / "scripts/render_docs.py")
+    render_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_docs)
+    assert "Not measured yet" in render_docs.RENDERERS["ddp"](tmp_path)
+    run = {"train_questions": 10, "val_questions": 5, "load_average": [0.1, 0.2],
+           "stage_one": {"samples_per_s": 100.0, "best_val_score": 50.0},
+           "stage_two": {"samples_per_s": 50.0, "best_val_score": 60.0}}  # fmt: skip
+    fast = {**run, "world_size": 2, "stage_one": {"samples_per_s": 170.0, "best_val_score": 50.5},
+            "stage_two": {"samples_per_s": 75.0, "best_val_score": 57.0}}  # fmt: skip
+    result = {"command": "python benchmarks/ddp.py", "label": "", "videos": 20, "epochs": 1,
+              "dropout": None, "train_questions": 10, "val_questions": 5, "accuracy_tolerance": 2.0,
+              "target_speedup": 1.6, "machine": {"cpus": 2, "platform": "x", "torch": "2"},
+              "runs": [{**run, "world_size": 1}, fast],
+              "stage_one": {"speedup": 1.7, "speedup_met": True, "accuracy_delta": 0.5,
+                            "accuracy_met": True},
+              "stage_two": {"speedup": 1.5, "speedup_met": False, "accuracy_delta": -3.0,
+                            "accuracy_met": False}}  # fmt: skip
+    (tmp_path / "docs/results").mkdir(parents=True)
+    (tmp_path / "docs/results/ddp.json").write_text(json.dumps(result))
+    text = render_docs.RENDERERS["ddp"](tmp_path)
+    assert "| stage I (pretrain) | 100.00 | 170.00 | 1.70x (met) | 50.00 | 50.50 | +0.50 (within) |" in text
+    assert "1.50x (**missed**)" in text and "-3.00 (**outside**)" in text
