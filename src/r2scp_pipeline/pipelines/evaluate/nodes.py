@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from r2scp_pipeline import avqa
 from r2scp_pipeline.data import AVQATensors, build_tensors
 from r2scp_pipeline.model import EXPERT_FIELDS
+from r2scp_pipeline.multiple_choice import benchmark_of, choice_prior, is_multiple_choice
 from r2scp_pipeline.pipelines.mix.nodes import mix_experts
 from r2scp_pipeline.pipelines.pretrain.nodes import pretrain_experts
 from r2scp_pipeline.splits import membership
@@ -39,7 +40,7 @@ from .baselines import ImputerData, check_imputer_dims, impute, train_generative
 from .config import FILL_METHODS, check_parameters
 from .harness import Fill, run_method, video_mask
 from .masks import draw_masks, mask_lookup
-from .metrics import accuracy_report
+from .metrics import report_for
 from .tracking import log_child_runs
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "method", "setting", "missing_rate", "question_id", "video_id", "missing", "modality",
     "subtype", "answer_idx", "pred_idx", "correct", "alpha_audio", "alpha_visual", "alpha_text",
+    "benchmark",
 )  # fmt: skip
 
 
@@ -93,19 +95,33 @@ def check_model_compatibility(
         raise ValueError("r2scp_model is not an R2ScP checkpoint (no 'config')") from exc
     errors = []
     n_answers = int(mcfg.get("n_answers", -1))
-    if n_answers != len(avqa.ANSWERS):
+    choices = mcfg.get("answer_format", "classes") == "choices"
+    if choices != is_multiple_choice(qa_pairs):
+        errors.append(
+            "answer format: r2scp_model answers "
+            + ("multiple-choice" if choices else "open-ended (42 classes)")
+            + " questions but qa_pairs holds "
+            + ("multiple-choice" if is_multiple_choice(qa_pairs) else "open-ended")
+            + " ones; retrain it on these data (kedro run --pipelines=train)"
+        )
+    elif choices:
+        widths = {len(c) for c in qa_pairs["choices"]}
+        if widths != {n_answers}:
+            errors.append(f"answer format: r2scp_model scores {n_answers} candidates, the "
+                          f"questions have {sorted(widths)}; retrain it")  # fmt: skip
+    elif n_answers != len(avqa.ANSWERS):
         errors.append(
             f"answer vocabulary: r2scp_model was trained on {n_answers} answers, the data use "
             f"avqa.ANSWERS ({len(avqa.ANSWERS)}); retrain it (kedro run --pipelines=train)"
         )
     answers = (r2scp_model.get("meta") or {}).get("answers") or mcfg.get("answers")
-    if answers is not None and list(answers) != list(avqa.ANSWERS):
+    if not choices and answers is not None and list(answers) != list(avqa.ANSWERS):
         errors.append(
             "answer vocabulary: r2scp_model records another answer list than "
             "avqa.ANSWERS; retrain it"
         )
     max_idx = int(qa_pairs["answer_idx"].max()) if len(qa_pairs) else -1
-    if 0 < n_answers <= max_idx:
+    if not choices and 0 < n_answers <= max_idx:
         errors.append(
             f"answer vocabulary: qa_pairs has answer_idx {max_idx} but r2scp_model "
             f"has only {n_answers} answers"
@@ -337,7 +353,8 @@ def _eval_tensors(
 
 
 def _question_meta(qa_pairs: pd.DataFrame, tensors: AVQATensors, split: str) -> pd.DataFrame:
-    """``question_id, video_id, modality, subtype`` of the split, in ``predict``'s row order."""
+    """``question_id, video_id, modality, subtype, benchmark`` of the split, in ``predict``'s
+    row order (``benchmark``: how the results are broken down, ``multiple_choice.benchmark_of``)."""
     rows = tensors.indices(split)
     qa = qa_pairs.reset_index(drop=True).iloc[rows]
     return pd.DataFrame({
@@ -345,6 +362,7 @@ def _question_meta(qa_pairs: pd.DataFrame, tensors: AVQATensors, split: str) -> 
         "video_id": qa["video_id"].astype(str).to_numpy(),
         "modality": qa["modality"].astype(str).to_numpy(),
         "subtype": qa["subtype"].astype(str).to_numpy(),
+        "benchmark": benchmark_of(qa_pairs),
     })  # fmt: skip
 
 
@@ -358,17 +376,22 @@ def _prediction_frame(meta, p, method, setting, rate) -> pd.DataFrame:
         "subtype": meta["subtype"].to_numpy(), "answer_idx": p.answer, "pred_idx": p.pred,
         "correct": p.pred == p.answer,
         **{f"alpha_{m}": p.expert_weights[:, i].astype(np.float32) for i, m in enumerate(EXPERTS)},
+        "benchmark": meta["benchmark"].to_numpy(),
     })  # fmt: skip
 
 
 def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> pd.DataFrame:
     """Long ``evaluation_results`` table (``report.RESULT_COLUMNS``) from the predictions:
     the official accuracies, the paper's columns, accuracy on the masked / intact videos'
-    questions (section ``subset``), and the mean router weights (section ``loads``)."""
+    questions (section ``subset``), and the mean router weights (section ``loads``).
+    Multiple-choice predictions (column ``benchmark`` = ``avqa``) get AVQA's breakdown
+    (``metrics.choice_accuracy_report``)."""
     rows = []
     keys = ["method", "setting", "missing_rate"]
+    benchmark = _benchmark(predictions)
     for (method, setting, rate), d in predictions.groupby(keys, sort=False):
-        r = accuracy_report(
+        r = report_for(
+            benchmark,
             d["modality"].to_numpy(),
             d["subtype"].to_numpy(),
             d["correct"].to_numpy(),
@@ -398,6 +421,14 @@ def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> p
     if not np.isfinite(out["value"].to_numpy()).all():
         raise FloatingPointError("an evaluation metric is NaN/inf")
     return out
+
+
+def _benchmark(predictions: pd.DataFrame) -> str:
+    """The benchmark of an ``evaluation_predictions`` table (tables written before the column
+    existed are MUSIC-AVQA's)."""
+    if "benchmark" not in predictions.columns or predictions.empty:
+        return "music_avqa"
+    return str(predictions["benchmark"].iloc[0])
 
 
 def evaluate_methods(
@@ -627,9 +658,10 @@ def _sweep(
                 k_purge=k,
                 batch_size=config["batch_size"],
             )
-            r = accuracy_report(
-                meta["modality"], meta["subtype"], p.pred == p.answer, config["paper_columns"]
-            )
+            r = report_for(
+                str(meta["benchmark"].iloc[0]), meta["modality"], meta["subtype"],
+                p.pred == p.answer, config["paper_columns"],
+            )  # fmt: skip
             rows.append((setting, vary, n, k, r["paper"].get("Avg", r["overall"]["Overall"])))
     return pd.DataFrame(rows, columns=cols)
 
@@ -674,18 +706,28 @@ def build_reports(
     rate = float(config["report"]["table_missing_rate"])
     settings = list(config["settings"])
     base = [m for m in config["methods"] if m not in config["ablation_methods"]]
-    table = rep.results_table(evaluation_results, base, settings, rate)
-    pooled = (
-        "the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
-        if config["paper_columns"] == "audio_visual"
-        else "sub-types pooled over all modalities; Avg = overall accuracy (micro)"
-    )
-    note = (
-        f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
-        f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
-        "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
-        "setting rows." + protocol_note
-    )
+    if _benchmark(evaluation_predictions) == "avqa":
+        table = rep.choice_results_table(evaluation_results, base, settings, rate)
+        note = (
+            f"AVQA-style multiple choice. Missing settings at missing rate {rate:g} (fraction "
+            f"of {config['split']} videos whose modality is dropped); one column per AVQA "
+            "question type and per question relation, Overall = accuracy over all questions; "
+            "paper AVQA: the paper's Table 1 AVQA column for R2ScP (its numbers, not ours). "
+            "Average: mean of the setting rows." + protocol_note
+        )
+    else:
+        table = rep.results_table(evaluation_results, base, settings, rate)
+        pooled = (
+            "the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
+            if config["paper_columns"] == "audio_visual"
+            else "sub-types pooled over all modalities; Avg = overall accuracy (micro)"
+        )
+        note = (
+            f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
+            f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
+            "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
+            "setting rows." + protocol_note
+        )
     table_md = rep.to_markdown(table, "Results (cf. paper Table 1)", note)
     abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(
         config["ablation_methods"]
@@ -766,9 +808,14 @@ def modality_needs_report(
     meta["template"] = qa["template"].astype(str).to_numpy()[tensors.indices(split)]
     answer = tensors.answer[tensors.indices(split)].numpy()
     train = qa[qa["split"] == "train"]
-    prior = train.groupby("template")["answer_idx"].agg(lambda a: a.value_counts().idxmax())
+    if is_multiple_choice(qa):  # AVQA: no templates; the candidate prior per question type
+        prior_ok = choice_prior(train, qa.iloc[tensors.indices(split)]) == answer
+        meta["template"] = ""  # one row per type, no template rows
+    else:
+        prior = train.groupby("template")["answer_idx"].agg(lambda a: a.value_counts().idxmax())
+        prior_ok = meta["template"].map(prior).fillna(-1).to_numpy() == answer
     columns = {
-        "prior": meta["template"].map(prior).fillna(-1).to_numpy() == answer,
+        "prior": prior_ok,
         **{f"{m}_expert": experts[m] == answer for m in EXPERTS},
     }
     preds = evaluation_predictions
@@ -784,6 +831,8 @@ def modality_needs_report(
         by_q = sel.set_index("question_id")["correct"]
         columns[label] = meta["question_id"].map(by_q).to_numpy(dtype=bool)
     table = rep.modality_needs_table(meta, columns)
+    if is_multiple_choice(qa):
+        table = table[table["level"] != "template"].reset_index(drop=True)
     md = rep.to_markdown(
         table[table["level"] != "template"].drop(columns=["level", "template"]),
         "Which modality each question type needs (accuracy %, " + split + " split)",

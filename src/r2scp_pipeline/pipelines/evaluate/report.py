@@ -63,6 +63,11 @@ PAPER_TABLE1_R2SCP: dict[str, tuple[float, ...]] = {
     "complete": (83.59, 70.57, 75.95, 64.08, 70.75, 73.19),
 }
 
+#: The paper's Table 1 R2ScP rows, AVQA column (accuracy over all questions), and its Average.
+PAPER_TABLE1_AVQA: dict[str, float] = {
+    "visual_missing": 63.25, "audio_missing": 75.12, "complete": 90.64, "Average": 76.35,
+}  # fmt: skip
+
 PAPER_COLS: tuple[str, ...] = tuple(c for c, _ in avqa.PAPER_COLUMNS) + ("Avg",)
 MODALITY_COLS: tuple[str, ...] = avqa.QUESTION_MODALITIES + ("Overall",)
 
@@ -127,6 +132,43 @@ def results_table(
                 }
             )
     return pd.DataFrame(rows, columns=["method", "setting", "missing_rate", *cols]).round(2)
+
+
+def choice_results_table(
+    results: pd.DataFrame, methods: Sequence[str], settings: Sequence[str], rate: float
+) -> pd.DataFrame:
+    """:func:`results_table` of multiple-choice (AVQA) results: per method, one row per setting
+    and an ``Average`` row, with the accuracy per AVQA question type, per question relation and
+    overall, and ``paper AVQA``: the paper's Table 1 AVQA column for R2ScP's rows."""
+    from r2scp_pipeline.multiple_choice import QUESTION_TYPES
+
+    wide = _wide(results, ["types", "modalities", "overall"])
+    sections = results.drop_duplicates("metric").set_index("metric")["section"]
+    present = list(wide.columns)
+    types = [t for t in QUESTION_TYPES if t in present]
+    relations = sorted(m for m in present if sections.get(m) == "modalities")
+    cols = types + relations + (["Overall"] if "Overall" in present else [])
+    rows = []
+    for method in methods:
+        block = []
+        for setting in settings:
+            key = (method, setting, table_rate(results, setting, rate))
+            if key not in wide.index:
+                continue
+            block.append({"method": label(method), "setting": setting, "missing_rate": key[2],
+                          **wide.loc[key, cols].to_dict()})  # fmt: skip
+        if len(block) > 1:
+            avg = pd.DataFrame(block)[cols].mean(axis=0, skipna=True)
+            block.append({"method": label(method), "setting": "Average", "missing_rate": np.nan,
+                          **avg.to_dict()})  # fmt: skip
+        for row in block:
+            row["paper AVQA"] = (
+                PAPER_TABLE1_AVQA.get(row["setting"], np.nan) if method == "r2scp" else np.nan
+            )
+        rows += block
+    return pd.DataFrame(
+        rows, columns=["method", "setting", "missing_rate", *cols, "paper AVQA"]
+    ).round(2)
 
 
 def ablation_table(
