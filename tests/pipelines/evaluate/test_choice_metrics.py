@@ -73,3 +73,14 @@ def test_the_choice_results_table_sits_next_to_the_papers_avqa_column():
     assert r2.loc["Average", "Overall"] == pytest.approx(r2.loc[settings, "Overall"].mean(), abs=0.01)
     zero = table[table["method"] == "zero-fill"]
     assert len(zero) == 1 and zero["paper AVQA"].isna().all()  # one setting: no Average row
+
+
+def test_the_ablation_table_quotes_the_papers_avqa_column_for_avqa():
+    from r2scp_pipeline.pipelines.evaluate.report import ablation_table
+
+    res = results_from_predictions(_predictions(), "audio_visual")
+    settings = ["audio_missing", "visual_missing", "complete"]
+    avqa = ablation_table(res, ["r2scp"], settings, 1.0, {}, "avqa").iloc[0]
+    music = ablation_table(res, ["r2scp"], settings, 1.0, {}).iloc[0]
+    assert avqa["paper visual_missing"] == 63.25 and music["paper visual_missing"] == 69.37
+    assert np.isnan(avqa["paper A/V missing"]) and music["paper A/V missing"] == 70.72

@@ -706,7 +706,8 @@ def build_reports(
     rate = float(config["report"]["table_missing_rate"])
     settings = list(config["settings"])
     base = [m for m in config["methods"] if m not in config["ablation_methods"]]
-    if _benchmark(evaluation_predictions) == "avqa":
+    benchmark = _benchmark(evaluation_predictions)
+    if benchmark == "avqa":
         table = rep.choice_results_table(evaluation_results, base, settings, rate)
         note = (
             f"AVQA-style multiple choice. Missing settings at missing rate {rate:g} (fraction "
@@ -734,12 +735,13 @@ def build_reports(
     )
     desc = {n: s.get("description", "") for n, s in config["ablations"].items()}
     desc["r2scp"] = "full model"
-    abl = rep.ablation_table(evaluation_results, abl_methods, settings, rate, desc)
+    abl = rep.ablation_table(evaluation_results, abl_methods, settings, rate, desc, benchmark)
+    paper_of = "AVQA (Table 2 only)" if benchmark == "avqa" else "Music-AVQA"
     abl_md = rep.to_markdown(
         abl,
         "Ablations (cf. paper Tables 2 and 3)",
         f"Avg per setting at missing rate {rate:g}; 'Avg A/V missing' = mean of the two missing "
-        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers."
+        f"settings (Table 3's metric); 'paper ...' = the paper's {paper_of} numbers."
         + protocol_note,
     )
     if "r2scp" in config["methods"]:
@@ -836,8 +838,10 @@ def modality_needs_report(
     md = rep.to_markdown(
         table[table["level"] != "template"].drop(columns=["level", "template"]),
         "Which modality each question type needs (accuracy %, " + split + " split)",
-        "audio/visual/text_expert: the stage-I expert alone (eq. 10); prior: most frequent "
-        "training answer of the template; r2scp_complete: the full model with both modalities; "
+        "audio/visual/text_expert: the stage-I expert alone (eq. 10); prior: "
+        + ("the candidate most often right for the question type in training"
+           if is_multiple_choice(qa) else "most frequent training answer of the template")
+        + "; r2scp_complete: the full model with both modalities; "
         "zero_fill_*: the missing modality replaced by zeros at the highest missing rate.",
     )
     return table, md
