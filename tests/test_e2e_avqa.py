@@ -51,7 +51,9 @@ def test_the_generator_wrote_avqa_files_and_ingestion_read_them(project: Path):
     assert list(qa.columns)[-2:] == ["choices", "choice_idx"]
     assert set(qa["split"]) == {"train", "val", "test"}
     assert all(len(c) == 4 for c in qa["choices"])
-    assert (qa["answer"] == [c[i] for c, i in zip(qa["choices"], qa["choice_idx"])]).all()
+    assert (
+        qa["answer"] == [c[i] for c, i in zip(qa["choices"], qa["choice_idx"], strict=True)]
+    ).all()
     assert set(qa["subtype"]) <= set(QUESTION_TYPES)
     assert set(qa["modality"]) == {"Audio", "Visual", "Both"}
     ids, _, mask = frame_to_padded(_read(project, "04_feature/question_features.parquet"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from r2scp_pipeline.model import AnswerDecoder, ChoiceDecoder, Encodings, R2ScP, R2ScPConfig
+from r2scp_pipeline.model import AnswerDecoder, ChoiceDecoder, Encodings, R2ScP
 from r2scp_pipeline.vocabulary import MISSING_CODES
 from tests.test_model import B, D, cfg, encodings
 

@@ -30,7 +30,11 @@ QUESTION_TYPES: tuple[str, ...] = (
 #: The release's annotation files: project split -> file name. The release has no test file:
 #: papers report on ``val_qa.json``, so it is the project's ``test`` split and ``val`` is held
 #: out of the training videos (``dataset.avqa.val_fraction``).
-RELEASE_FILES: dict[str, str | None] = {"train": "train_qa.json", "val": None, "test": "val_qa.json"}
+RELEASE_FILES: dict[str, str | None] = {
+    "train": "train_qa.json",
+    "val": None,
+    "test": "val_qa.json",
+}
 #: The benchmark names the evaluation reports under.
 BENCHMARKS: tuple[str, ...] = ("music_avqa", "avqa")
 

@@ -119,7 +119,9 @@ def test_the_fixture_parses_with_every_question_type():
 
 def test_a_duplicate_id_names_both_records(tmp_path):
     path = _write(tmp_path / "train_qa.json", [GOOD, {**GOOD, "question_text": "Other?"}])
-    with pytest.raises(AnnotationError, match=r"record 1, field 'id': id 7 already used by record 0"):
+    with pytest.raises(
+        AnnotationError, match=r"record 1, field 'id': id 7 already used by record 0"
+    ):
         parse_split(path, "train")
 
 
@@ -170,7 +172,9 @@ def test_source_avqa_ingests_the_release_into_qa_pairs(tmp_path):
     qa, videos, scenes, metrics, report = ingest_annotations(params, manifest)
     assert list(qa.columns)[-2:] == ["choices", "choice_idx"]
     assert set(qa["split"]) == {"train", "val", "test"} and len(qa) == 16
-    assert (qa["answer"] == [c[i] for c, i in zip(qa["choices"], qa["choice_idx"])]).all()
+    assert (
+        qa["answer"] == [c[i] for c, i in zip(qa["choices"], qa["choice_idx"], strict=True)]
+    ).all()
     assert report["protocol"] == "official" and len(videos) == 8
     assert all(len(x) == 0 for x in scenes["instruments"])  # AVQA has no instrument labels
     assert metrics["type.Both.Which"]["value"] == 4.0
@@ -228,3 +232,13 @@ def test_an_id_in_both_files_is_an_error(tmp_path):
     params = _params(tmp_path)
     with pytest.raises(AnnotationError, match=r"val_qa.json, record 0, field 'question_id'.*5"):
         ingest_annotations(params, generate_embedded_dataset(params, 0))
+
+
+def test_an_unknown_embedded_answer_format_names_the_parameter():
+    from r2scp_pipeline.pipelines.dataset.nodes import multiple_choice_source
+
+    params = {"source": "embedded", "embedded": {"answer_format": "choices"}}
+    with pytest.raises(ValueError, match="dataset.embedded.answer_format is 'choices'"):
+        multiple_choice_source(params)
+    assert multiple_choice_source({**params, "embedded": {"answer_format": "multiple_choice"}})
+    assert not multiple_choice_source({"source": "music_avqa"})

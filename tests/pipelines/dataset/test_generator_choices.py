@@ -52,7 +52,9 @@ def test_written_files_follow_the_avqa_format_and_keep_the_questions(tmp_path):
     assert [r["split"] for r in rows] == ["train", "test"]
     train = parse_avqa(rows[0]["annotations_path"], "train")
     test = parse_avqa(rows[1]["annotations_path"], "test")
-    music = {s: parse_split(MUSIC / f"avqa-{s}.json", s).questions for s in ("train", "val", "test")}
+    music = {
+        s: parse_split(MUSIC / f"avqa-{s}.json", s).questions for s in ("train", "val", "test")
+    }
     assert len(train.questions) == len(music["train"]) + len(music["val"])
     assert len(test.questions) == len(music["test"]) == rows[1]["n_records"]
     by_id = {q["question_id"]: q for qs in music.values() for q in qs}

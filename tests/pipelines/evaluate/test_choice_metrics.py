@@ -70,7 +70,9 @@ def test_the_choice_results_table_sits_next_to_the_papers_avqa_column():
     r2 = table[table["method"] == "R2ScP"].set_index("setting")
     assert r2.loc["complete", "paper AVQA"] == PAPER_TABLE1_AVQA["complete"]
     assert r2.loc["Average", "paper AVQA"] == PAPER_TABLE1_AVQA["Average"]
-    assert r2.loc["Average", "Overall"] == pytest.approx(r2.loc[settings, "Overall"].mean(), abs=0.01)
+    assert r2.loc["Average", "Overall"] == pytest.approx(
+        r2.loc[settings, "Overall"].mean(), abs=0.01
+    )
     zero = table[table["method"] == "zero-fill"]
     assert len(zero) == 1 and zero["paper AVQA"].isna().all()  # one setting: no Average row
 

@@ -168,8 +168,7 @@ def parse_split(path: str | Path, split: str) -> ParsedSplit:
         if other[0] != vid:
             raise AnnotationError(
                 path,
-                f"video_id {src!r} names video {vid!r} here but {other[0]!r} in record "
-                f"{other[1]}",
+                f"video_id {src!r} names video {vid!r} here but {other[0]!r} in record {other[1]}",
                 index,
                 "video_name",
             )
@@ -252,7 +251,11 @@ def avqa_manifest_rows(avqa_params: dict[str, Any] | None) -> list[dict[str, Any
                 f"(set it to null to read no file as {split})"
             )
         rows.append(
-            {"split": split, "annotations_path": str(path), "n_records": len(read_annotation_file(path))}
+            {
+                "split": split,
+                "annotations_path": str(path),
+                "n_records": len(read_annotation_file(path)),
+            }
         )
     if not any(r["split"] == "train" for r in rows):
         raise ValueError("dataset.avqa.files.train must name the training file (train_qa.json)")
