@@ -1,8 +1,15 @@
-"""The whole chain at MUSIC-AVQA's size: time per stage, seconds per stage-II epoch, peak RSS.
+"""The whole chain at MUSIC-AVQA's (or AVQA's) size: time per stage, seconds per stage-II
+epoch, peak RSS.
 
     python benchmarks/real_scale.py --scale 0.05       # quick check (~460 videos)
     python benchmarks/real_scale.py                    # full size: writes docs/results/real_scale.json
     python benchmarks/real_scale.py --protocol video_disjoint --epochs 2 --keep /tmp/rs
+    python benchmarks/real_scale.py --benchmark avqa   # AVQA's size: docs/results/real_scale_avqa.json
+
+``--benchmark avqa`` writes the AVQA release's format instead (``train_qa.json``,
+``val_qa.json``: 57,015 videos, 57,335 four-way multiple-choice questions, :data:`FULL_AVQA`)
+and features of 10 seconds per video, and runs the same stages with ``dataset.source: avqa``
+(the ChoiceDecoder, candidate texts through the question encoder).
 
 Writes, in a work folder of its own (a temporary one unless ``--keep DIR``), official-format
 annotations at the size of MUSIC-AVQA (9,288 videos, 45,867 questions: train 32,170, val
@@ -55,6 +62,11 @@ FULL = {
     "test_videos": 6399,
     "val_and_test_videos": 2296,
 }
+#: AVQA's size (Yang et al., ACM MM 2022: 57,015 videos, 57,335 questions). The split of the
+#: release into train_qa.json / val_qa.json is not known here: ``test_fraction`` of the videos
+#: go to val_qa.json (the project's test split) as an assumption; the pipeline then holds out
+#: ``dataset.avqa.val_fraction`` of the training videos as val.
+FULL_AVQA = {"videos": 57015, "questions": 57335, "test_fraction": 0.3, "seconds": 10}
 STAGES = ("dataset", "features", "build_index", "pretrain", "mix")
 _PLACEHOLDER = re.compile(r"<(Object|LR|FL|LL|TH|BA|LRer)>")
 VALUES = {
@@ -131,15 +143,73 @@ def write_annotations(folder: Path, plan: dict[str, Any], rng: np.random.Generat
     return counts
 
 
-def write_features(folder: Path, ids: list[str], seed: int) -> dict[str, int]:
-    """Official-shape ``.npy`` files per video; returns bytes written per modality."""
+#: Words of the synthetic AVQA questions and candidates (many distinct texts, like the release).
+_THINGS = ("dog", "cat", "car", "train", "baby", "man", "woman", "bird", "engine", "drum",
+           "guitar", "piano", "crowd", "horse", "boat", "plane", "phone", "door", "bell", "saw")
+_DOING = ("barking", "singing", "crying", "driving", "playing", "talking", "ringing", "running",
+          "cooking", "cheering", "typing", "cutting", "flying", "honking", "knocking")
+_PLACES = ("a kitchen", "the street", "a garden", "a stage", "a beach", "a forest", "a car",
+           "a classroom", "a stadium", "a river")
+_AVQA_TEMPLATES = {
+    "Which": "Which {t} makes the sound in {p}?",
+    "Come From": "Where does the {d} sound of the {t} come from?",
+    "Happening": "What is the {t} in {p} doing?",
+    "Where": "Where is the {t} that is {d}?",
+    "Why": "Why is the {t} {d}?",
+    "Before Next": "What happens after the {t} starts {d}?",
+    "When": "When does the {t} start {d} in {p}?",
+    "Used For": "What is the {t} in {p} used for?",
+}
+
+
+def plan_avqa(scale: float, rng: np.random.Generator) -> dict[str, Any]:
+    """AVQA-size plan: VGGSound-style video names, the videos of val_qa.json, questions/video."""
+    n = max(8, round(FULL_AVQA["videos"] * scale))
+    ids = [f"v{i:010d}_{int(rng.integers(0, 300)):06d}" for i in range(n)]
+    n_q = max(n, round(FULL_AVQA["questions"] * scale))
+    owner = np.concatenate([np.arange(n), rng.choice(n, n_q - n)])  # every video asked once
+    test = rng.permutation(n)[: max(2, round(FULL_AVQA["test_fraction"] * n))]
+    return {"ids": ids, "owner": owner, "test": set(int(v) for v in test)}
+
+
+def write_avqa_annotations(folder: Path, plan: dict[str, Any], rng: np.random.Generator) -> dict:
+    """``train_qa.json`` and ``val_qa.json`` in the AVQA release's format; returns counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    types = list(_AVQA_TEMPLATES)
+    phrases = [f"{t} {d}" for t in _THINGS for d in _DOING] + [f"in {p}" for p in _PLACES]
+    files: dict[str, list[dict[str, Any]]] = {"train_qa.json": [], "val_qa.json": []}
+    for qid, v in enumerate(plan["owner"]):
+        qtype = types[int(rng.integers(len(types)))]
+        text = _AVQA_TEMPLATES[qtype].format(t=rng.choice(_THINGS), d=rng.choice(_DOING),
+                                             p=rng.choice(_PLACES))  # fmt: skip
+        choices = [str(c) for c in rng.choice(phrases, 4, replace=False)]
+        name = "val_qa.json" if int(v) in plan["test"] else "train_qa.json"
+        files[name].append({
+            "id": qid, "video_name": plan["ids"][v], "video_id": int(v) + 1,
+            "question_text": text, "multi_choice": choices, "answer": int(rng.integers(4)),
+            "question_relation": str(rng.choice(["Audio", "Visual", "Both"])),
+            "question_type": qtype,
+        })  # fmt: skip
+    counts: dict[str, Any] = {}
+    for name, records in files.items():
+        (folder / name).write_text(json.dumps(records), encoding="utf-8")
+        counts[name] = {"questions": len(records),
+                        "videos": len({r["video_name"] for r in records})}  # fmt: skip
+    counts["videos"] = len(plan["ids"])
+    return counts
+
+
+def write_features(
+    folder: Path, ids: list[str], seed: int, seconds: int = 60
+) -> dict[str, int]:
+    """Official-shape ``.npy`` files per video (``seconds`` rows); returns bytes per modality."""
     sizes = {}
     for name, dim in (("vggish", 128), ("resnet18", 512)):
         (folder / name).mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, dim])
         total = 0
         for vid in ids:
-            x = rng.standard_normal((60, dim), dtype=np.float32)
+            x = rng.standard_normal((seconds, dim), dtype=np.float32)
             np.save(folder / name / f"{vid}.npy", x)
             total += x.nbytes
         sizes[name] = total
@@ -280,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--scale", type=float, default=1.0, help="fraction of MUSIC-AVQA's size")
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the benchmark's size")
+    ap.add_argument("--benchmark", default="music_avqa", choices=("music_avqa", "avqa"),
+                    help="whose size and annotation format (avqa: multiple choice)")
     ap.add_argument("--epochs", type=int, default=1, help="epochs of stage I and of stage II")
     ap.add_argument("--joint-epochs", type=int, default=2, help="epochs of the joint space")
     ap.add_argument("--protocol", default="official", choices=("official", "video_disjoint"))
@@ -299,15 +371,18 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="r2scp_real_scale_"))
     work.mkdir(parents=True, exist_ok=True)
+    avqa_run = args.benchmark == "avqa"
+    suffix = "_avqa" if avqa_run else ""
     out = args.out or (
-        ROOT / "docs/results/real_scale.json"
+        ROOT / f"docs/results/real_scale{suffix}.json"
         if args.scale == 1
-        else Path(tempfile.gettempdir()) / "r2scp_real_scale.json"
+        else Path(tempfile.gettempdir()) / f"r2scp_real_scale{suffix}.json"
     )
     rng = np.random.default_rng(args.seed)
     result: dict[str, Any] = {
         "command": "python benchmarks/real_scale.py " + " ".join(argv or sys.argv[1:]),
         "scale": args.scale,
+        "benchmark": args.benchmark,
         "protocol": args.protocol,
         "epochs": args.epochs,
         "joint_space_epochs": args.joint_epochs,
@@ -322,17 +397,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         tick = time.perf_counter()
-        plan = plan_splits(args.scale, rng)
-        result["data"] = write_annotations(work / "annotations", plan, rng)
-        result["data"]["feature_bytes"] = write_features(work / "features", plan["ids"], args.seed)
+        if avqa_run:
+            plan = plan_avqa(args.scale, rng)
+            result["data"] = write_avqa_annotations(work / "annotations", plan, rng)
+            seconds = FULL_AVQA["seconds"]
+        else:
+            plan = plan_splits(args.scale, rng)
+            result["data"] = write_annotations(work / "annotations", plan, rng)
+            seconds = 60
+        result["data"]["feature_bytes"] = write_features(
+            work / "features", plan["ids"], args.seed, seconds
+        )
         result["data"]["write_s"] = round(time.perf_counter() - tick, 1)
         print(f"wrote annotations and features in {result['data']['write_s']} s: "
               f"{result['data']}", flush=True)  # fmt: skip
 
         project = make_project(work / "project")
+        source = (
+            {"dataset.source": "avqa", "dataset.avqa.annotations_dir": work / "annotations"}
+            if avqa_run
+            else {"dataset.source": "music_avqa",
+                  "dataset.music_avqa.annotations_dir": work / "annotations"}
+        )  # fmt: skip
         params = {
-            "dataset.source": "music_avqa",
-            "dataset.music_avqa.annotations_dir": work / "annotations",
+            **source,
             "dataset.protocol": args.protocol,
             "features.audio.encoder": "precomputed",
             "features.audio.precomputed.dir": work / "features" / "vggish",

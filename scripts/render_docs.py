@@ -161,6 +161,11 @@ def render_real_scale(root: Path) -> str:
         f"{r['machine']['shared']}.",
         "",
     ]
+    return "\n".join(lines) + "\n" + _stage_tables(r) + _breakdowns(r)
+
+
+def _stage_tables(r: dict) -> str:
+    """Per-stage time and memory, per-epoch training time and the targets of a real-scale run."""
     rows = [
         [name, s["wall_s"], s["cpu_s"], f"{s['peak_rss_mb']:,.0f}",
          " / ".join(f"{x:.2f}" for x in s["load_before"]),
@@ -170,7 +175,7 @@ def render_real_scale(root: Path) -> str:
     rows.append(["**total**", r["total_wall_s"], "", "", "", ""])
     header = ["stage (`kedro run`)", "wall s", "CPU s", "peak RSS MB",
               "load avg before (1/5/15 min)", "after"]  # fmt: skip
-    out = "\n".join(lines) + "\n" + md_table(header, rows) + "\n"
+    out = md_table(header, rows) + "\n"
     srows = []
     for key, label in (("stage_one", "stage I (pretrain)"), ("stage_two", "stage II (mix)")):
         s = r[key]
@@ -185,6 +190,12 @@ def render_real_scale(root: Path) -> str:
         f"{'met' if e['met'] else 'missed'}**; peak RSS <= {m['target']} GB: "
         f"**{m['measured']} GB, {'met' if m['met'] else 'missed'}**.\n"
     )
+    return out
+
+
+def _breakdowns(r: dict) -> str:
+    """The optional ``--breakdown`` and ``--spatial-videos`` lines of a real-scale run."""
+    out = ""
     if "stage_two_breakdown" in r:
         b = r["stage_two_breakdown"]
         out += (
@@ -212,6 +223,27 @@ def render_real_scale(root: Path) -> str:
 
 
 FULL_VIDEOS = 9288  # MUSIC-AVQA's videos (benchmarks/real_scale.py FULL)
+
+
+@renderer("real_scale_avqa")
+def render_real_scale_avqa(root: Path) -> str:
+    """docs/results/real_scale_avqa.json, from ``benchmarks/real_scale.py --benchmark avqa``."""
+    r = load_json(root, "real_scale_avqa.json")
+    d = r["data"]
+    train, test = d["train_qa.json"], d["val_qa.json"]
+    lines = [
+        f"Command: `{r['command'].strip()}` (scale {r['scale']:g} of AVQA's size, "
+        f"{r['epochs']} epoch(s) per training stage, {r['joint_space_epochs']} joint-space "
+        f"epochs, {r['torch_threads']} torch thread(s)). Data written: {d['videos']:,} videos; "
+        f"train_qa.json {train['questions']:,} questions on {train['videos']:,} videos, "
+        f"val_qa.json (the test split) {test['questions']:,} on {test['videos']:,}; four "
+        f"candidates per question; features {sum(d['feature_bytes'].values()) / 1e9:.2f} GB "
+        f"of `.npy`, written in {d['write_s']} s.",
+        f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']}; "
+        f"{r['machine']['shared']}.",
+        "",
+    ]
+    return "\n".join(lines) + "\n" + _stage_tables(r) + _breakdowns(r)
 
 
 # ---- the reference run (scripts/reference_run.py -> docs/results/default/) --------------------

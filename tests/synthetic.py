@@ -166,3 +166,23 @@ def make_synthetic_tables(
         "memory_bank_visual": tensor_to_frame(bank_ids, visual[bank]),
         "neighbors": neighbors,
     }
+
+
+def as_multiple_choice(tables: dict[str, pd.DataFrame], seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The same tables as multiple-choice (AVQA-style) data: ``qa_pairs`` gains ``choices``
+    (the answer and three distractors of its family, ``generator/choices.py``) and
+    ``choice_idx``; ``question_features`` gains the candidate texts (word vectors)."""
+    from r2scp_pipeline.pipelines.dataset.generator.choices import candidates
+
+    rng = np.random.default_rng([seed, 11])
+    qa = tables["qa_pairs"].copy()
+    picked = [candidates(a, rng) for a in qa["answer"]]
+    qa["choices"] = pd.Series([c for c, _ in picked], dtype=object)
+    qa["choice_idx"] = pd.Series([i for _, i in picked], dtype="int64")
+    dim = len(tables["question_features"]["feature"].iloc[0])
+    texts = sorted({c for cs in qa["choices"] for c in cs} - set(qa["question"]))
+    feats = [np.stack([_word_vector(w, dim) for w in t.split()]) for t in texts]
+    question_features = pd.concat(
+        [tables["question_features"], ragged_to_frame(texts, feats)], ignore_index=True
+    )
+    return {**tables, "qa_pairs": qa, "question_features": question_features}

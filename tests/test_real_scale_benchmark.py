@@ -34,3 +34,22 @@ def test_annotations_at_a_small_scale_ingest_with_shared_videos(tmp_path):
     assert int((index["in_val"] & index["in_test"]).sum()) == 23
     assert set(qa["template"]) <= {t[2] for t in avqa.TEMPLATES}
     assert qa["question_id"].is_unique
+
+
+def test_avqa_size_annotations_ingest_as_multiple_choice(tmp_path):
+    rng = np.random.default_rng(0)
+    plan = real_scale.plan_avqa(0.002, rng)
+    counts = real_scale.write_avqa_annotations(tmp_path, plan, rng)
+    assert counts["videos"] == 114
+    assert counts["train_qa.json"]["questions"] + counts["val_qa.json"]["questions"] == 115
+    assert counts["val_qa.json"]["videos"] == 34  # test_fraction of the videos
+    params = {"source": "avqa", "protocol": None,
+              "avqa": {"annotations_dir": str(tmp_path), "media_dir": None,
+                       "files": {"train": "train_qa.json", "val": None, "test": "val_qa.json"},
+                       "val_fraction": 0.1}}  # fmt: skip
+    qa, index, _, _, report = ingest_annotations(params, generate_embedded_dataset(params, 0))
+    assert len(qa) == 115 and set(qa["split"]) == {"train", "val", "test"}
+    assert (index[["in_train", "in_val", "in_test"]].sum(axis=1) == 1).all()
+    assert all(len(c) == 4 for c in qa["choices"])
+    write = real_scale.write_features(tmp_path / "f", plan["ids"][:2], 0, seconds=10)
+    assert write == {"vggish": 2 * 10 * 128 * 4, "resnet18": 2 * 10 * 512 * 4}

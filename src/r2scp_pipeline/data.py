@@ -43,6 +43,10 @@ class AVQATensors:
     ``bank[m] [Nb_m, T, S_m, D_m]``;
     ``neighbors[(m, polarity)] [V, R]``: for each video, the bank rows retrieved when modality
     ``m`` is missing, best first (``pos``) or least similar first (``neg``, the R- of eq. 14).
+    Multiple-choice data (``qa_pairs.choices``, AVQA): ``choices [Q, C]`` rows of each question's
+    candidates in ``choice_tokens [Nc, Lc, Dt]`` / ``choice_mask [Nc, Lc]`` (distinct candidate
+    texts), and ``answer`` is the right candidate's index (``choice_idx``); otherwise all three
+    are None and ``answer`` indexes ``avqa.ANSWERS``.
     """
 
     question_id: np.ndarray
@@ -59,6 +63,9 @@ class AVQATensors:
     bank_ids: dict[str, list[str]] = field(default_factory=dict)
     bank: dict[str, torch.Tensor] = field(default_factory=dict)
     neighbors: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    choices: torch.Tensor | None = None
+    choice_tokens: torch.Tensor | None = None
+    choice_mask: torch.Tensor | None = None
 
     # ---- sizes -----------------------------------------------------------------------------
     @property
@@ -75,6 +82,11 @@ class AVQATensors:
     @property
     def num_segments(self) -> int:
         return int(self.audio.shape[1])
+
+    @property
+    def n_choices(self) -> int:
+        """Candidates per question (0: open-ended data, answers from ``avqa.ANSWERS``)."""
+        return 0 if self.choices is None else int(self.choices.shape[1])
 
     @property
     def has_retrieval(self) -> bool:
@@ -122,6 +134,9 @@ class AVQATensors:
             h.update(self.neighbors[key].numpy().tobytes())
         for m in sorted(self.bank):
             h.update(self.bank[m].numpy().tobytes())
+        if self.choices is not None:
+            for t in (self.choices, self.choice_tokens):
+                h.update(t.numpy().tobytes())
         return h.hexdigest()
 
 
@@ -154,12 +169,22 @@ def build_tensors(
     if qa["question_id"].duplicated().any():
         dup = qa.loc[qa["question_id"].duplicated(), "question_id"].iloc[0]
         raise ValueError(f"qa_pairs: question_id {dup} appears more than once")
-    answer = qa["answer_idx"].to_numpy(np.int64)
-    bad = (answer < 0) | (answer >= len(avqa.ANSWERS))
+    choice_lists = None
+    if "choices" in qa.columns:  # multiple choice: the answer is the right candidate's index
+        _require_columns(qa, ("choice_idx",), "qa_pairs")
+        choice_lists = [[str(c) for c in cs] for cs in qa["choices"]]
+        widths = sorted({len(c) for c in choice_lists})
+        if len(widths) != 1 or widths[0] < 2:
+            raise ValueError(f"qa_pairs: questions have {widths} candidate answers; expected one "
+                             "number (>= 2) for every question")  # fmt: skip
+        answer, n_classes, what = qa["choice_idx"].to_numpy(np.int64), widths[0], "choice_idx"
+    else:
+        answer, n_classes, what = qa["answer_idx"].to_numpy(np.int64), len(avqa.ANSWERS), "answer_idx"
+    bad = (answer < 0) | (answer >= n_classes)
     if bad.any():
         raise ValueError(
-            f"qa_pairs: answer_idx {answer[bad][0]} of question_id "
-            f"{qa['question_id'].to_numpy()[bad][0]} is outside avqa.ANSWERS (0..{len(avqa.ANSWERS) - 1})"
+            f"qa_pairs: {what} {answer[bad][0]} of question_id "
+            f"{qa['question_id'].to_numpy()[bad][0]} is outside 0..{n_classes - 1}"
         )
     video_ids = sorted(set(qa["video_id"].astype(str)))
     tensors = {}
@@ -185,6 +210,17 @@ def build_tensors(
         raise ValueError(f"question_features: {exc.args[0]} (questions of qa_pairs)") from exc
     if (q_mask.sum(1) == 0).any():
         raise ValueError("question_features: a question has no token")
+    choice_rows = choice_x = choice_m = None
+    if choice_lists is not None:
+        ctexts = sorted({c for cs in choice_lists for c in cs})
+        try:
+            _, cx, cm = frame_to_padded(question_features, "question", ids=ctexts)
+        except KeyError as exc:
+            raise ValueError(f"question_features: {exc.args[0]} (candidate answers of qa_pairs)") from exc
+        q, q_mask = _trim(q, q_mask)  # the table pads questions to the longest candidate too
+        cpos = {t: i for i, t in enumerate(ctexts)}
+        choice_x, choice_m = (torch.from_numpy(a) for a in _trim(cx, cm))
+        choice_rows = torch.tensor([[cpos[c] for c in cs] for cs in choice_lists], dtype=torch.long)
 
     vpos = {v: i for i, v in enumerate(video_ids)}
     tpos = {t: i for i, t in enumerate(texts)}
@@ -210,6 +246,9 @@ def build_tensors(
         visual=visual,
         question=torch.from_numpy(q),
         question_mask=torch.from_numpy(q_mask),
+        choices=choice_rows,
+        choice_tokens=choice_x,
+        choice_mask=choice_m,
     )
     if neighbors is not None:
         banks = {"audio": memory_bank_audio, "visual": memory_bank_visual}
@@ -228,6 +267,12 @@ def build_tensors(
             out.bank[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         out.neighbors = _neighbor_table(neighbors, video_ids, out.bank_ids, n_neighbors)
     return out
+
+
+def _trim(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the padding columns no selected text uses (the table pads to its longest text)."""
+    width = int(mask.any(0).nonzero()[0].max()) + 1 if mask.any() else 1
+    return np.ascontiguousarray(x[:, :width]), np.ascontiguousarray(mask[:, :width])
 
 
 def _neighbor_table(

@@ -86,6 +86,9 @@ def predict_one(
     """
     if missing not in MISSING_CODES:
         raise ValueError(f"missing must be one of {list(MISSING_CODES)}, got {missing!r}")
+    if model.cfg.answer_format == "choices":
+        raise ValueError("this model answers multiple-choice (AVQA) questions; predict answers "
+                         "open-ended MUSIC-AVQA questions only (no candidate answers to score)")  # fmt: skip
     if not 0 <= row < len(tensors.question_id):
         raise ValueError(f"row {row} is outside the {len(tensors.question_id)} questions")
     n = model.cfg.n_retrieve if n_retrieve is None else int(n_retrieve)

@@ -11,6 +11,7 @@ width. Every choice the paper leaves open is listed, with its equation, in ``doc
     missing m:   CrossModalRetrieval (eq. 4) -> H_miss -> ContextAwarePurification (eqs. 2-9)
     each H_m --ExpertReadout--> h_m [B, d] --Router (eq. 11)--> alpha [B, 3]
     Z_joint = sum_m alpha_m h_m (eq. 12) --AnswerDecoder--> logits [B, n_answers]
+        (multiple choice: --ChoiceDecoder vs the C candidates' E_t(Phi_t(text))--> [B, C])
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES, OTHER
 EXPERT_FIELDS = (
     "d_audio", "d_visual", "d_text", "s_audio", "s_visual", "n_answers", "d_model", "n_heads",
     "n_layers", "ff_mult", "max_len", "audio_frontend", "audio_tokens", "audio_channels",
+    "answer_format",
 )  # fmt: skip
 AUDIO_FRONTENDS = ("auto", "conv", "linear")
+#: classes: logits over a fixed answer vocabulary (MUSIC-AVQA's 42); choices: a score per
+#: candidate answer of the question (AVQA's 4), n_answers = candidates per question.
+ANSWER_FORMATS = ("classes", "choices")
 
 
 @dataclass
@@ -40,7 +45,7 @@ class R2ScPConfig:
     d_text: int = 384  # Dt
     s_audio: int = 1  # S_a: raw audio tokens per segment (log-mel frames), read from the data
     s_visual: int = 1  # S_v: raw visual tokens per segment (grid cells), read from the data
-    n_answers: int = 42  # len(avqa.ANSWERS)
+    n_answers: int = 42  # len(avqa.ANSWERS); with answer_format "choices": candidates per question
     d_model: int = 128  # d: width of every expert's representation H_m
     n_heads: int = 4
     n_layers: int = 1  # transformer layers per expert
@@ -62,6 +67,7 @@ class R2ScPConfig:
     st_temperature: float = 0.1  # straight-through noise mask (trains W_proj), see CAP
     mixing: bool = True  # False: Table 3 "w/o expert mixing" (average the stage-I experts)
     router_hidden: int = 64
+    answer_format: str = "classes"  # "classes" (AnswerDecoder) | "choices" (ChoiceDecoder)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -78,6 +84,10 @@ class R2ScPConfig:
             )
         if self.saliency not in ("received", "paper"):
             raise ValueError(f"model.saliency must be 'received' or 'paper', got {self.saliency!r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(
+                f"model.answer_format must be one of {ANSWER_FORMATS}, got {self.answer_format!r}"
+            )
         if self.audio_frontend not in AUDIO_FRONTENDS:
             raise ValueError(
                 f"model.audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}"
@@ -309,18 +319,54 @@ class ExpertReadout(nn.Module):
         return (x + self.mlp(self.ln2(x))).squeeze(1)  # [B, d]
 
 
+class ChoiceDecoder(nn.Module):
+    """Dec for multiple choice: a score per candidate answer, [B, d] x [B, C, d_c] -> [B, C].
+
+    The candidates are the question's C answer texts as vectors of width ``d_cand`` (stage II:
+    E_t(Phi_t(text)) pooled over tokens, the question encoder's view of the text; stage-I heads:
+    the raw sentence vectors, so each expert's head stays its own). Score = a query from the
+    representation against a key from each candidate, scaled dot product; trained with
+    cross-entropy over the C candidates.
+    """
+
+    def __init__(self, d: int, d_cand: int, dropout: float) -> None:
+        super().__init__()
+        self.query = nn.Sequential(
+            nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d)
+        )
+        self.key = nn.Sequential(nn.LayerNorm(d_cand), nn.Linear(d_cand, d))
+
+    def forward(self, z: torch.Tensor, choices: torch.Tensor | None) -> torch.Tensor:
+        if choices is None:
+            raise ValueError("a multiple-choice model needs the candidate answers of each question")
+        q = self.query(z)  # [B, d]
+        k = self.key(choices)  # [B, C, d]
+        return torch.einsum("bd,bcd->bc", q, k) / math.sqrt(q.shape[-1])  # [B, C]
+
+
 class ExpertHead(nn.Module):
     """Stage-I answer head of one expert: P(y | E_m(F_m)) of eq. 10."""
 
     def __init__(self, cfg: R2ScPConfig) -> None:
         super().__init__()
         self.readout = ExpertReadout(cfg.d_model, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout)
-        self.out = nn.Linear(cfg.d_model, cfg.n_answers)
+        self.choices = cfg.answer_format == "choices"
+        self.out = (
+            ChoiceDecoder(cfg.d_model, cfg.d_text, cfg.dropout)
+            if self.choices
+            else nn.Linear(cfg.d_model, cfg.n_answers)
+        )
 
     def forward(
-        self, h: torch.Tensor, mask: torch.Tensor | None, q_sent: torch.Tensor
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor | None,
+        q_sent: torch.Tensor,
+        choice_sent: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.out(self.readout(h, mask, q_sent))  # [B, n_answers]
+        # choice_sent [B, C, Dt]: raw sentence vectors of the candidates (multiple choice)
+        z = self.readout(h, mask, q_sent)
+        return self.out(z, choice_sent) if self.choices else self.out(z)  # [B, n_answers]
 
 
 class CrossModalRetrieval(nn.Module):
@@ -526,13 +572,16 @@ class Encodings:
     h_text: torch.Tensor
     text_mask: torch.Tensor
     q_sent: torch.Tensor
+    choices: torch.Tensor | None = None  # [B, C, d] candidates through E_t(Phi_t), pooled
+    choice_sent: torch.Tensor | None = None  # [B, C, Dt] candidates' raw sentence vectors
     key: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> Encodings:
         pick = lambda d: {m: v[rows] for m, v in d.items()}  # noqa: E731
+        opt = lambda x: None if x is None else x[rows]  # noqa: E731
         return Encodings(pick(self.h), pick(self.cand), pick(self.com), self.h_text[rows],
-                         self.text_mask[rows], self.q_sent[rows],
-                         None if self.key is None else self.key[rows])  # fmt: skip
+                         self.text_mask[rows], self.q_sent[rows], opt(self.choices),
+                         opt(self.choice_sent), opt(self.key))  # fmt: skip
 
     def with_cand(self, modality: str, cand: torch.Tensor) -> Encodings:
         return dataclasses.replace(self, cand={**self.cand, modality: cand})
@@ -575,7 +624,11 @@ class R2ScP(nn.Module):
             }
         )
         self.router = Router(d, cfg.router_hidden, len(EXPERTS))
-        self.decoder = AnswerDecoder(d, cfg.n_answers, cfg.dropout)
+        self.decoder = (
+            ChoiceDecoder(d, d, cfg.dropout)
+            if cfg.answer_format == "choices"
+            else AnswerDecoder(d, cfg.n_answers, cfg.dropout)
+        )
         self.apply(self._init_weights)
 
     @staticmethod
@@ -611,6 +664,13 @@ class R2ScP(nn.Module):
         """E_m(Phi_m(x)): raw [B, T, S_m, D_m] (text: [B, Lq, Dt]) -> H_m [B, L_m, d]."""
         return self.experts[modality](self.phi[modality](x), mask)
 
+    def encode_choices(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Candidate answers through the question encoder, pooled: raw tokens [N, Lc, Dt] and
+        mask [N, Lc] -> masked mean of E_t(Phi_t(x)) [N, d] (what ChoiceDecoder scores)."""
+        h = self.encode("text", x, mask)  # [N, Lc, d]
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
     def encode_common(self, target: str, x_avl: torch.Tensor) -> torch.Tensor:
         """H_com = E_target(Phi_avl(F_avl)): the available modality through the missing
         modality's expert (Algorithm 1 line 14, eq. 6): [B, T, S_avl, D_avl] -> [B, L_avl, d]."""
@@ -630,8 +690,11 @@ class R2ScP(nn.Module):
         question: torch.Tensor,
         q_mask: torch.Tensor,
         video_of: torch.Tensor | None = None,
+        choice_sent: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Each expert answers alone (eq. 10): {m: logits [B, n_answers]}.
+
+        ``choice_sent`` [B, C, Dt]: the candidates' raw sentence vectors (multiple choice).
 
         ``audio`` / ``visual`` are per question [B, T, S, D], or per distinct video [V', T, S, D]
         with ``video_of`` [B] giving each question's row: each video is then encoded once
@@ -643,7 +706,7 @@ class R2ScP(nn.Module):
             h = {m: x[video_of] for m, x in h.items()}  # [B, L_m, d]
         h["text"] = self.encode("text", question, q_mask)
         masks = {"audio": None, "visual": None, "text": q_mask}
-        return {m: self.heads[m](h[m], masks[m], q_sent) for m in EXPERTS}
+        return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in EXPERTS}
 
     # ---- stage II ----------------------------------------------------------------------------
     def recover(
@@ -704,18 +767,21 @@ class R2ScP(nn.Module):
                 seqs[m], masks[m] = own, None
         seqs["text"], masks["text"] = enc.h_text, enc.text_mask
         if not cfg.mixing:  # Table 3 "w/o expert mixing training": average the stage-I experts
-            return self._average_experts(seqs, masks, enc.q_sent, expert_mask)
+            return self._average_experts(seqs, masks, enc.q_sent, expert_mask, enc.choice_sent)
         h = torch.stack(
             [self.readouts[m](seqs[m], masks[m], enc.q_sent) for m in EXPERTS], 1
         )  # [B, 3, d]
         alpha = self.router(h, expert_mask)  # [B, 3] (eq. 11)
         z = (alpha.unsqueeze(-1) * h).sum(1)  # Z_joint [B, d] (eq. 12)
+        if self.cfg.answer_format == "choices":
+            return self.decoder(z, enc.choices), alpha  # [B, C]
         return self.decoder(z), alpha
 
-    def _average_experts(self, seqs, masks, q_sent, expert_mask):
+    def _average_experts(self, seqs, masks, q_sent, expert_mask, choice_sent=None):
         logp = torch.stack(
-            [self.heads[m](seqs[m], masks[m], q_sent).log_softmax(-1) for m in EXPERTS], 1
-        )
+            [self.heads[m](seqs[m], masks[m], q_sent, choice_sent).log_softmax(-1)
+             for m in EXPERTS], 1
+        )  # fmt: skip
         b = logp.shape[0]
         keep = (
             torch.ones(b, len(EXPERTS), device=logp.device)

@@ -80,6 +80,7 @@ class EmbeddedParams(_Schema):
     indoor_prob: float
     jpeg_quality: int
     num_workers: int
+    answer_format: str  # open_ended (MUSIC-AVQA files) | multiple_choice (AVQA files)
 
 
 class MusicAvqaParams(_Schema):
@@ -89,11 +90,22 @@ class MusicAvqaParams(_Schema):
     media_dir: str | None
 
 
+class AvqaParams(_Schema):
+    """``dataset.avqa``: the AVQA release (read when ``source`` is avqa; ``val_fraction`` also
+    when the embedded data are multiple choice)."""
+
+    annotations_dir: str | None
+    media_dir: str | None
+    files: dict[str, str | None]  # project split -> file name in annotations_dir (or null)
+    val_fraction: float
+
+
 class DatasetParams(_Schema):
-    source: str  # embedded | music_avqa
+    source: str  # embedded | music_avqa | avqa
     protocol: str | None  # official | video_disjoint | video_split | null
     embedded: EmbeddedParams
     music_avqa: MusicAvqaParams
+    avqa: AvqaParams
 
 
 # ---- features (conf/base/parameters_features.yml) -----------------------------------------------
@@ -221,6 +233,7 @@ class ModelParams(_Schema):
     saliency: str  # received | paper
     st_temperature: float
     mixing: bool
+    answer_format: str  # auto | classes | choices
 
 
 class TrainMissingParams(_Schema):

@@ -45,7 +45,9 @@ PROTOCOLS: dict[str, str] = {
     "corpus = training videos",
 }
 #: ``dataset.protocol: null`` -> the protocol of each ``dataset.source``.
-DEFAULT_PROTOCOL: dict[str, str] = {"music_avqa": "official", "embedded": "video_split"}
+DEFAULT_PROTOCOL: dict[str, str] = {
+    "music_avqa": "official", "avqa": "official", "embedded": "video_split",
+}  # fmt: skip
 #: Separator of ``splits`` / ``annotated_splits``.
 SEP = "+"
 

@@ -348,6 +348,17 @@ def _video_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
 
 
 
+def _choice_sent(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
+    """Raw sentence vectors of the candidate answers of ``rows`` [B, C, Dt] (the stage-I heads'
+    view of them); None for open-ended data."""
+    if tensors.choices is None:
+        return None
+    ids = tensors.choices[rows]  # [B, C]
+    flat = ids.reshape(-1)
+    x = sentence_vector(tensors.choice_tokens[flat], tensors.choice_mask[flat])
+    return x.view(*ids.shape, -1).to(device)
+
+
 def _question_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
     """Raw question tokens of ``rows``, trimmed to the longest in the batch."""
     t = tensors.text[rows]
@@ -370,6 +381,8 @@ class ExpertCache:
     text: torch.Tensor  # [Nt, Lq, d]
     text_mask: torch.Tensor  # [Nt, Lq]
     q_sent: torch.Tensor  # [Nt, Dt]
+    choices: torch.Tensor | None = None  # [Nc, d] candidate answers, model.encode_choices
+    choice_sent: torch.Tensor | None = None  # [Nc, Dt] their raw sentence vectors
 
 
 @torch.no_grad()
@@ -397,8 +410,13 @@ def build_cache(model: R2ScP, tensors: AVQATensors, device: torch.device | None 
         fill[(m, "mean")] = model.encode(m, mean)[0]
     text = chunks(lambda x, k: model.encode("text", x, k), tensors.question, tensors.question_mask)
     q_sent = sentence_vector(tensors.question, tensors.question_mask).to(device)
+    choices = choice_sent = None
+    if tensors.choices is not None:
+        choices = chunks(model.encode_choices, tensors.choice_tokens, tensors.choice_mask)
+        choice_sent = sentence_vector(tensors.choice_tokens, tensors.choice_mask).to(device)
     model.train(was_training)
-    return ExpertCache(h, com, bank, fill, text, tensors.question_mask.to(device), q_sent)
+    return ExpertCache(h, com, bank, fill, text, tensors.question_mask.to(device), q_sent,
+                       choices, choice_sent)  # fmt: skip
 
 
 def batch_encodings(
@@ -445,8 +463,19 @@ def batch_encodings(
             cand[m] = neg
         else:
             cand[m] = recovery.fill(src, m)
+    choices = choice_sent = None
+    if tensors.choices is not None:  # multiple choice: the candidates, as the decoder reads them
+        ids = tensors.choices[rows]  # [B, C]
+        if cache is not None:
+            choices = cache.choices[ids.to(device)]  # [B, C, d]
+            choice_sent = cache.choice_sent[ids.to(device)]  # [B, C, Dt]
+        else:
+            flat = ids.reshape(-1)
+            x, mk = tensors.choice_tokens[flat].to(device), tensors.choice_mask[flat].to(device)
+            choices = model.encode_choices(x, mk).view(*ids.shape, -1)
+            choice_sent = sentence_vector(x, mk).view(*ids.shape, -1)
     key = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device)
-    return Encodings(h, cand, com, h_text, text_mask, q_sent, key)
+    return Encodings(h, cand, com, h_text, text_mask, q_sent, choices, choice_sent, key)
 
 
 def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
@@ -461,11 +490,12 @@ def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
         )
 
     cat = lambda d1, d2: {m: torch.cat([d1[m], d2[m]]) for m in d1}  # noqa: E731
+    opt = lambda x, y: None if x is None or y is None else torch.cat([x, y])  # noqa: E731
     return Encodings(cat(a.h, b.h), cat(a.cand, b.cand), cat(a.com, b.com),
                      torch.cat([pad(a.h_text), pad(b.h_text)]),
                      torch.cat([pad(a.text_mask, False), pad(b.text_mask, False)]),
-                     torch.cat([a.q_sent, b.q_sent]),
-                     None if a.key is None or b.key is None else torch.cat([a.key, b.key]))  # fmt: skip
+                     torch.cat([a.q_sent, b.q_sent]), opt(a.choices, b.choices),
+                     opt(a.choice_sent, b.choice_sent), opt(a.key, b.key))  # fmt: skip
 
 
 # ---- inference -------------------------------------------------------------------------------
@@ -487,9 +517,11 @@ class Predictions:
     def to_frame(self):
         import pandas as pd
 
+        classes = self.logits.shape[1] == len(avqa.ANSWERS)  # else: candidate indices
         return pd.DataFrame({
             "question_id": self.question_id, "pred_idx": self.pred,
-            "pred": [avqa.ANSWERS[i] for i in self.pred], "answer_idx": self.answer,
+            "pred": [avqa.ANSWERS[i] if classes else str(i) for i in self.pred],
+            "answer_idx": self.answer,
             "correct": self.pred == self.answer, "missing": self.missing,
             **{f"alpha_{m}": self.expert_weights[:, i] for i, m in enumerate(EXPERTS)},
         })  # fmt: skip
@@ -599,7 +631,7 @@ def predict_experts(
         r = rows[i : i + batch_size]
         q, qm = _question_batch(tensors, r, device)
         a, vis, video_of = _video_batch(tensors, r, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of)
+        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device))
         for m in EXPERTS:
             out[m].append(logits[m].argmax(-1).cpu().numpy())
     model.train(was_training)
@@ -646,7 +678,9 @@ def build_config(model_params: dict, tensors: AVQATensors) -> R2ScPConfig:
     for key in ("s_audio", "s_visual"):
         if key in params:
             raise ValueError(f"model.{key} is read from the data; remove it from the parameters")
-    cfg = R2ScPConfig.from_dict({**params, **tensors.dims, "n_answers": len(avqa.ANSWERS)})
+    params["answer_format"] = answer_format(params.get("answer_format", "auto"), tensors)
+    n_answers = tensors.n_choices if params["answer_format"] == "choices" else len(avqa.ANSWERS)
+    cfg = R2ScPConfig.from_dict({**params, **tensors.dims, "n_answers": n_answers})
     longest = int(tensors.question_mask.sum(1).max())
     if max(longest, tensors.num_segments) > cfg.max_len:
         raise ValueError(
@@ -659,6 +693,24 @@ def build_config(model_params: dict, tensors: AVQATensors) -> R2ScPConfig:
             f"({tensors.num_segments} segments x tokens per segment)"
         )
     return cfg
+
+
+def answer_format(requested: str, tensors: AVQATensors) -> str:
+    """``model.answer_format`` resolved against the data: ``auto`` -> ``choices`` when the
+    questions have candidate answers (AVQA), else ``classes``; a format the data cannot serve
+    is an error naming the parameter."""
+    has = tensors.choices is not None
+    if requested == "auto":
+        return "choices" if has else "classes"
+    if requested == "choices" and not has:
+        raise ValueError("model.answer_format=choices but qa_pairs has no candidate answers "
+                         "(no choices column): use classes or auto")  # fmt: skip
+    if requested == "classes" and has:
+        raise ValueError("model.answer_format=classes but qa_pairs holds multiple-choice "
+                         "questions (AVQA answers are free text): use choices or auto")  # fmt: skip
+    if requested not in ("classes", "choices"):
+        raise ValueError(f"model.answer_format must be auto, classes or choices, got {requested!r}")
+    return requested
 
 
 def _state_hash(state: dict[str, torch.Tensor]) -> str:
@@ -727,7 +779,7 @@ def train_stage_one(
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
         a, vis, video_of = _video_batch(tensors, rows, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of)
+        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device))
         loss, logs = 0.0, {}
         for m in EXPERTS:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
@@ -743,7 +795,8 @@ def train_stage_one(
             rows = val_rows[i : i + loop.eval_batch_size]
             q, qm = _question_batch(tensors, rows, device)
             a, vis, video_of = _video_batch(tensors, rows, device)
-            logits = model.expert_logits(a, vis, q, qm, video_of)
+            logits = model.expert_logits(a, vis, q, qm, video_of,
+                                         _choice_sent(tensors, rows, device))  # fmt: skip
             y = tensors.answer[rows].to(device)
             for m in EXPERTS:
                 correct[m] += _accuracy(logits[m], y) * len(rows)
@@ -838,7 +891,7 @@ def train_stage_two(
     """
     recovery = recovery or Retrieval()
     cfg = build_config(model_params, tensors)
-    s1_cfg = stage1["config"]
+    s1_cfg = {"answer_format": "classes", **stage1["config"]}  # checkpoints before the field
     diff = {k: (s1_cfg.get(k), v) for k, v in cfg.expert_dict().items() if s1_cfg.get(k) != v}
     if diff:
         raise ValueError(f"model parameters {diff} (stage I, now) differ from the stage-I experts; "

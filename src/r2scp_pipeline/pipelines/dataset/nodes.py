@@ -6,10 +6,15 @@ the answer-prior baseline.
 * ``embedded``: the MiniMusic-AVQA generator (``generator/``) writes ``avqa-{train,val,test}.json``,
   ``audio/``, ``frames/`` and ``scenes.json`` under ``dataset.embedded.root``;
 * ``music_avqa``: the official files already in ``dataset.music_avqa.annotations_dir`` (media,
-  if any, under ``dataset.music_avqa.media_dir``).
+  if any, under ``dataset.music_avqa.media_dir``);
+* ``avqa``: the AVQA release's multiple-choice files (``train_qa.json``, ``val_qa.json``) in
+  ``dataset.avqa.annotations_dir`` (media under ``dataset.avqa.media_dir``).
 
-Both go through the same parser (``ingestion.py``); every check runs inside
-:func:`ingest_annotations` before it returns, so Kedro saves nothing from a bad input.
+MUSIC-AVQA-format files go through ``ingestion.py``; AVQA-format files (``avqa`` and the
+embedded generator with ``dataset.embedded.answer_format: multiple_choice``) through
+``avqa_ingestion.py``, into the same ``qa_pairs`` contract plus ``choices`` / ``choice_idx``.
+Every check runs inside :func:`ingest_annotations` before it returns, so Kedro saves nothing
+from a bad input.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import numpy as np
 import pandas as pd
 
 from r2scp_pipeline import avqa
+from r2scp_pipeline.multiple_choice import QUESTION_TYPES as AVQA_TYPES
+from r2scp_pipeline.multiple_choice import choice_prior, is_multiple_choice
 from r2scp_pipeline.splits import PROTOCOLS, SPLIT_FLAGS, SPLITS, join_splits, resolve_protocol
 
+from . import avqa_ingestion
 from .ingestion import (
     ANNOTATION_FILES,
     AnnotationError,
@@ -42,12 +50,16 @@ from .ingestion import (
 logger = logging.getLogger(__name__)
 
 #: Valid values of ``dataset.source``.
-SOURCES: tuple[str, ...] = ("embedded", "music_avqa")
+SOURCES: tuple[str, ...] = ("embedded", "music_avqa", "avqa")
+#: Valid values of ``dataset.embedded.answer_format``.
+ANSWER_FORMATS: tuple[str, ...] = ("open_ended", "multiple_choice")
 MANIFEST_COLUMNS: tuple[str, ...] = ("split", "annotations_path", "n_records")
 QA_COLUMNS: tuple[str, ...] = (
     "question_id", "video_id", "split", "question", "template", "templ_values",
     "modality", "subtype", "answer", "answer_idx",
 )  # fmt: skip
+#: The columns multiple-choice data add to ``qa_pairs`` (``multiple_choice.py``).
+CHOICE_COLUMNS: tuple[str, ...] = ("choices", "choice_idx")
 #: ``video_index`` columns (see ``r2scp_pipeline.splits`` for the split columns).
 VIDEO_INDEX_COLUMNS: tuple[str, ...] = (
     "video_id", "splits", *SPLIT_FLAGS.values(), "annotated_splits",
@@ -130,12 +142,30 @@ def music_avqa_manifest(music_avqa_params: dict[str, Any] | None) -> pd.DataFram
     return _manifest_frame(rows)
 
 
-def generate_embedded_dataset(dataset_params: dict[str, Any], seed: int) -> pd.DataFrame:
-    """Produce the official-format annotation files and return their manifest.
+def multiple_choice_source(dataset_params: dict[str, Any]) -> bool:
+    """Whether the annotations are AVQA-format multiple choice: ``dataset.source: avqa``, or
+    the embedded generator with ``dataset.embedded.answer_format: multiple_choice``."""
+    source = _source(dataset_params)
+    if source != "embedded":
+        return source == "avqa"
+    fmt = (dataset_params.get("embedded") or {}).get("answer_format", "open_ended")
+    if fmt not in ANSWER_FORMATS:
+        raise ValueError(
+            f"parameter dataset.embedded.answer_format is {fmt!r}; valid values: "
+            f"{', '.join(ANSWER_FORMATS)}"
+        )
+    return fmt == "multiple_choice"
 
-    ``embedded``: run the MiniMusic-AVQA generator with ``dataset.embedded`` and ``seed``.
+
+def generate_embedded_dataset(dataset_params: dict[str, Any], seed: int) -> pd.DataFrame:
+    """Produce the annotation files and return their manifest.
+
+    ``embedded``: run the MiniMusic-AVQA generator with ``dataset.embedded`` and ``seed``;
+    with ``answer_format: multiple_choice`` also rewrite its questions as AVQA files
+    (``generator/choices.py``: ``train_qa.json`` -> train, ``val_qa.json`` -> test).
     ``music_avqa``: generate nothing; list the ``avqa-{train,val,test}.json`` that exist in
-    ``dataset.music_avqa.annotations_dir``.
+    ``dataset.music_avqa.annotations_dir``. ``avqa``: generate nothing; list the files of
+    ``dataset.avqa.files`` in ``dataset.avqa.annotations_dir``.
 
     Returns:
         ``raw_dataset_manifest``: one row per split file, ``split, annotations_path, n_records``.
@@ -143,12 +173,20 @@ def generate_embedded_dataset(dataset_params: dict[str, Any], seed: int) -> pd.D
     source = _source(dataset_params)
     if source == "music_avqa":
         return music_avqa_manifest(dataset_params.get("music_avqa"))
+    if source == "avqa":
+        return _manifest_frame(avqa_ingestion.avqa_manifest_rows(dataset_params.get("avqa")))
     from .generator import generate_dataset  # imported here: only the embedded source needs it
 
-    manifest = generate_dataset(dict(dataset_params["embedded"]), int(seed))
+    mc = multiple_choice_source(dataset_params)
+    embedded = {k: v for k, v in dict(dataset_params["embedded"]).items() if k != "answer_format"}
+    manifest = generate_dataset(embedded, int(seed))  # same media for either answer format
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
         raise ValueError(f"the embedded generator returned a manifest without columns {missing}")
+    if mc:
+        from .generator.choices import write_multiple_choice
+
+        return _manifest_frame(write_multiple_choice(embedded["root"], int(seed)))
     return _manifest_frame(manifest.to_dict("records"))
 
 
@@ -175,7 +213,7 @@ def _read_manifest(manifest: pd.DataFrame) -> list[tuple[str, str, int]]:
 def _media_root(dataset_params: dict[str, Any], source: str) -> str | None:
     if source == "embedded":
         return str(dataset_params["embedded"]["root"])
-    return (dataset_params.get("music_avqa") or {}).get("media_dir") or None
+    return (dataset_params.get(source) or {}).get("media_dir") or None
 
 
 def _entries(folder: Path, want_dirs: bool) -> set[str]:
@@ -221,6 +259,7 @@ def _scene_metadata(
     qa_rows: list[dict[str, Any]],
     source: str,
     media_root: str | None,
+    multiple_choice: bool = False,
 ) -> pd.DataFrame:
     ids, splits = video_index["video_id"].tolist(), video_index["splits"].tolist()
     if source == "embedded":
@@ -232,7 +271,9 @@ def _scene_metadata(
             scene = scenes.get(vid)
             if scene is None:
                 raise AnnotationError(scenes_path, f"no scene for video {vid!r} (split {split})")
-            if scene["split"] != split:
+            # multiple choice: the generator's val videos are in train_qa.json, then held out
+            same = scene["split"] == split or (multiple_choice and {scene["split"], split} <= {"train", "val"})
+            if not same:
                 raise AnnotationError(
                     scenes_path,
                     f"video {vid!r} has split {scene['split']!r} here but is in the {split} "
@@ -241,6 +282,8 @@ def _scene_metadata(
             visible.append(scene["visible"])
             sounding.append(scene["sounding"])
         instruments = [sorted(set(v) | set(s)) for v, s in zip(visible, sounding, strict=True)]
+    elif multiple_choice:  # AVQA: real-life videos, no instrument labels
+        instruments = visible = sounding = [[] for _ in ids]
     else:
         by_video: dict[str, list[dict[str, Any]]] = {v: [] for v in ids}
         for q in qa_rows:
@@ -262,7 +305,11 @@ def _scene_metadata(
 def _qa_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame({c: [r[c] for r in rows] for c in QA_COLUMNS})
     dtypes = {c: "str" for c in QA_COLUMNS} | {"question_id": "int64", "answer_idx": "int64"}
-    return frame.astype(dtypes)
+    frame = frame.astype(dtypes)
+    if rows and "choices" in rows[0]:
+        frame["choices"] = _list_column([r["choices"] for r in rows])
+        frame["choice_idx"] = pd.Series([r["choice_idx"] for r in rows], dtype="int64")
+    return frame
 
 
 def _dataset_metrics(
@@ -296,7 +343,11 @@ def _dataset_metrics(
     per_split = Counter(
         zip(qa_pairs["split"], qa_pairs["modality"], qa_pairs["subtype"], strict=True)
     )
-    for modality, subtype in avqa.QUESTION_TYPES:
+    kinds = avqa.QUESTION_TYPES
+    if is_multiple_choice(qa_pairs):  # AVQA: (relation, type) pairs as they occur
+        order = {t: i for i, t in enumerate(AVQA_TYPES)}
+        kinds = tuple(sorted(counts, key=lambda k: (order.get(k[1], 99), k)))
+    for modality, subtype in kinds:
         metrics[f"type.{modality}.{subtype}"] = float(counts.get((modality, subtype), 0))
         for p in parsed:
             metrics[f"split_type.{p.split}.{modality}.{subtype}"] = float(
@@ -355,7 +406,9 @@ def ingest_annotations(
 
     Placeholders are filled from ``templ_values`` in order, withdrawn questions
     (``question_deleted == 1``) are dropped and counted, answers are mapped to ``avqa.ANSWERS``.
-    The split protocol ``dataset.protocol`` (``r2scp_pipeline.splits``; null = the source's
+    AVQA-format files (:func:`multiple_choice_source`) are read by ``avqa_ingestion`` instead,
+    and ``dataset.avqa.val_fraction`` of the training videos become the ``val`` split when no
+    file was read as val. The split protocol ``dataset.protocol`` (``r2scp_pipeline.splits``; null = the source's
     default) then decides which questions of videos shared between splits are kept. Any
     problem raises an error naming the file, record index and field.
 
@@ -363,14 +416,16 @@ def ingest_annotations(
         ``qa_pairs`` (one row per kept question), ``video_index`` (one row per video with the
         splits it has questions in and the media paths that exist), ``scene_metadata``
         (instruments per video: from ``scenes.json`` for the embedded data, derived from the
-        questions for MUSIC-AVQA), ``dataset_metrics`` (counts for MLflow,
+        questions for MUSIC-AVQA, none for AVQA), ``dataset_metrics`` (counts for MLflow,
         ``{name: {"value": v, "step": 0}}``) and ``split_protocol`` (the protocol report).
     """
     source = _source(dataset_params)
     protocol = resolve_protocol(dataset_params.get("protocol"), source)
+    mc = multiple_choice_source(dataset_params)
+    parse = avqa_ingestion.parse_split if mc else parse_split
     parsed: list[ParsedSplit] = []
     for split, path, n_records in _read_manifest(manifest):
-        p = parse_split(path, split)
+        p = parse(path, split)
         if p.n_records != n_records:
             raise AnnotationError(
                 path,
@@ -378,6 +433,9 @@ def ingest_annotations(
                 "file changed since the manifest was written; re-run the dataset pipeline",
             )
         parsed.append(p)
+    if mc:
+        fraction = float((dataset_params.get("avqa") or {}).get("val_fraction", 0.1))
+        parsed = avqa_ingestion.hold_out_val(parsed, fraction)
     outcome = apply_protocol(parsed, protocol)
 
     rows = outcome.questions
@@ -386,7 +444,11 @@ def ingest_annotations(
             "no questions left in " + ", ".join(p.path for p in parsed) + " (all withdrawn?)"
         )
     qa_pairs = _qa_frame(rows)
-    unknown = sorted({t for t in qa_pairs["template"].unique() if is_unknown_template(t)})
+    unknown = (
+        []
+        if mc  # AVQA has no templates
+        else sorted({t for t in qa_pairs["template"].unique() if is_unknown_template(t)})
+    )
     n_unknown = int(qa_pairs["template"].isin(unknown).sum())
     if unknown:
         logger.warning(
@@ -405,7 +467,7 @@ def ingest_annotations(
 
     media_root = _media_root(dataset_params, source)
     video_index = _video_index(outcome, media_root)
-    scene_metadata = _scene_metadata(video_index, rows, source, media_root)
+    scene_metadata = _scene_metadata(video_index, rows, source, media_root, mc)
     metrics = _dataset_metrics(parsed, outcome, qa_pairs, n_unknown)
     report = _protocol_report(outcome, source, parsed)
     return qa_pairs, video_index, scene_metadata, as_mlflow_metrics(metrics), report
@@ -442,6 +504,10 @@ def answer_prior_report(
         ``accuracy_pct``, ``fit_split``, ``eval_split``.
         ``answer_prior_metrics``: accuracy in percent, ``overall``, ``<modality>``,
         ``paper.<column>`` and ``<modality>.<subtype>`` (``{name: {"value": v, "step": 0}}``).
+
+    Multiple-choice data (AVQA): the prior picks, among a question's candidates, the one most
+    often right for its question type in the fit split (``multiple_choice.choice_prior``); rows
+    for ``overall``, each relation (``modality``) and each (relation, type); no templates.
     """
     if qa_pairs.empty:
         raise ValueError("qa_pairs is empty: nothing to compute the answer prior on")
@@ -449,14 +515,20 @@ def answer_prior_report(
     fit = qa_pairs[qa_pairs["split"] == fit_split]
     ev = qa_pairs[qa_pairs["split"] == eval_split].copy()
 
-    by_template = fit.groupby("template")["answer"].agg(_most_frequent).to_dict()
-    by_type = fit.groupby(["modality", "subtype"])["answer"].agg(_most_frequent).to_dict()
-    overall = _most_frequent(fit["answer"])
-    ev["prior"] = [
-        by_template.get(t, by_type.get((m, s), overall))
-        for t, m, s in zip(ev["template"], ev["modality"], ev["subtype"], strict=True)
-    ]
-    ev["correct"] = ev["prior"] == ev["answer"]
+    mc = is_multiple_choice(qa_pairs)
+    if mc:
+        pick = choice_prior(fit, ev)
+        ev["prior"] = [list(c)[i] for c, i in zip(ev["choices"], pick, strict=True)]
+        ev["correct"] = pick == ev["choice_idx"].to_numpy()
+    else:
+        by_template = fit.groupby("template")["answer"].agg(_most_frequent).to_dict()
+        by_type = fit.groupby(["modality", "subtype"])["answer"].agg(_most_frequent).to_dict()
+        overall = _most_frequent(fit["answer"])
+        ev["prior"] = [
+            by_template.get(t, by_type.get((m, s), overall))
+            for t, m, s in zip(ev["template"], ev["modality"], ev["subtype"], strict=True)
+        ]
+        ev["correct"] = ev["prior"] == ev["answer"]
     pooled = dict(avqa.PAPER_COLUMNS)
 
     rows: list[dict[str, Any]] = []
@@ -478,11 +550,13 @@ def answer_prior_report(
 
     everything = pd.Series(True, index=ev.index)
     add("overall", "overall", everything, "overall")
-    for modality in avqa.QUESTION_MODALITIES:
+    if mc:
+        _choice_prior_rows(ev, add)
+    for modality in () if mc else avqa.QUESTION_MODALITIES:
         add("modality", modality, ev["modality"] == modality, modality, modality=modality)
-    for column, subtype in pooled.items():
+    for column, subtype in () if mc else pooled.items():
         add("paper", column, ev["subtype"] == subtype, f"paper.{column}", subtype=subtype)
-    for modality, subtype in avqa.QUESTION_TYPES:
+    for modality, subtype in () if mc else avqa.QUESTION_TYPES:
         mask = (ev["modality"] == modality) & (ev["subtype"] == subtype)
         add(
             "type",
@@ -497,7 +571,7 @@ def answer_prior_report(
         set(zip(ev["modality"], ev["subtype"], ev["template"], strict=True)),
         key=lambda mst: (type_order.get(mst[:2], len(type_order)), mst),
     )
-    for m, s, t in templates:
+    for m, s, t in () if mc else templates:
         add(
             "template", t, ev["template"] == t, modality=m, subtype=s,
             prior_answer=by_template.get(t, by_type.get((m, s), overall)),
@@ -516,3 +590,16 @@ def answer_prior_report(
         fit_split, eval_split, rows[0]["accuracy_pct"], rows[0]["n_questions"],
     )  # fmt: skip
     return table, as_mlflow_metrics(metrics)
+
+
+def _choice_prior_rows(ev: pd.DataFrame, add: Any) -> None:
+    """The relation and (relation, type) rows of the multiple-choice answer prior."""
+    for relation in sorted(ev["modality"].unique()):
+        add("modality", relation, ev["modality"] == relation, relation, modality=relation)
+    order = {t: i for i, t in enumerate(AVQA_TYPES)}
+    kinds = sorted(set(zip(ev["modality"], ev["subtype"], strict=True)),
+                   key=lambda k: (order.get(k[1], 99), k))  # fmt: skip
+    for relation, qtype in kinds:
+        mask = (ev["modality"] == relation) & (ev["subtype"] == qtype)
+        add("type", f"{relation}/{qtype}", mask, f"{relation}.{qtype}", modality=relation,
+            subtype=qtype)  # fmt: skip

@@ -20,6 +20,11 @@ counting questions, Localis = V+AV location, Comp = A+AV comparative; ``avqa.PAP
 its Avg is the overall accuracy (micro over all questions).
 
 A group with no question gets no entry at all (never NaN): callers show it as "-".
+
+Multiple-choice data (AVQA, ``multiple_choice.py``) are reported by
+:func:`choice_accuracy_report` in the same structure: ``types`` per AVQA question type,
+``modalities`` per question relation, ``overall``, and ``paper`` = ``{"Avg": overall}`` (the
+paper's Table 1 gives one AVQA column, the accuracy over all questions).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import pandas as pd
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.avqa import PAPER_POOLINGS
+from r2scp_pipeline.multiple_choice import BENCHMARKS
+from r2scp_pipeline.multiple_choice import QUESTION_TYPES as AVQA_TYPES
 
 PaperPooling = Literal["audio_visual", "all_modalities"]
 
@@ -110,6 +117,57 @@ def accuracy_report(
         put("paper", column, scope & (subtype == sub))
     put("paper", "Avg", scope)
     return out
+
+
+def choice_accuracy_report(
+    relation: np.ndarray | pd.Series,
+    qtype: np.ndarray | pd.Series,
+    correct: np.ndarray | pd.Series,
+) -> dict[str, dict[str, float]]:
+    """:func:`accuracy_report` of multiple-choice (AVQA) questions: ``types`` per question type
+    (AVQA's order), ``modalities`` per relation (as written in the data), ``overall``, and
+    ``paper`` = ``{"Avg": overall}``; ``counts`` as there."""
+    relation = np.asarray(relation, dtype=object)
+    qtype = np.asarray(qtype, dtype=object)
+    correct = np.asarray(correct, dtype=bool)
+    if not (len(relation) == len(qtype) == len(correct)):
+        raise ValueError(
+            f"relation/type/correct lengths differ: {len(relation)}, {len(qtype)}, {len(correct)}"
+        )
+    out: dict[str, dict[str, float]] = {s: {} for s in ("types", "modalities", "overall", "paper",
+                                                        "counts")}  # fmt: skip
+
+    def put(section: str, key: str, mask: np.ndarray) -> None:
+        res = _acc(correct[mask])
+        if res is not None:
+            out[section][key] = res[0]
+            out["counts"][key] = res[1]
+
+    order = {t: i for i, t in enumerate(AVQA_TYPES)}
+    for t in sorted(set(qtype), key=lambda t: (order.get(t, len(order)), str(t))):
+        put("types", str(t), qtype == t)
+    for r in sorted(set(relation), key=str):
+        put("modalities", str(r), relation == r)
+    everything = np.ones(len(correct), dtype=bool)
+    put("overall", "Overall", everything)
+    put("paper", "Avg", everything)
+    return out
+
+
+def report_for(
+    benchmark: str,
+    modality: np.ndarray | pd.Series,
+    subtype: np.ndarray | pd.Series,
+    correct: np.ndarray | pd.Series,
+    paper_columns: PaperPooling = "audio_visual",
+) -> dict[str, dict[str, float]]:
+    """The accuracy report of ``benchmark`` (``multiple_choice.BENCHMARKS``): MUSIC-AVQA's
+    (:func:`accuracy_report`) or AVQA's (:func:`choice_accuracy_report`)."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; known: {BENCHMARKS}")
+    if benchmark == "avqa":
+        return choice_accuracy_report(modality, subtype, correct)
+    return accuracy_report(modality, subtype, correct, paper_columns)
 
 
 def flat_metrics(report: dict[str, dict[str, float]]) -> dict[str, float]:

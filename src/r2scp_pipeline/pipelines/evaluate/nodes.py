@@ -22,6 +22,7 @@ from r2scp_pipeline import avqa
 from r2scp_pipeline.data import AVQATensors, build_tensors
 from r2scp_pipeline.experiment import check_parameters
 from r2scp_pipeline.imputer import LoadedImputer
+from r2scp_pipeline.multiple_choice import benchmark_of, choice_prior, is_multiple_choice
 from r2scp_pipeline.recovery import REGISTRY
 from r2scp_pipeline.recovery import build as build_recovery
 from r2scp_pipeline.splits import membership
@@ -37,7 +38,7 @@ from r2scp_pipeline.vocabulary import EXPERTS, SETTINGS
 
 from . import report as rep
 from .masks import draw_masks, mask_lookup, video_mask
-from .metrics import accuracy_report
+from .metrics import accuracy_report, report_for
 from .tracking import log_child_runs
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "method", "seed", "setting", "missing_rate", "question_id", "video_id", "missing", "modality",
     "subtype", "answer_idx", "pred_idx", "correct", "alpha_audio", "alpha_visual", "alpha_text",
+    "benchmark",
 )  # fmt: skip
 
 
@@ -91,19 +93,33 @@ def check_model_compatibility(
         raise ValueError("r2scp_model is not an R2ScP checkpoint (no 'config')") from exc
     errors = []
     n_answers = int(mcfg.get("n_answers", -1))
-    if n_answers != len(avqa.ANSWERS):
+    choices = mcfg.get("answer_format", "classes") == "choices"
+    if choices != is_multiple_choice(qa_pairs):
+        errors.append(
+            "answer format: r2scp_model answers "
+            + ("multiple-choice" if choices else "open-ended (42 classes)")
+            + " questions but qa_pairs holds "
+            + ("multiple-choice" if is_multiple_choice(qa_pairs) else "open-ended")
+            + " ones; retrain it on these data (kedro run --pipelines=train)"
+        )
+    elif choices:
+        widths = {len(c) for c in qa_pairs["choices"]}
+        if widths != {n_answers}:
+            errors.append(f"answer format: r2scp_model scores {n_answers} candidates, the "
+                          f"questions have {sorted(widths)}; retrain it")  # fmt: skip
+    elif n_answers != len(avqa.ANSWERS):
         errors.append(
             f"answer vocabulary: r2scp_model was trained on {n_answers} answers, the data use "
             f"avqa.ANSWERS ({len(avqa.ANSWERS)}); retrain it (kedro run --pipelines=train)"
         )
     answers = (r2scp_model.get("meta") or {}).get("answers") or mcfg.get("answers")
-    if answers is not None and list(answers) != list(avqa.ANSWERS):
+    if not choices and answers is not None and list(answers) != list(avqa.ANSWERS):
         errors.append(
             "answer vocabulary: r2scp_model records another answer list than "
             "avqa.ANSWERS; retrain it"
         )
     max_idx = int(qa_pairs["answer_idx"].max()) if len(qa_pairs) else -1
-    if 0 < n_answers <= max_idx:
+    if not choices and 0 < n_answers <= max_idx:
         errors.append(
             f"answer vocabulary: qa_pairs has answer_idx {max_idx} but r2scp_model "
             f"has only {n_answers} answers"
@@ -183,7 +199,8 @@ def _eval_tensors(
 
 
 def _question_meta(qa_pairs: pd.DataFrame, tensors: AVQATensors, split: str) -> pd.DataFrame:
-    """``question_id, video_id, modality, subtype`` of the split, in ``predict``'s row order."""
+    """``question_id, video_id, modality, subtype, benchmark`` of the split, in ``predict``'s
+    row order (``benchmark``: how the results are broken down, ``multiple_choice.benchmark_of``)."""
     rows = tensors.indices(split)
     qa = qa_pairs.reset_index(drop=True).iloc[rows]
     return pd.DataFrame({
@@ -191,6 +208,7 @@ def _question_meta(qa_pairs: pd.DataFrame, tensors: AVQATensors, split: str) -> 
         "video_id": qa["video_id"].astype(str).to_numpy(),
         "modality": qa["modality"].astype(str).to_numpy(),
         "subtype": qa["subtype"].astype(str).to_numpy(),
+        "benchmark": benchmark_of(qa_pairs),
     })  # fmt: skip
 
 
@@ -205,6 +223,7 @@ def _prediction_frame(meta, p, method, seed, setting, rate) -> pd.DataFrame:
         "subtype": meta["subtype"].to_numpy(), "answer_idx": p.answer, "pred_idx": p.pred,
         "correct": p.pred == p.answer,
         **{f"alpha_{m}": p.expert_weights[:, i].astype(np.float32) for i, m in enumerate(EXPERTS)},
+        "benchmark": meta["benchmark"].to_numpy(),
     })  # fmt: skip
 
 
@@ -212,12 +231,15 @@ def results_from_predictions(predictions: pd.DataFrame, paper_columns: str) -> p
     """Long ``evaluation_results`` table (``report.RESULT_COLUMNS``, one row per method, seed,
     setting, rate and metric) from the predictions: the official accuracies, the paper's
     columns, accuracy on the masked / intact videos' questions (section ``subset``), and the
-    mean router weights (section ``loads``)."""
+    mean router weights (section ``loads``). Multiple-choice predictions (column ``benchmark``
+    = ``avqa``) get AVQA's breakdown (``metrics.choice_accuracy_report``)."""
     rows = []
     keys = ["method", "seed", "setting", "missing_rate"]
+    benchmark = _benchmark(predictions)
     for (method, seed, setting, rate), d in predictions.groupby(keys, sort=False):
         head = (method, int(seed), setting, rate)
-        r = accuracy_report(
+        r = report_for(
+            benchmark,
             d["modality"].to_numpy(),
             d["subtype"].to_numpy(),
             d["correct"].to_numpy(),
@@ -253,6 +275,14 @@ def _trained(variant_models: dict[str, dict[str, Any]], method: str, seed: int) 
             f"evaluate.seeds; re-run `{rerun}` with these parameters"
         )
     return art["models"][seed_key(seed)]
+
+
+def _benchmark(predictions: pd.DataFrame) -> str:
+    """The benchmark of an ``evaluation_predictions`` table (tables written before the column
+    existed are MUSIC-AVQA's)."""
+    if "benchmark" not in predictions.columns or predictions.empty:
+        return "music_avqa"
+    return str(predictions["benchmark"].iloc[0])
 
 
 def evaluate_methods(
@@ -418,9 +448,10 @@ def _sweep(
                 k_purge=k,
                 batch_size=config["batch_size"],
             )
-            r = accuracy_report(
-                meta["modality"], meta["subtype"], p.pred == p.answer, config["paper_columns"]
-            )
+            r = report_for(
+                str(meta["benchmark"].iloc[0]), meta["modality"], meta["subtype"],
+                p.pred == p.answer, config["paper_columns"],
+            )  # fmt: skip
             rows.append((setting, vary, n, k, r["paper"].get("Avg", r["overall"]["Overall"])))
     return pd.DataFrame(rows, columns=cols)
 
@@ -471,21 +502,37 @@ def build_reports(
     settings = list(config["settings"])
     per_seed = [evaluation_results[evaluation_results["seed"] == s] for s in seeds]
     base = [m for m in config["methods"] if m not in config["ablation_methods"]]
-    table = rep.over_seeds([rep.results_table(r, base, settings, rate) for r in per_seed],
-                           ["method", "setting", "missing_rate"])  # fmt: skip
-    pooled = (
-        "the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
-        if config["paper_columns"] == "audio_visual"
-        else "sub-types pooled over all modalities; Avg = overall accuracy (micro)"
-    )
-    note = (
-        f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
-        f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
-        "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
-        "setting rows. Every method is a model trained with its own fill." + seed_note
-        + protocol_note
-    )
-    shown = [c for c in table.columns if not c.endswith("_sd") or c == "Avg_sd"]
+    benchmark = _benchmark(evaluation_predictions)
+    if benchmark == "avqa":
+        table = rep.over_seeds(
+            [rep.choice_results_table(r, base, settings, rate) for r in per_seed],
+            ["method", "setting", "missing_rate"],
+        )
+        note = (
+            f"AVQA-style multiple choice. Missing settings at missing rate {rate:g} (fraction "
+            f"of {config['split']} videos whose modality is dropped); one column per AVQA "
+            "question type and per question relation, Overall = accuracy over all questions; "
+            "paper AVQA: the paper's Table 1 AVQA column for R2ScP (its numbers, not ours). "
+            "Average: mean of the setting rows. Every method is a model trained with its own "
+            "fill." + seed_note + protocol_note
+        )
+    else:
+        table = rep.over_seeds([rep.results_table(r, base, settings, rate) for r in per_seed],
+                               ["method", "setting", "missing_rate"])  # fmt: skip
+        pooled = (
+            "the five Audio-Visual sub-types; Avg = Audio-Visual accuracy (micro)"
+            if config["paper_columns"] == "audio_visual"
+            else "sub-types pooled over all modalities; Avg = overall accuracy (micro)"
+        )
+        note = (
+            f"Missing settings at missing rate {rate:g} (fraction of {config['split']} videos "
+            f"whose modality is dropped); paper columns: {pooled}; Audio / Visual / "
+            "Audio-Visual / Overall: the official MUSIC-AVQA accuracies. Average: mean of the "
+            "setting rows. Every method is a model trained with its own fill." + seed_note
+            + protocol_note
+        )
+    shown = [c for c in table.columns
+             if not c.endswith("_sd") or c in ("Avg_sd", "Overall_sd")]  # fmt: skip
     table_md = rep.to_markdown(table[shown], "Results (cf. paper Table 1)", note)
     abl_methods = (["r2scp"] if "r2scp" in config["methods"] else []) + list(
         config["ablation_methods"]
@@ -493,15 +540,16 @@ def build_reports(
     desc = {n: s.get("description", "") for n, s in config["ablations"].items()}
     desc["r2scp"] = "full model"
     abl = rep.over_seeds(
-        [rep.ablation_table(r, abl_methods, settings, rate, desc) for r in per_seed],
+        [rep.ablation_table(r, abl_methods, settings, rate, desc, benchmark) for r in per_seed],
         ["method", "change"],
     )
     abl = abl[[c for c in abl.columns if not c.startswith("paper") or not c.endswith("_sd")]]
+    paper_of = "AVQA (Table 2 only)" if benchmark == "avqa" else "Music-AVQA"
     abl_md = rep.to_markdown(
         abl[[c for c in abl.columns if not c.endswith("_sd") or c == "Avg A/V missing_sd"]],
         "Ablations (cf. paper Tables 2 and 3)",
         f"Avg per setting at missing rate {rate:g}; 'Avg A/V missing' = mean of the two missing "
-        "settings (Table 3's metric); 'paper ...' = the paper's Music-AVQA numbers. Each "
+        f"settings (Table 3's metric); 'paper ...' = the paper's {paper_of} numbers. Each "
         "ablation is R2ScP retrained without exactly what 'change' names." + seed_note
         + protocol_note,
     )
@@ -576,9 +624,14 @@ def modality_needs_report(
     meta["template"] = qa["template"].astype(str).to_numpy()[tensors.indices(split)]
     answer = tensors.answer[tensors.indices(split)].numpy()
     train = qa[qa["split"] == "train"]
-    prior = train.groupby("template")["answer_idx"].agg(lambda a: a.value_counts().idxmax())
+    if is_multiple_choice(qa):  # AVQA: no templates; the candidate prior per question type
+        prior_ok = choice_prior(train, qa.iloc[tensors.indices(split)]) == answer
+        meta["template"] = ""  # one row per type, no template rows
+    else:
+        prior = train.groupby("template")["answer_idx"].agg(lambda a: a.value_counts().idxmax())
+        prior_ok = meta["template"].map(prior).fillna(-1).to_numpy() == answer
     columns = {
-        "prior": meta["template"].map(prior).fillna(-1).to_numpy() == answer,
+        "prior": prior_ok,
         **{f"{m}_expert": experts[m] == answer for m in EXPERTS},
     }
     preds = evaluation_predictions
@@ -595,11 +648,15 @@ def modality_needs_report(
         by_q = sel.set_index("question_id")["correct"]
         columns[label] = meta["question_id"].map(by_q).to_numpy(dtype=bool)
     table = rep.modality_needs_table(meta, columns)
+    if is_multiple_choice(qa):
+        table = table[table["level"] != "template"].reset_index(drop=True)
     md = rep.to_markdown(
         table[table["level"] != "template"].drop(columns=["level", "template"]),
         "Which modality each question type needs (accuracy %, " + split + " split)",
-        "audio/visual/text_expert: the stage-I expert alone (eq. 10); prior: most frequent "
-        "training answer of the template; r2scp_complete: the full model with both modalities; "
+        "audio/visual/text_expert: the stage-I expert alone (eq. 10); prior: "
+        + ("the candidate most often right for the question type in training"
+           if is_multiple_choice(qa) else "most frequent training answer of the template")
+        + "; r2scp_complete: the full model with both modalities; "
         "zero_fill_*: the missing modality replaced by zeros at the highest missing rate.",
     )
     return table, md

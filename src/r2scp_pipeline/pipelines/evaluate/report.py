@@ -56,6 +56,15 @@ PAPER_TABLE2: dict[tuple[str, str], float] = {
     ("no_cmr_cap", "complete"): 71.14, ("no_cmr", "complete"): 72.12,
     ("no_cap", "complete"): 72.42, ("r2scp", "complete"): 73.19,
 }  # fmt: skip
+#: Table 2's AVQA column (same keys); Table 3 reports Music-AVQA only.
+PAPER_TABLE2_AVQA: dict[tuple[str, str], float] = {
+    ("no_cmr_cap", "visual_missing"): 57.43, ("no_cmr", "visual_missing"): 59.64,
+    ("no_cap", "visual_missing"): 61.78, ("r2scp", "visual_missing"): 63.25,
+    ("no_cmr_cap", "audio_missing"): 68.02, ("no_cmr", "audio_missing"): 69.14,
+    ("no_cap", "audio_missing"): 73.86, ("r2scp", "audio_missing"): 75.12,
+    ("no_cmr_cap", "complete"): 88.68, ("no_cmr", "complete"): 89.43,
+    ("no_cap", "complete"): 90.06, ("r2scp", "complete"): 90.64,
+}  # fmt: skip
 PAPER_TABLE3: dict[str, float] = {
     "r2scp": 70.72, "no_stage1": 68.98, "no_mixing": 64.21, "no_rank_loss": 69.62,
 }  # fmt: skip
@@ -65,6 +74,11 @@ PAPER_TABLE1_R2SCP: dict[str, tuple[float, ...]] = {
     "audio_missing": (82.49, 68.93, 74.05, 63.49, 69.34, 72.06),
     "complete": (83.59, 70.57, 75.95, 64.08, 70.75, 73.19),
 }
+
+#: The paper's Table 1 R2ScP rows, AVQA column (accuracy over all questions), and its Average.
+PAPER_TABLE1_AVQA: dict[str, float] = {
+    "visual_missing": 63.25, "audio_missing": 75.12, "complete": 90.64, "Average": 76.35,
+}  # fmt: skip
 
 PAPER_COLS: tuple[str, ...] = tuple(c for c, _ in avqa.PAPER_COLUMNS) + ("Avg",)
 MODALITY_COLS: tuple[str, ...] = avqa.QUESTION_MODALITIES + ("Overall",)
@@ -157,15 +171,56 @@ def results_table(
     return pd.DataFrame(rows, columns=["method", "setting", "missing_rate", *cols]).round(2)
 
 
+def choice_results_table(
+    results: pd.DataFrame, methods: Sequence[str], settings: Sequence[str], rate: float
+) -> pd.DataFrame:
+    """:func:`results_table` of multiple-choice (AVQA) results: per method, one row per setting
+    and an ``Average`` row, with the accuracy per AVQA question type, per question relation and
+    overall, and ``paper AVQA``: the paper's Table 1 AVQA column for R2ScP's rows."""
+    from r2scp_pipeline.multiple_choice import QUESTION_TYPES
+
+    wide = _wide(results, ["types", "modalities", "overall"])
+    sections = results.drop_duplicates("metric").set_index("metric")["section"]
+    present = list(wide.columns)
+    types = [t for t in QUESTION_TYPES if t in present]
+    relations = sorted(m for m in present if sections.get(m) == "modalities")
+    cols = types + relations + (["Overall"] if "Overall" in present else [])
+    rows = []
+    for method in methods:
+        block = []
+        for setting in settings:
+            key = (method, setting, table_rate(results, setting, rate))
+            if key not in wide.index:
+                continue
+            block.append({"method": label(method), "setting": setting, "missing_rate": key[2],
+                          **wide.loc[key, cols].to_dict()})  # fmt: skip
+        if len(block) > 1:
+            avg = pd.DataFrame(block)[cols].mean(axis=0, skipna=True)
+            block.append({"method": label(method), "setting": "Average", "missing_rate": np.nan,
+                          **avg.to_dict()})  # fmt: skip
+        for row in block:
+            row["paper AVQA"] = (
+                PAPER_TABLE1_AVQA.get(row["setting"], np.nan) if method == "r2scp" else np.nan
+            )
+        rows += block
+    return pd.DataFrame(
+        rows, columns=["method", "setting", "missing_rate", *cols, "paper AVQA"]
+    ).round(2)
+
+
 def ablation_table(
     results: pd.DataFrame,
     methods: Sequence[str],
     settings: Sequence[str],
     rate: float,
     descriptions: dict[str, str],
+    benchmark: str = "music_avqa",
 ) -> pd.DataFrame:
     """Table-2/3-style: one row per method (R2ScP and its ablations), the paper Avg per setting,
-    the mean over the two missing settings (Table 3's metric), and the paper's numbers."""
+    the mean over the two missing settings (Table 3's metric), and the paper's numbers
+    (``benchmark`` avqa: Table 2's AVQA column; Table 3 has none)."""
+    table2 = PAPER_TABLE2_AVQA if benchmark == "avqa" else PAPER_TABLE2
+    table3 = {} if benchmark == "avqa" else PAPER_TABLE3
     wide = _wide(results, ["paper"])
     missing_settings = [s for s in settings if s != "complete"]
     rows = []
@@ -186,8 +241,8 @@ def ablation_table(
             float(np.mean(got)) if len(got) == len(missing_settings) and got else np.nan
         )
         for setting in settings:
-            row[f"paper {setting}"] = PAPER_TABLE2.get((method, setting), np.nan)
-        row["paper A/V missing"] = PAPER_TABLE3.get(method, np.nan)
+            row[f"paper {setting}"] = table2.get((method, setting), np.nan)
+        row["paper A/V missing"] = table3.get(method, np.nan)
         rows.append(row)
     return pd.DataFrame(rows).round(2)
 

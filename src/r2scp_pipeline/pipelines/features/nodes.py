@@ -454,7 +454,8 @@ def extract_visual_features(
 def extract_question_features(
     qa_pairs: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Token features ``[Lq, Dt]`` for every distinct ``question`` text of ``qa_pairs``.
+    """Token features ``[Lq, Dt]`` for every distinct ``question`` text of ``qa_pairs`` and,
+    for multiple-choice data, every distinct candidate answer (``choices``).
 
     ``features.question.encoder: minilm`` = all-MiniLM-L6-v2 last hidden states (Dt = 384) of
     the real word-piece tokens, [CLS]/[SEP] excluded unless ``keep_special_tokens``. Texts are
@@ -470,7 +471,10 @@ def extract_question_features(
         raise ValueError(
             f"qa_pairs has {int(blank.sum())} empty question text(s), question_id {ids[:5]}"
         )
-    texts = sorted(set(qa_pairs["question"].astype(str)))
+    texts = set(qa_pairs["question"].astype(str))
+    if "choices" in qa_pairs.columns:  # multiple choice: the candidates go through it too
+        texts |= {str(c) for cs in qa_pairs["choices"] for c in cs}
+    texts = sorted(texts)
     if not texts:
         raise ValueError("qa_pairs is empty: no questions to encode")
     name = _choice(params, QUESTION_ENCODERS, "question", "encoder")
