@@ -42,7 +42,7 @@ def _predictions() -> pd.DataFrame:
                                          ("zero_fill", "audio_missing", 1.0, 3)):  # fmt: skip
         correct = np.roll(CORRECT, shift)
         frames.append(pd.DataFrame({
-            "method": method, "setting": setting, "missing_rate": rate,
+            "method": method, "seed": 42, "setting": setting, "missing_rate": rate,
             "question_id": np.arange(6), "video_id": "v", "missing": rate > 0,
             "modality": RELATION, "subtype": QTYPE, "answer_idx": 0,
             "pred_idx": np.where(correct, 0, 1), "correct": correct,

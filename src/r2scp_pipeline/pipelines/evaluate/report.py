@@ -403,9 +403,12 @@ def _correct_matrix(pred: pd.DataFrame, question_ids: np.ndarray) -> np.ndarray:
 
 
 def _scopes(ref: pd.DataFrame, paper_columns: str) -> dict[str, np.ndarray]:
-    """Question selections of the compared metrics: Overall, and the paper's Avg."""
+    """Question selections of the compared metrics: Overall, and the paper's Avg (MUSIC-AVQA:
+    the Audio-Visual questions with ``paper_columns: audio_visual``; AVQA: every question)."""
     modality = ref["modality"].to_numpy()
-    avg = modality == "Audio-Visual" if paper_columns == "audio_visual" else np.ones(len(ref), bool)
+    avqa_style = "benchmark" in ref.columns and (ref["benchmark"] == "avqa").all()
+    avg = (modality == "Audio-Visual" if paper_columns == "audio_visual" and not avqa_style
+           else np.ones(len(ref), bool))  # fmt: skip
     return {"Overall": np.ones(len(ref), bool), "Avg": avg}
 
 
