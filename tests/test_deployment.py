@@ -1,0 +1,112 @@
+"""The commands of docs/deployment.md that can run here: the Airflow DAG is generated
+(kedro-airflow), with one task per feature shard, and ``kedro run`` on the DaskRunner extracts
+the same features as the sequential nodes (``kedro run --env=test``, a LocalCluster of 2)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TEST_DATA, make_project_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    "KEDRO_DISABLE_TELEMETRY": "1",
+}
+
+
+def _kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    run = subprocess.run(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, (
+        f"kedro {' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    )
+    return run
+
+
+def test_airflow_dag_has_one_task_per_feature_shard(tmp_path):
+    pytest.importorskip(
+        "kedro_airflow", reason="kedro-airflow is not installed (pip install -e '.[dev]')"
+    )
+    project = make_project_copy(tmp_path / "project")
+    _kedro(
+        project,
+        "airflow",
+        "create",
+        "--pipelines=features",
+        "--env=airflow",
+        "--target-dir=dags",
+        "--group-by=memory",
+    )
+    dag = project / "dags" / "r2scp_pipeline_airflow_features_dag.py"
+    assert dag.exists(), sorted(p.name for p in (project / "dags").iterdir())
+    text = dag.read_text()
+    ast.parse(text)  # valid Python, whether or not Airflow is installed here
+    tasks = set(re.findall(r'task_id="([^"]+)"', text))
+    from r2scp_pipeline.pipelines.features.pipeline import feature_shards
+
+    shards = feature_shards()
+    for i in range(shards):
+        for modality in ("audio", "visual"):
+            assert f"features-shard-{i}-extract-{modality}-features" in tasks, tasks
+    # the merges, alignment and report share in-memory data: one task, after every shard
+    (merge,) = [t for t in tasks if "merge-audio-shards" in t]
+    assert "merge-visual-shards" in merge and "feature-report" in merge
+    assert len(tasks) == 2 * shards + 1
+    assert text.count(f'>> tasks["{merge}"]') == 2 * shards
+    assert 'env = "airflow"' in text  # each task runs the airflow configuration environment
+
+
+@pytest.mark.e2e
+def test_dask_kedro_run_writes_the_sequential_features(tmp_path):
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    project = make_project_copy(tmp_path / "project")
+    _kedro(project, "run", "--env=test", "--pipelines=dataset")
+    _kedro(
+        project,
+        "run",
+        "--env=test",
+        "--pipelines=features",
+        "--runner=r2scp_pipeline.runner.DaskRunner",
+        "--runner-params=n_workers=2,threads_per_worker=1",
+    )
+    from kedro.config import OmegaConfigLoader
+
+    from r2scp_pipeline.pipelines.features.nodes import (
+        extract_audio_features,
+        extract_visual_features,
+    )
+    from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
+
+    params = OmegaConfigLoader(str(project / "conf"), env="test", **CONFIG_LOADER_ARGS)[
+        "parameters"
+    ]["features"]
+    params = {**params, "media_root": str(project), "progress": False}
+    data = project / TEST_DATA
+    video_index = pd.read_parquet(data / "02_intermediate/video_index.parquet")
+    for name, extract, atol in (
+        ("audio", extract_audio_features, 0.0),
+        ("visual", extract_visual_features, 1e-4),  # batches differ (test_dask_features.py)
+    ):
+        got = pd.read_parquet(data / f"04_feature/{name}_features.parquet")
+        want, _ = extract(video_index, params)
+        keys = [c for c in want.columns if c != "feature"]
+        pd.testing.assert_frame_equal(got[keys], want[keys], check_dtype=False)
+        a, b = np.stack(got["feature"].to_numpy()), np.stack(want["feature"].to_numpy())
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
