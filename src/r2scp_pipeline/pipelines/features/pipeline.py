@@ -2,9 +2,10 @@
 
 Audio and visual extraction run per shard of ``video_index`` (one namespaced copy of the shard
 pipeline per shard, ``features_shard_<i>``), then one merge node per modality gathers the
-shards (``audio_shard_<i>``, ``visual_shard_<i>``, in memory) in order. A sequential run gives what one node over all videos gave; a parallel runner
-(``ParallelRunner``, or ``r2scp_pipeline.runner.DaskRunner`` over a ``dask.distributed``
-cluster) runs the shards at the same time. The number of shards shapes the pipeline, so it is
+shards (``audio_shard_<i>``, ``visual_shard_<i>``, in memory) in order. A sequential run gives
+what one node over all videos gave; ``r2scp_pipeline.runner.DaskRunner`` runs the shards at
+the same time on a ``dask.distributed`` cluster, and Airflow as tasks of their own
+(``conf/airflow``, docs/deployment.md). The number of shards shapes the pipeline, so it is
 read when the pipeline is built (Kedro builds pipelines before it reads parameters):
 ``R2SCP_FEATURE_SHARDS`` in the environment, default :data:`DEFAULT_SHARDS`.
 """
