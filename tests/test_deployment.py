@@ -73,19 +73,16 @@ def test_airflow_dag_has_one_task_per_feature_shard(tmp_path):
     assert 'env = "airflow"' in text  # each task runs the airflow configuration environment
 
 
-@pytest.mark.e2e
-def test_dask_kedro_run_writes_the_sequential_features(tmp_path):
-    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
-    project = make_project_copy(tmp_path / "project")
+@pytest.fixture(scope="module")
+def test_project(tmp_path_factory) -> Path:
+    """A project copy after ``kedro run --env=test --pipelines=dataset``."""
+    project = make_project_copy(tmp_path_factory.mktemp("deploy") / "project")
     _kedro(project, "run", "--env=test", "--pipelines=dataset")
-    _kedro(
-        project,
-        "run",
-        "--env=test",
-        "--pipelines=features",
-        "--runner=r2scp_pipeline.runner.DaskRunner",
-        "--runner-params=n_workers=2,threads_per_worker=1",
-    )
+    return project
+
+
+def _assert_sequential_features(project: Path) -> None:
+    """data/test/04_feature holds what the plain nodes give over all videos."""
     from kedro.config import OmegaConfigLoader
 
     from r2scp_pipeline.pipelines.features.nodes import (
@@ -110,3 +107,40 @@ def test_dask_kedro_run_writes_the_sequential_features(tmp_path):
         pd.testing.assert_frame_equal(got[keys], want[keys], check_dtype=False)
         a, b = np.stack(got["feature"].to_numpy()), np.stack(want["feature"].to_numpy())
         np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+
+
+@pytest.mark.e2e
+def test_dask_kedro_run_writes_the_sequential_features(test_project):
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    _kedro(
+        test_project,
+        "run",
+        "--env=test",
+        "--pipelines=features",
+        "--runner=r2scp_pipeline.runner.DaskRunner",
+        "--runner-params=n_workers=2,threads_per_worker=1",
+    )
+    _assert_sequential_features(test_project)
+
+
+@pytest.mark.e2e
+def test_airflow_tasks_as_separate_kedro_runs(test_project):
+    """What each task of the generated DAG does, one process per task, with conf/airflow's
+    pickled shards (added to the test environment here): the shards' tasks, then the one
+    after them."""
+    extra = test_project / "conf/test/catalog_airflow.yml"
+    extra.write_text((ROOT / "conf/airflow/catalog.yml").read_text())
+    try:
+        from r2scp_pipeline.pipelines.features.pipeline import feature_shards
+
+        for i in range(feature_shards()):
+            for modality in ("audio", "visual"):
+                node = f"features_shard_{i}.extract_{modality}_features"
+                _kedro(test_project, "run", "--env=test", "--pipelines=features", f"--nodes={node}")
+        shards = sorted(p.name for p in (test_project / TEST_DATA / "04_feature/shards").iterdir())
+        assert len(shards) == 2 * feature_shards(), shards
+        after = "extract_question_features,merge_audio_shards,merge_visual_shards,align_media_features,feature_report"
+        _kedro(test_project, "run", "--env=test", "--pipelines=features", f"--nodes={after}")
+    finally:
+        extra.unlink()
+    _assert_sequential_features(test_project)
