@@ -107,7 +107,11 @@ def _run_task(
     if active is not None and active.info.run_id == mlflow_run_id:
         return task.execute()
     with mlflow.start_run(run_id=mlflow_run_id):
-        return task.execute()
+        node = task.execute()
+    # leaving the block marked the run FINISHED; the kedro run's process ends it (or marks it
+    # FAILED) when the whole pipeline is done
+    mlflow.MlflowClient().update_run(mlflow_run_id, status="RUNNING")
+    return node
 
 
 class DaskRunner(AbstractRunner):
@@ -210,7 +214,11 @@ class DaskRunner(AbstractRunner):
             node_catalog = DataCatalog(
                 datasets={n: catalog.get(n, fallback_to_runtime_pattern=True) for n in names}
             )
-            params = {n: catalog.load(n) for n in node.inputs if n.startswith("params:")}
+            params = {
+                n: catalog.load(n)
+                for n in node.inputs
+                if n.startswith("params:") or n == "parameters"
+            }
             hook_manager.hook.before_node_run(
                 node=node, catalog=catalog, inputs=params, is_async=self._is_async, run_id=run_id
             )
