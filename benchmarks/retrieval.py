@@ -16,6 +16,10 @@ row is the fastest setting with recall@3 >= 0.95.
 
     python benchmarks/retrieval.py                       # 100k and 1M keys, 2 threads
     python benchmarks/retrieval.py --sizes 20000 --queries 200   # smoke test
+    python benchmarks/retrieval.py --out docs/results/retrieval.json   # the docs' figures
+
+``--out`` writes every row, the command, the machine and the load averages to a JSON file
+(rendered into docs/build_index.md by ``scripts/render_docs.py``).
 
 The machine may be shared: the load average before and after each size is printed.
 """
@@ -23,9 +27,13 @@ The machine may be shared: the load average before and after each size is printe
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import platform
+import sys
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -118,12 +126,13 @@ def row(
     return r
 
 
-def bench_size(n: int, args: argparse.Namespace) -> list[dict]:
+def bench_size(n: int, args: argparse.Namespace) -> dict:
     print(
         f"\n=== N = {n:,} keys, d = {args.dim}, {args.queries} queries, "
         f"{args.threads} threads, load avg {os.getloadavg()} ===",
         flush=True,
     )
+    load_start = os.getloadavg()[0]
     t = time.perf_counter()
     keys, queries = clustered(n, args.queries, args.dim, args.clusters, args.spread, args.seed)
     print(
@@ -219,7 +228,13 @@ def bench_size(n: int, args: argparse.Namespace) -> list[dict]:
         f"  load avg after: {os.getloadavg()}, process peak RSS so far {PEAK_MB[0]:.0f} MB",
         flush=True,
     )
-    return rows
+    return {
+        "n": n,
+        "keys_mb": round(keys.nbytes / 2**20),
+        "load_average_start": round(load_start, 2),
+        "load_average_end": round(os.getloadavg()[0], 2),
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -233,6 +248,7 @@ def main() -> None:
     p.add_argument("--pq", action="store_true", help="also benchmark IVF,PQ")
     p.add_argument("--hnsw-max", type=int, default=10**9, help="skip HNSW above this N")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="write the results to this JSON file")
     args = p.parse_args()
     faiss.omp_set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -241,9 +257,26 @@ def main() -> None:
         f"visible, using {args.threads} threads"
     )
     t0 = time.perf_counter()
-    for n in args.sizes:
-        bench_size(n, args)
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s, process peak RSS {PEAK_MB[0]:.0f} MB")
+    sizes = [bench_size(n, args) for n in args.sizes]
+    total = time.perf_counter() - t0
+    print(f"\ntotal {total:.0f} s, process peak RSS {PEAK_MB[0]:.0f} MB")
+    if args.out:
+        result = {
+            "command": "python benchmarks/retrieval.py " + " ".join(sys.argv[1:]),
+            "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+            "faiss": faiss.__version__,
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "dim": args.dim,
+            "queries": args.queries,
+            "keys": f"clustered: {args.clusters} random unit centres, spread {args.spread}",
+            "total_s": round(total, 1),
+            "peak_rss_mb": round(PEAK_MB[0]),
+            "sizes": sizes,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

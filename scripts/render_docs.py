@@ -436,5 +436,135 @@ def ddp(root: Path) -> str:
     return head + md_table(header, rows)
 
 
+def _not_measured(root: Path, name: str, command: str) -> str | None:
+    """The body of a block whose result file is not committed yet, else None."""
+    if (root / RESULTS / name).exists():
+        return None
+    return f"Not measured yet: `{command}` writes `docs/results/{name}`.\n"
+
+
+def _run_head(r: dict, extra: str = "") -> str:
+    return f"`{r['command'].strip()}`; {r['machine']}{extra}."
+
+
+@renderer("retrieval")
+def retrieval(root: Path) -> str:
+    """benchmarks/retrieval.py --out: FAISS Flat / IVF / HNSW vs torch on clustered keys."""
+    missing = _not_measured(
+        root, "retrieval.json", "python benchmarks/retrieval.py --out docs/results/retrieval.json"
+    )
+    if missing:
+        return missing
+    r = load_json(root, "retrieval.json")
+    out = (
+        _run_head(
+            r,
+            f", faiss {r['faiss']}, torch {r['torch']}, {r['threads']} threads; {r['keys']}, "
+            f"d = {r['dim']}, {r['queries']} queries; {r['total_s']:.0f} s in all, peak RSS of the "
+            f"process {r['peak_rss_mb']:,} MB",
+        )
+        + "\n"
+    )
+    for size in r["sizes"]:
+        torch_qps = next(x["qps"] for x in size["rows"] if x["method"] == "torch brute force")
+        out += (
+            f"\nN = {size['n']:,} keys ({size['keys_mb']:,} MB), load average "
+            f"{size['load_average_start']:.1f} -> {size['load_average_end']:.1f}:\n\n"
+        )
+        rows = [
+            [x["method"], f"{x['build_s']:.1f} s", f"{x['qps']:,.0f} q/s", f"+{x['mem_mb']:,.0f} MB",
+             f"+{x['peak_mb']:,.0f} MB", f"{x['recall3']:.3f}", f"{x['qps'] / torch_qps:.1f}x"]
+            for x in size["rows"]
+        ]  # fmt: skip
+        header = ["method", "build", "throughput", "index memory", "peak above start",
+                  "recall@3", "vs torch"]  # fmt: skip
+        out += md_table(header, rows)
+    return out
+
+
+@renderer("dask_features")
+def dask_features(root: Path) -> str:
+    """benchmarks/dask_features.py --out: feature extraction on a Dask LocalCluster."""
+    missing = _not_measured(
+        root,
+        "dask_features.json",
+        "python benchmarks/dask_features.py --out docs/results/dask_features.json",
+    )
+    if missing:
+        return missing
+    r = load_json(root, "dask_features.json")
+    head = _run_head(
+        r,
+        f"; {r['videos']} synthetic videos, {r['shards']} shards per modality, "
+        f"{r['input_size']} px; one process with the plain nodes: {r['sequential_s']:.1f} s; "
+        f"1-minute load average {r['load_average_start']:.2f} at the start, "
+        f"{r['load_average_end']:.2f} at the end",
+    )
+    rows = [
+        [f"{x['workers']} x {x['threads_per_worker']} thread", f"{x['wall_s']:.1f}",
+         f"{x['videos_per_s']:.2f}", f"{x['speedup']:.2f}", f"{x['audio_max_abs_diff']:.1e}",
+         f"{x['visual_max_abs_diff']:.1e}", "yes" if x["equal"] else "**no**"]
+        for x in r["runs"]
+    ]  # fmt: skip
+    header = ["workers", "wall s", "videos/s", "speedup vs 1 worker",
+              "audio: max abs diff", "visual: max abs diff", "equal to sequential"]  # fmt: skip
+    return head + "\n\n" + md_table(header, rows)
+
+
+@renderer("large_index")
+def large_index(root: Path) -> str:
+    """benchmarks/large_index.py --out: 1M / 10M keys, compressed indices, mmap, vs torch."""
+    missing = _not_measured(
+        root,
+        "large_index.json",
+        "python benchmarks/large_index.py --out docs/results/large_index.json",
+    )
+    if missing:
+        return missing
+    r = load_json(root, "large_index.json")
+    target = r["target_recall3"]
+    out = (
+        _run_head(
+            r,
+            f", faiss {r['faiss']}, torch {r['torch']}, {r['threads']} threads, {r['queries']} "
+            f"queries; {r['total_s']:.0f} s in all, peak RSS of the process {r['peak_rss_mb']:,.0f} MB",
+        )
+        + "\n"
+    )
+    for size in r["sizes"]:
+        reach = size["probe_reach"]
+        out += (
+            f"\n**N = {size['n']:,} keys**, d = {size['d']}, nlist = {size['nlist']}; keys: "
+            f"{size['keys']}. Exact top-3 found in the query's nearest inverted list: "
+            f"{reach['probe1']:.3f} (4 lists {reach['probe4']:.3f}, 16 lists "
+            f"{reach['probe16']:.3f}); mean cosine of the nearest neighbour "
+            f"{size['exact_nn_cosine_mean']:.3f}. Exact torch search: "
+            f"{size['torch_exact_qps']:.1f} q/s over all keys. Peak RSS of the build "
+            f"{size['peak_rss_build_mb']:,.0f} MB; load average {size['load_average_start']:.1f} "
+            f"-> {size['load_average_end']:.1f}.\n\n"
+        )
+        rows = []
+        for ix in size["indices"]:
+            best = ix["best"]
+            if best is None:
+                top = max(ix["sweep"], key=lambda x: x["recall3"])
+                setting = f"none reaches {target} (best recall@3 {top['recall3']:.3f})"
+                qps = recall3 = ratio = "-"
+            else:
+                setting = f"nprobe={best['nprobe']}" + (
+                    f", k_factor={best['k_factor']}" if "k_factor" in best else ""
+                )
+                qps, recall3, ratio = (f"{best['qps']:,.0f}", f"{best['recall3']:.3f}",
+                                       f"**{best['x_torch']:.0f}x**")  # fmt: skip
+            rows.append([f"`{ix['factory']}`", f"{ix['build_s']:.0f} s ({ix['train_s']:.0f} s train)",
+                         f"{ix['file_mb']:,.0f} MB", f"+{ix['rss_after_load_mb']:,.0f} MB",
+                         f"{ix['peak_rss_search_mb']:,.0f} MB", setting, qps, recall3, ratio])  # fmt: skip
+        header = ["index", "build", "file", "RSS after mmap load", "peak RSS searching",
+                  f"fastest setting with recall@3 >= {target}", "q/s", "recall@3",
+                  "vs exact torch"]  # fmt: skip
+        out += md_table(header, rows)
+    return out
+
+
 if __name__ == "__main__":
     sys.exit(main())

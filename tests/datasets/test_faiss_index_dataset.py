@@ -28,11 +28,13 @@ def _keyed(factory: str, n: int = 300, d: int = 16, params: str = "") -> KeyedFa
         ("IVF8,Flat", "nprobe=3"),
         ("HNSW16", "efSearch=40"),
         ("IVF4,PQ4x4", "nprobe=2"),
+        ("OPQ4,IVF4,PQ4", "nprobe=2"),
     ],
 )
-def test_round_trip_gives_the_same_search_results(tmp_path, factory, params):
+@pytest.mark.parametrize("mmap", [False, True])  # True: faiss.IO_FLAG_MMAP, lists stay on disk
+def test_round_trip_gives_the_same_search_results(tmp_path, factory, params, mmap):
     keyed = _keyed(factory, params=params)
-    ds = FaissIndexDataset(filepath=str(tmp_path / "idx" / "audio.faiss"))
+    ds = FaissIndexDataset(filepath=str(tmp_path / "idx" / "audio.faiss"), mmap=mmap)
     ds.save(keyed)
     loaded = ds.load()
     assert loaded.ids == keyed.ids and loaded.metadata == {"factory": factory}

@@ -56,14 +56,24 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+def read_faiss_index(path: str | os.PathLike, mmap: bool = False) -> faiss.Index:
+    """``faiss.read_index``; with ``mmap`` the large arrays stay in the file, mapped into
+    memory (``faiss.IO_FLAG_MMAP``: an IVF index's inverted lists, read-only), so loading
+    costs little RAM and the OS pages in what searches touch."""
+    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+    return faiss.read_index(str(path), flags)
+
+
 class FaissIndexDataset(AbstractVersionedDataset[KeyedFaissIndex, KeyedFaissIndex]):
-    """Saves and loads a :class:`KeyedFaissIndex` (local files only)."""
+    """Saves and loads a :class:`KeyedFaissIndex` (local files only). ``mmap: true`` loads
+    the index memory-mapped (:func:`read_faiss_index`): for memory banks larger than RAM."""
 
     def __init__(
         self,
         filepath: str,
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
+        mmap: bool = False,
     ) -> None:
         super().__init__(
             filepath=PurePosixPath(filepath),
@@ -72,6 +82,7 @@ class FaissIndexDataset(AbstractVersionedDataset[KeyedFaissIndex, KeyedFaissInde
             glob_function=glob.glob,  # absolute and relative patterns alike
         )
         self.metadata = metadata
+        self._mmap = bool(mmap)
 
     def _load(self) -> KeyedFaissIndex:
         path = Path(get_filepath_str(self._get_load_path(), "file"))
@@ -84,7 +95,7 @@ class FaissIndexDataset(AbstractVersionedDataset[KeyedFaissIndex, KeyedFaissInde
                 "build_index pipeline"
             )
         try:
-            index = faiss.read_index(str(path))
+            index = read_faiss_index(path, self._mmap)
         except RuntimeError as exc:
             raise DatasetError(f"{path} is not a readable FAISS index: {exc}") from exc
         try:
@@ -132,4 +143,4 @@ class FaissIndexDataset(AbstractVersionedDataset[KeyedFaissIndex, KeyedFaissInde
                     os.remove(tmp)
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "version": self._version}
+        return {"filepath": self._filepath, "version": self._version, "mmap": self._mmap}

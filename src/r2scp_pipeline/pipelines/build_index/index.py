@@ -126,6 +126,20 @@ def check_factory(factory: str, d: int, search_params: str = "") -> None:
     _apply_search_params(index, factory, search_params)
 
 
+def empty_index(factory: str, d: int) -> faiss.Index:
+    """An untrained, empty inner-product index from a ``faiss.index_factory`` string (what
+    :func:`build_index` fills; ``benchmarks/large_index.py`` trains and fills it in chunks)."""
+    try:
+        index = faiss.index_factory(int(d), str(factory), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"build_index.index.factory={factory!r} is not a FAISS index_factory string for "
+            f"d={d} ({_faiss_reason(exc)}); use e.g. {FACTORY_EXAMPLES}"
+        ) from exc
+    _skip_polysemous_training(index)
+    return index
+
+
 def build_index(
     keys: np.ndarray,
     ids: Sequence[str],
@@ -147,14 +161,7 @@ def build_index(
     check_keys(keys, ids, modality)
     keys = normalize(keys)
     n, d = keys.shape
-    try:
-        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"build_index.index.factory={factory!r} is not a FAISS index_factory string for "
-            f"d={d} ({_faiss_reason(exc)}); use e.g. {FACTORY_EXAMPLES}"
-        ) from exc
-    _skip_polysemous_training(index)
+    index = empty_index(factory, d)
     trained_on = 0  # number of keys the index was trained on (0: needs no training)
     with faiss_threads(threads):
         if not index.is_trained:

@@ -142,6 +142,47 @@ class _Collector:
         self.sources: dict[str, str | None] = {}
         self.skipped: list[dict[str, str]] = []
         self.start = time.perf_counter()
+        self.earlier_seconds = 0.0  # work done in shards before :meth:`merge` gathered them
+
+    def shard(self, video_ids: list[str]) -> dict[str, Any]:
+        """What one shard hands to :meth:`merge`: its videos' features, sources, skips and
+        seconds (shapes are compared only when the shards are merged, over all videos)."""
+        return {
+            "modality": self.modality,
+            "encoder": self.encoder,
+            "on_error": self.on_error,
+            "segments": self.segments,
+            "video_ids": list(video_ids),
+            "feats": self.feats,
+            "sources": self.sources,
+            "skipped": self.skipped,
+            "seconds": time.perf_counter() - self.start,
+        }
+
+    @classmethod
+    def merge(cls, shards: list[dict[str, Any]]) -> tuple[_Collector, list[str]]:
+        """One collector over the shards, in shard order, and all their video ids."""
+        if not shards:
+            raise ValueError("no feature shards to merge")
+        first = shards[0]
+        keys = ("modality", "encoder", "on_error", "segments")
+        for other in shards[1:]:
+            differ = [k for k in keys if other[k] != first[k]]
+            if differ:
+                raise ValueError(f"feature shards disagree on {differ}: cannot merge them")
+        col = cls.__new__(cls)
+        col.modality, col.encoder = first["modality"], first["encoder"]
+        col.on_error, col.segments = first["on_error"], first["segments"]
+        col.feats, col.sources, col.skipped = {}, {}, []
+        video_ids: list[str] = []
+        for part in shards:
+            col.feats.update(part["feats"])
+            col.sources.update(part["sources"])
+            col.skipped.extend(part["skipped"])
+            video_ids.extend(part["video_ids"])
+        col.start = time.perf_counter()
+        col.earlier_seconds = float(sum(part["seconds"] for part in shards))
+        return col, video_ids
 
     def fail(self, video_id: str, err: MediaError) -> None:
         err.for_video(video_id)
@@ -205,7 +246,7 @@ class _Collector:
         tokens = int(x.shape[2])
         # S = 1 keeps the plain [N, T, D] layout (no s column), as before grids and time bins
         frame = tensor_to_frame(ids, x if tokens > 1 else x[:, :, 0], id_col="video_id")
-        seconds = time.perf_counter() - self.start
+        seconds = self.earlier_seconds + time.perf_counter() - self.start
         stats = {
             "modality": self.modality,
             "encoder": self.encoder,
@@ -316,6 +357,14 @@ def extract_audio_features(
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
+    col, video_ids = _collect_audio(video_index, params)
+    return col.result(video_ids)
+
+
+def _collect_audio(
+    video_index: pd.DataFrame, params: dict[str, Any]
+) -> tuple[_Collector, list[str]]:
+    """Encode the audio of ``video_index``'s videos; the collector holds them (and skips)."""
     encoder_name = _choice(params, AUDIO_ENCODERS, "audio", "encoder")
     columns = _media_columns(params, "audio_path") if encoder_name != "precomputed" else ()
     _check_video_index(video_index, columns)
@@ -359,7 +408,7 @@ def extract_audio_features(
                 col.fail(vid, err)
                 continue
             col.add(vid, per_second[segment_indices(len(per_second), col.segments)], str(src))
-    return col.result(video_ids)
+    return col, video_ids
 
 
 def extract_visual_features(
@@ -378,6 +427,14 @@ def extract_visual_features(
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
+    col, video_ids = _collect_visual(video_index, params)
+    return col.result(video_ids)
+
+
+def _collect_visual(
+    video_index: pd.DataFrame, params: dict[str, Any]
+) -> tuple[_Collector, list[str]]:
+    """Encode the frames of ``video_index``'s videos; the collector holds them (and skips)."""
     encoder_name = _choice(params, VISUAL_ENCODERS, "visual", "encoder")
     columns = _media_columns(params, "frames_dir") if encoder_name != "precomputed" else ()
     _check_video_index(video_index, columns)
@@ -396,7 +453,7 @@ def extract_visual_features(
                     col.fail(vid, err)
                     continue
                 col.add(vid, per_second[segment_indices(len(per_second), T)], str(src))
-            return col.result(video_ids)
+            return col, video_ids
 
         size = int(_param(params, "visual", "efficientnet_lite0", "input_size"))
         batch_size = max(1, int(_param(params, "visual", "efficientnet_lite0", "batch_size")))
@@ -448,7 +505,7 @@ def extract_visual_features(
                 flush()
                 n_pending = 0
         flush()
-    return col.result(video_ids)
+    return col, video_ids
 
 
 def extract_question_features(
@@ -522,6 +579,56 @@ def extract_question_features(
         "seconds": seconds,
     }
     return frame, stats
+
+
+def shard_rows(n_rows: int, shard: int, shards: int) -> np.ndarray:
+    """Row positions of shard ``shard`` of ``shards``: contiguous, in order, sizes differing by
+    at most one (``np.array_split``), so the shards concatenated in order are all the rows."""
+    if shards < 1 or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}: need 0 <= shard < shards and shards >= 1")
+    return np.array_split(np.arange(n_rows), shards)[shard]
+
+
+def _shard(
+    collect: Callable[[pd.DataFrame, dict[str, Any]], tuple[_Collector, list[str]]],
+    modality: str,
+    video_index: pd.DataFrame,
+    params: dict[str, Any],
+    shard: int,
+    shards: int,
+) -> dict[str, Any]:
+    _check_video_index(video_index)  # the whole index: duplicates across shards count too
+    rows = video_index.iloc[shard_rows(len(video_index), shard, shards)]
+    if len(rows) == 0:  # more shards than videos
+        encoder = _param(params, modality, "encoder")
+        return _Collector(modality, encoder, params).shard([])
+    col, video_ids = collect(rows.reset_index(drop=True), params)
+    return col.shard(video_ids)
+
+
+def extract_audio_shard(
+    video_index: pd.DataFrame, params: dict[str, Any], shard: int, shards: int
+) -> dict[str, Any]:
+    """Audio features of shard ``shard`` of ``shards`` of ``video_index`` (see
+    :func:`shard_rows`), as a partial result for :func:`merge_feature_shards`. The
+    ``features`` pipeline runs one per shard, in parallel under a parallel runner."""
+    return _shard(_collect_audio, "audio", video_index, params, shard, shards)
+
+
+def extract_visual_shard(
+    video_index: pd.DataFrame, params: dict[str, Any], shard: int, shards: int
+) -> dict[str, Any]:
+    """Visual features of one shard of ``video_index``, like :func:`extract_audio_shard`."""
+    return _shard(_collect_visual, "visual", video_index, params, shard, shards)
+
+
+def merge_feature_shards(*shards: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The shards' partial results, in shard order -> the long feature table and stats that
+    :func:`extract_audio_features` / :func:`extract_visual_features` return for the whole
+    ``video_index``: same rows in the same order, the same ``on_error`` policy (an odd shape
+    is judged over all videos), ``seconds`` = the shards' seconds added up + the merge."""
+    col, video_ids = _Collector.merge(list(shards))
+    return col.result(video_ids)
 
 
 def align_media_features(
