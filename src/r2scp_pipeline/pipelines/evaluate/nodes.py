@@ -38,7 +38,7 @@ from r2scp_pipeline.vocabulary import EXPERTS, SETTINGS
 
 from . import report as rep
 from .masks import draw_masks, mask_lookup, video_mask
-from .metrics import accuracy_report, report_for
+from .metrics import report_for
 from .tracking import log_child_runs
 
 logger = logging.getLogger(__name__)
