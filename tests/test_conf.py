@@ -36,7 +36,8 @@ def _paths(tree: Any, key: str = "") -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "env, root",
-    [("local", "data/"), ("test", f"{TEST_DATA}/"), ("full", "data/full/"), ("airflow", "data/")],
+    [("local", "data/"), ("test", f"{TEST_DATA}/"), ("full", "data/full/"), ("seeds", "data/seeds/"),
+     ("airflow", "data/")],
 )
 def test_every_path_of_an_environment_is_under_its_data_root(env: str, root: str):
     loader = _loader(env)
