@@ -328,12 +328,6 @@ def default_modality_needs(root: Path) -> str:
     return md_table(["question type", *cols], rows)
 
 
-@renderer("default.results")
-def default_results(root: Path) -> str:
-    """The Table-1-style results table of the reference run."""
-    return _seed_table(_csv(root, "default", "results_table.csv"), ("Avg_sd", "Overall_sd"))
-
-
 def _seed_table(table, keep_sd: tuple[str, ...]) -> str:
     """A seed-mean table: the means, the ``keep_sd`` spreads and ``n_seeds`` (every ``_sd``
     column stays in the CSV)."""
@@ -343,17 +337,32 @@ def _seed_table(table, keep_sd: tuple[str, ...]) -> str:
     return md_table(cols, rows)
 
 
-@renderer("default.claims")
-def default_claims(root: Path) -> str:
-    """Which of the paper's claims reproduce: the generated verdict table of the reference run."""
-    claims = _csv(root, "default", "claims_verdicts.csv")
+def run_results(root: Path, run: str) -> str:
+    """The Table-1-style results table of reference run ``run`` (mean over its seeds)."""
+    return _seed_table(_csv(root, run, "results_table.csv"), ("Avg_sd", "Overall_sd"))
+
+
+def run_claims(root: Path, run: str) -> str:
+    """Which of the paper's claims reproduce: the generated verdict table of ``run``."""
+    claims = _csv(root, run, "claims_verdicts.csv")
     cols = ["claim", "paper", "setting", "better", "worse", "delta", "ci_low", "ci_high",
             "n_seeds", "verdict"]  # fmt: skip
     rows = [[("-" if str(v) == "nan" else v) for v in rec]
             for rec in claims[cols].itertuples(index=False)]  # fmt: skip
     rate = float(claims["missing_rate"].iloc[0])
-    return (f"Avg at missing rate {rate:g}, points, 95 % interval over seeds and questions "
-            "(`claims_verdicts.csv`):\n\n" + md_table(cols, rows))
+    return (_run_line(root, run) + f"Avg at missing rate {rate:g}, points, 95 % interval over "
+            "seeds and questions (`claims_verdicts.csv`):\n\n" + md_table(cols, rows))  # fmt: skip
+
+
+def run_ablations(root: Path, run: str) -> str:
+    """The ablation table of reference run ``run``."""
+    return _seed_table(_csv(root, run, "ablation_table.csv"), ("Avg A/V missing_sd",))
+
+
+for _run in ("default", "seeds"):  # docs/results/<run>/ (scripts/reference_run.py --out)
+    for _what, _fn in (("results", run_results), ("claims", run_claims),
+                       ("ablations", run_ablations)):  # fmt: skip
+        renderer(f"{_run}.{_what}")(lambda root, fn=_fn, run=_run: fn(root, run))
 
 
 @renderer("default.answer_prior")
@@ -378,12 +387,6 @@ def default_retrieval(root: Path) -> str:
         rows.append([split, names.get(direction, direction), float(by.get("pos", float("nan"))),
                      float(by.get("random", float("nan"))), float(by.get("neg", float("nan")))])  # fmt: skip
     return md_table(["queries", "direction", "top-n (R+)", "random corpus videos", "bottom-n (R-)"], rows)
-
-
-@renderer("default.ablations")
-def default_ablations(root: Path) -> str:
-    """The ablation table of the reference run."""
-    return _seed_table(_csv(root, "default", "ablation_table.csv"), ("Avg A/V missing_sd",))
 
 
 @renderer("audio_probe")
