@@ -61,6 +61,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from retrieval import _status, reset_peak  # noqa: E402  (benchmarks/retrieval.py: /proc memory)
+
 from r2scp_pipeline.datasets.faiss_index_dataset import read_faiss_index  # noqa: E402
 from r2scp_pipeline.pipelines.build_index.index import empty_index  # noqa: E402
 
@@ -69,15 +73,6 @@ DEFAULT_FACTORIES = ["IVF{nlist},PQ32", "OPQ32,IVF{nlist},PQ32", "IVF{nlist},PQ3
 
 
 # ---- memory --------------------------------------------------------------------------------
-
-
-def _status(field: str) -> float:
-    """A ``/proc/self/status`` field in MB."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def rss_mb() -> float:
@@ -91,14 +86,6 @@ def peak_mb() -> float:
     peak = _status("VmHWM")
     PEAK_MB[0] = max(PEAK_MB[0], peak)
     return peak
-
-
-def reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # VmHWM := current RSS
-    except OSError:
-        pass
 
 
 # ---- keys ----------------------------------------------------------------------------------
