@@ -350,8 +350,12 @@ def run_claims(root: Path, run: str) -> str:
     rows = [[("-" if str(v) == "nan" else v) for v in rec]
             for rec in claims[cols].itertuples(index=False)]  # fmt: skip
     rate = float(claims["missing_rate"].iloc[0])
+    counts = claims["verdict"].value_counts()
+    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                      ("holds", "reversed", "no difference at 95%", "not run"))  # fmt: skip
     return (_run_line(root, run) + f"Avg at missing rate {rate:g}, points, 95 % interval over "
-            "seeds and questions (`claims_verdicts.csv`):\n\n" + md_table(cols, rows))  # fmt: skip
+            f"seeds and questions (`claims_verdicts.csv`). Verdicts: {tally}.\n\n"
+            + md_table(cols, rows))  # fmt: skip
 
 
 def run_ablations(root: Path, run: str) -> str:
