@@ -159,10 +159,9 @@ def _load_model(catalog, load_model, k_purge, method: str = "r2scp", seed: int =
     ``seed``) and its recovery (a ``recovery.Recovery``)."""
     from kedro.io.core import DatasetError
 
-    from .imputer import LoadedImputer
     from .recovery import REGISTRY
     from .recovery import build as build_recovery
-    from .variants import seed_key
+    from .variants import recovery_for, seed_key
 
     overrides = {} if k_purge is None else {"k_purge": k_purge}
     if method == "r2scp":
@@ -182,11 +181,9 @@ def _load_model(catalog, load_model, k_purge, method: str = "r2scp", seed: int =
     checkpoint = art.get("models", {}).get(seed_key(seed))
     if checkpoint is None:
         raise PredictError(f"variant {method!r} has no model for seed {seed}: run {rerun}")
-    imputer = None
-    if REGISTRY[art["recovery"]].needs_imputer:
-        imputer = LoadedImputer(catalog.load("generative_imputers")["models"][seed_key(seed)])
-    recovery = build_recovery(art["recovery"], seed, imputer)
-    return load_model(checkpoint, device="cpu", **overrides), recovery
+    name = art["recovery"]
+    imputers = catalog.load("generative_imputers") if REGISTRY[name].needs_imputer else None
+    return load_model(checkpoint, device="cpu", **overrides), recovery_for(name, seed, imputers)
 
 
 def _load_rows(context, name: str, ids: list[str]):

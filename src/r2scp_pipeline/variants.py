@@ -19,8 +19,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from .imputer import LoadedImputer
 from .model import EXPERT_FIELDS
-from .recovery import REGISTRY
+from .recovery import REGISTRY, Recovery
+from .recovery import build as build_recovery
 
 #: The ablation variants (Tables 2-3 and the retrained n / k values of Fig. 4); what each one
 #: overrides is the parameter ``evaluate.ablations.<name>``.
@@ -102,5 +104,19 @@ def seed_key(seed: int) -> str:
     return f"seed_{int(seed)}"
 
 
-__all__ = ["ABLATIONS", "BLOCKS", "VariantSpec", "merge", "seed_key", "variant_names",
+def recovery_for(name: str, seed: int, generative_imputers: dict[str, Any] | None) -> Recovery:
+    """Recovery ``name`` as a model trained with ``seed`` uses it: with that seed's generative
+    imputer (``generative_imputers``: the ``variants`` pipeline's ``{"models": {seed_<s>:
+    checkpoint}}``) when the method needs one."""
+    imputer = None
+    if REGISTRY[name].needs_imputer:
+        models = (generative_imputers or {}).get("models", {})
+        if seed_key(seed) not in models:
+            raise ValueError(f"recovery {name!r} needs the generative imputer of seed {seed}; "
+                             "run `kedro run --pipelines=variants`")  # fmt: skip
+        imputer = LoadedImputer(models[seed_key(seed)])
+    return build_recovery(name, seed=seed, imputer=imputer)
+
+
+__all__ = ["ABLATIONS", "BLOCKS", "VariantSpec", "merge", "recovery_for", "seed_key", "variant_names",
            "variant_spec"]  # fmt: skip

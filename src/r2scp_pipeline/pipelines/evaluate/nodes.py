@@ -21,10 +21,7 @@ from matplotlib.figure import Figure
 from r2scp_pipeline import avqa
 from r2scp_pipeline.data import AVQATensors, build_tensors
 from r2scp_pipeline.experiment import check_parameters
-from r2scp_pipeline.imputer import LoadedImputer
 from r2scp_pipeline.multiple_choice import benchmark_of, choice_prior, is_multiple_choice
-from r2scp_pipeline.recovery import REGISTRY
-from r2scp_pipeline.recovery import build as build_recovery
 from r2scp_pipeline.splits import membership
 from r2scp_pipeline.training import (
     build_cache,
@@ -33,7 +30,7 @@ from r2scp_pipeline.training import (
     predict_experts,
     torch_threads,
 )
-from r2scp_pipeline.variants import seed_key
+from r2scp_pipeline.variants import recovery_for, seed_key
 from r2scp_pipeline.vocabulary import EXPERTS, SETTINGS
 
 from . import report as rep
@@ -323,11 +320,7 @@ def evaluate_methods(
     start, frames = time.perf_counter(), []
     with torch_threads(config.get("threads")):
         for (method, seed), ckpt in ckpts.items():
-            recovery_name = variant_models[method]["recovery"]
-            imputer = None
-            if REGISTRY[recovery_name].needs_imputer:
-                imputer = LoadedImputer(generative_imputers["models"][seed_key(seed)])
-            recovery = build_recovery(recovery_name, seed=seed, imputer=imputer)
+            recovery = recovery_for(variant_models[method]["recovery"], seed, generative_imputers)
             model = load_model(ckpt, "cpu")
             cache = build_cache(model, tensors)
             for setting, rate in config["runs"]:

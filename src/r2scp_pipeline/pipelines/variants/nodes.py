@@ -15,16 +15,14 @@ import pandas as pd
 
 from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.experiment import check_parameters
-from r2scp_pipeline.imputer import LoadedImputer, imputer_data, train_generative_imputer
-from r2scp_pipeline.recovery import REGISTRY
-from r2scp_pipeline.recovery import build as build_recovery
+from r2scp_pipeline.imputer import imputer_data, train_generative_imputer
 from r2scp_pipeline.training import (
     model_checkpoint,
     torch_threads,
     train_stage_one,
     train_stage_two,
 )
-from r2scp_pipeline.variants import seed_key, variant_spec
+from r2scp_pipeline.variants import recovery_for, seed_key, variant_spec
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +159,7 @@ def train_variant(
             stage1 = model_checkpoint(model1, {k: v for k, v in s1_summary.items() if k != "history"})
         else:
             stage1, s1_summary = seed_experts["models"][key], {"reused": f"stage I, seed {s}"}
-        imputer = None
-        if REGISTRY[spec.recovery].needs_imputer:
-            imputer = LoadedImputer(generative_imputers["models"][key])
-        recovery = build_recovery(spec.recovery, seed=s, imputer=imputer)
+        recovery = recovery_for(spec.recovery, s, generative_imputers)
         model, s2_summary = train_stage_two(
             stage1, tensors, m_params, x_params, train_missing, s, recovery
         )
