@@ -10,7 +10,10 @@ test videos: exact-set accuracy, recall and precision of the instrument labels.
 Probes: a linear map and an MLP on the video's pooled ``[mean | std]`` log-mel statistics, and
 the model's own ``AudioFrontEnd`` (trained directly on the labels, mean+max pooled). If even the
 directly supervised front end finds few of the sounding instruments, the audio expert cannot
-learn much from questions alone on this much data.
+learn much from questions alone on this much data. With ``04_feature/grounding_labels.parquet``
+(what sounds in each second, the targets of stage I's grounding heads) one more probe, the
+front end plus one expert layer, learns from those per-second labels and is scored on the
+same video-level sets (an instrument counts as found when any second has it above 0.5).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from r2scp_pipeline import avqa
-from r2scp_pipeline.model import AudioFrontEnd
+from r2scp_pipeline.model import AudioFrontEnd, ModalityExpert
 from r2scp_pipeline.tensors import frame_to_tokens
 
 
@@ -39,7 +42,8 @@ def scores(p: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
             "recall": round(tp / max(tp + fn, 1), 3), "precision": round(tp / max(tp + fp, 1), 3)}  # fmt: skip
 
 
-def train(net, x, y, tr, te, epochs: int, batch: int | None = None) -> dict[str, float]:
+def train(net, x, y, tr, te, epochs: int, batch: int | None = None,
+          y_eval: torch.Tensor | None = None) -> dict[str, float]:  # fmt: skip
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
     idx = torch.nonzero(tr).squeeze(1)
     for _ in range(epochs):
@@ -53,7 +57,10 @@ def train(net, x, y, tr, te, epochs: int, batch: int | None = None) -> dict[str,
             opt.step()
     net.eval()
     with torch.no_grad():
-        return scores(net(x[te]).sigmoid(), y[te])
+        p = net(x[te]).sigmoid()
+    if y_eval is not None:  # per-second outputs [B, T, K] -> the video's set
+        return scores(p.max(1).values, y_eval[te])
+    return scores(p, y[te])
 
 
 class FrontEndProbe(torch.nn.Module):
@@ -65,6 +72,37 @@ class FrontEndProbe(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fe(x)  # [B, T*P, d]
         return self.out(torch.cat([h.mean(1), h.max(1).values], 1))
+
+
+class SecondProbe(torch.nn.Module):
+    """AudioFrontEnd + one expert layer, a label set per second (the grounding heads' task)."""
+
+    def __init__(self, n_mels: int, frames: int, tokens: int = 3) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.fe = AudioFrontEnd(n_mels, frames, 128, 16, tokens, 64, 0.1)
+        self.expert = ModalityExpert(128, 4, 1, 2, 0.1)
+        self.out = torch.nn.Linear(128, len(avqa.INSTRUMENTS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.expert(self.fe(x))  # [B, T*P, d]
+        return self.out(h.view(x.shape[0], x.shape[1], self.tokens, -1).mean(2))  # [B, T, K]
+
+
+def second_labels(path: Path, ids: list[str], segments: int) -> torch.Tensor | None:
+    """``grounding_labels`` audio rows -> [V, T, K] (None when the file is absent or empty)."""
+    if not path.exists():
+        return None
+    labels = pd.read_parquet(path)
+    labels = labels[labels["modality"] == "audio"]
+    if labels.empty:
+        return None
+    pos = {v: i for i, v in enumerate(ids)}
+    y = torch.zeros(len(ids), segments, len(avqa.INSTRUMENTS))
+    for vid, t, names in zip(labels["video_id"], labels["t"], labels["instruments"], strict=True):
+        for c in names:
+            y[pos[vid], t, avqa.INSTRUMENTS.index(c)] = 1.0
+    return y
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         result["probes"][f"AudioFrontEnd ({args.epochs} epochs)"] = train(
             FrontEndProbe(a.shape[3], a.shape[2]), x, y, tr, te, args.epochs, batch=32
         )
+        per_second = second_labels(args.data / "04_feature/grounding_labels.parquet", ids, a.shape[1])
+        if per_second is not None:
+            result["probes"][f"AudioFrontEnd + expert, per-second labels ({args.epochs} epochs)"] = train(
+                SecondProbe(a.shape[3], a.shape[2]), x, per_second, tr, te, args.epochs, batch=32,
+                y_eval=y,
+            )  # fmt: skip
     result["labels_per_video"] = round(float(y.sum(1).mean()), 2)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS = (
     "results_table.csv", "ablation_table.csv", "comparison_table.csv", "modality_needs.csv",
     "answer_prior.csv", "retrieval_quality.csv", "pretrain_history.json", "mix_history.json",
-    "claims_verdicts.csv", "accuracy_vs_missing_rate.png",
+    "claims_verdicts.csv", "accuracy_vs_missing_rate.png", "node_times.json",
 )  # fmt: skip
 
 

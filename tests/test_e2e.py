@@ -7,12 +7,15 @@ store is checked for the tracked run.
 
 from __future__ import annotations
 
+import json
+
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from r2scp_pipeline.avqa import ANSWERS
 from r2scp_pipeline.tensors import frame_to_padded, frame_to_tokens
@@ -86,6 +89,21 @@ def test_models_and_reports_are_written(project: Path):
     for name in ("results_table.md", "results_table.csv", "accuracy_vs_missing_rate.png",
                  "claims_verdicts.csv", "claims_verdicts.md"):  # fmt: skip
         assert name in written, f"{name} not in data/08_reporting ({sorted(written)})"
+
+
+def test_stage_one_learns_the_grounding_labels_of_the_generated_scenes(project: Path):
+    tracks = _read(project, "data/test/02_intermediate/instrument_tracks.parquet")
+    videos = set(_read(project, "data/test/02_intermediate/video_index.parquet")["video_id"])
+    assert set(tracks["video_id"]) == videos
+    labels = _read(project, "data/test/04_feature/grounding_labels.parquet")
+    visual = _read(project, "data/test/04_feature/visual_features.parquet")
+    assert len(labels[labels["modality"] == "visual"]) == len(visual)  # one row per visual token
+    assert labels["instruments"].map(len).sum() > 0
+    (ckpt,) = (project / "data/test/06_models").rglob("stage1_experts.pt")
+    state = torch.load(ckpt, weights_only=False)["state_dicts"]["model"]
+    assert "grounding.out.audio.weight" in state and "grounding.out.visual.weight" in state
+    (metrics,) = [p for p in (project / "data/test/08_reporting").rglob("node_times.json")]
+    assert "pretrain_experts" in json.loads(metrics.read_text())["nodes"]
 
 
 def test_every_method_is_trained_per_seed_and_reported_with_its_spread(project: Path):

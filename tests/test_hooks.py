@@ -87,3 +87,27 @@ def test_n_retrieve_deeper_than_the_neighbours_stops_the_run_before_stage_one(pr
     with pytest.raises(ValueError, match="n_retrieve = 3 but the neighbors table .* holds 2"):
         run_pipelines(project, ["train"])
     assert not (project / "data/test/06_models").exists(), "stage I ran before the check"
+
+
+def test_node_times_saves_each_nodes_seconds(monkeypatch):
+    from types import SimpleNamespace
+
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from r2scp_pipeline import hooks
+
+    clock = iter([10.0, 12.5, 20.0, 20.25])
+    monkeypatch.setattr(hooks.time, "perf_counter", lambda: next(clock))
+    timer = hooks.NodeTimes()
+    timer.before_pipeline_run()
+    for name in ("pretrain_experts", "grounding_labels"):
+        node = SimpleNamespace(name=name)
+        timer.before_node_run(node)
+        timer.after_node_run(node)
+    catalog = DataCatalog({"node_times": MemoryDataset()})
+    timer.after_pipeline_run(catalog)
+    saved = catalog.load("node_times")
+    assert saved["nodes"] == {"pretrain_experts": 2.5, "grounding_labels": 0.25}
+    assert list(saved["nodes"]) == ["pretrain_experts", "grounding_labels"]  # slowest first
+    assert saved["total_seconds"] == 2.8
+    timer.after_pipeline_run(DataCatalog({}))  # no entry: nothing saved, no error

@@ -47,6 +47,10 @@ class AVQATensors:
     candidates in ``choice_tokens [Nc, Lc, Dt]`` / ``choice_mask [Nc, Lc]`` (distinct candidate
     texts), and ``answer`` is the right candidate's index (``choice_idx``); otherwise all three
     are None and ``answer`` indexes ``avqa.ANSWERS``.
+    Grounding labels (``grounding_labels``, stage I only): ``grounding[m]`` float multi-hot over
+    ``avqa.INSTRUMENTS``, audio ``[V, T, 1, K]`` (what sounds in each segment), visual
+    ``[V, T, S_v, K]`` (what is seen in each cell); ``grounding_known [V]`` marks the videos
+    that have labels. Empty when the source has none (real MUSIC-AVQA, AVQA).
     """
 
     question_id: np.ndarray
@@ -66,6 +70,8 @@ class AVQATensors:
     choices: torch.Tensor | None = None
     choice_tokens: torch.Tensor | None = None
     choice_mask: torch.Tensor | None = None
+    grounding: dict[str, torch.Tensor] = field(default_factory=dict)
+    grounding_known: torch.Tensor | None = None
 
     # ---- sizes -----------------------------------------------------------------------------
     @property
@@ -137,6 +143,8 @@ class AVQATensors:
         if self.choices is not None:
             for t in (self.choices, self.choice_tokens):
                 h.update(t.numpy().tobytes())
+        for m in sorted(self.grounding):
+            h.update(self.grounding[m].numpy().tobytes())
         return h.hexdigest()
 
 
@@ -157,6 +165,7 @@ def build_tensors(
     memory_bank_visual: pd.DataFrame | None = None,
     neighbors: pd.DataFrame | None = None,
     n_neighbors: int = 0,
+    grounding_labels: pd.DataFrame | None = None,
 ) -> AVQATensors:
     """Catalog tables -> :class:`AVQATensors` (see the data contracts in the project brief).
 
@@ -266,7 +275,47 @@ def build_tensors(
             out.bank_ids[m] = ids
             out.bank[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         out.neighbors = _neighbor_table(neighbors, video_ids, out.bank_ids, n_neighbors)
+    if grounding_labels is not None and len(grounding_labels):
+        out.grounding, out.grounding_known = _grounding_tensors(
+            grounding_labels, video_ids, {m: out.features(m).shape[:3] for m in MODALITIES}
+        )
     return out
+
+
+#: columns of ``grounding_labels`` (features pipeline, docs/model.md "Grounding")
+GROUNDING_COLUMNS = ("video_id", "modality", "t", "s", "instruments")
+
+
+def _grounding_tensors(
+    labels: pd.DataFrame, video_ids: list[str], shapes: dict[str, tuple[int, int, int]]
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``grounding_labels`` rows -> multi-hot ``{m: [V, T, S, K]}`` (audio ``S = 1``) and the
+    videos that have labels ``[V]``; rows of videos outside ``video_ids`` are ignored."""
+    _require_columns(labels, GROUNDING_COLUMNS, "grounding_labels")
+    classes = {c: i for i, c in enumerate(avqa.INSTRUMENTS)}
+    vpos = {v: i for i, v in enumerate(video_ids)}
+    out, known = {}, torch.zeros(len(video_ids), dtype=torch.bool)
+    for m, (v, t, s) in shapes.items():
+        s = 1 if m == "audio" else s
+        y = torch.zeros(v, t, s, len(classes))
+        rows = labels[labels["modality"] == m]
+        rows = rows[rows["video_id"].astype(str).isin(vpos)]
+        for vid, ti, si, names in zip(rows["video_id"].astype(str), rows["t"], rows["s"],
+                                      rows["instruments"], strict=True):  # fmt: skip
+            if not (0 <= ti < t and 0 <= si < s):
+                raise ValueError(
+                    f"grounding_labels: video {vid} {m} row t={ti}, s={si} is outside the "
+                    f"features' [T, S] = [{t}, {s}] (rebuild the labels with the features)"
+                )
+            for name in names:
+                if name not in classes:
+                    raise ValueError(
+                        f"grounding_labels: video {vid} names unknown instrument {name!r}"
+                    )
+                y[vpos[vid], ti, si, classes[name]] = 1.0
+        known[torch.tensor(sorted({vpos[x] for x in rows["video_id"].astype(str)}), dtype=torch.long)] = True
+        out[m] = y
+    return out, known
 
 
 def _trim(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

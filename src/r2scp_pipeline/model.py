@@ -68,6 +68,9 @@ class R2ScPConfig:
     mixing: bool = True  # False: Table 3 "w/o expert mixing" (average the stage-I experts)
     router_hidden: int = 64
     answer_format: str = "classes"  # "classes" (AnswerDecoder) | "choices" (ChoiceDecoder)
+    # grounding heads (stage I only, docs/model.md "Grounding"): K instrument classes tagged on
+    # the audio expert's segments and the visual expert's cells; 0 = none (the paper's stage I)
+    n_grounding: int = 0
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -92,6 +95,8 @@ class R2ScPConfig:
             raise ValueError(
                 f"model.audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}"
             )
+        if self.n_grounding < 0:
+            raise ValueError(f"model.n_grounding must be >= 0, got {self.n_grounding}")
         for name in ("s_audio", "s_visual", "audio_tokens", "audio_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
@@ -369,6 +374,29 @@ class ExpertHead(nn.Module):
         return self.out(z, choice_sent) if self.choices else self.out(z)  # [B, n_answers]
 
 
+class GroundingHeads(nn.Module):
+    """Stage-I auxiliary tags (not in the paper; docs/model.md "Grounding"): which of K
+    instrument classes sound in each audio segment and are seen in each visual cell.
+
+    H_a [B, T*P, d] -> segment means [B, T, 1, d] -> logits [B, T, 1, K];
+    H_v [B, T*S_v, d] -> [B, T, S_v, d] -> logits [B, T, S_v, K]. Trained with a per-class
+    binary cross-entropy next to eq. 10, so each expert's tokens say *what* is heard or seen
+    *when* and *where*; stage II freezes them with the experts and never reads the tags.
+    """
+
+    def __init__(self, d: int, n_classes: int, tokens: dict[str, int]) -> None:
+        super().__init__()
+        self.tokens = dict(tokens)  # expert tokens per segment: {"audio": P, "visual": S_v}
+        self.out = nn.ModuleDict({m: nn.Linear(d, n_classes) for m in MODALITIES})
+
+    def forward(self, modality: str, h: torch.Tensor) -> torch.Tensor:
+        b, length, d = h.shape
+        x = h.view(b, length // self.tokens[modality], self.tokens[modality], d)  # [B, T, S, d]
+        if modality == "audio":
+            x = x.mean(2, keepdim=True)  # [B, T, 1, d]: what sounds in the second
+        return self.out[modality](x)  # [B, T, S, K]
+
+
 class CrossModalRetrieval(nn.Module):
     """CMR (section 3.2): H_miss = 1/n sum_i E_miss(Phi_miss(r_i)) (eq. 4).
 
@@ -615,6 +643,11 @@ class R2ScP(nn.Module):
             }
         )
         self.heads = nn.ModuleDict({m: ExpertHead(cfg) for m in EXPERTS})  # stage I (eq. 10)
+        self.grounding = (
+            GroundingHeads(d, cfg.n_grounding, {m: cfg.tokens_per_segment(m) for m in MODALITIES})
+            if cfg.n_grounding
+            else None
+        )  # stage I only
         self.cmr = CrossModalRetrieval(cfg.n_retrieve)
         self.cap = nn.ModuleDict({m: ContextAwarePurification(cfg) for m in MODALITIES})
         self.readouts = nn.ModuleDict(
@@ -645,8 +678,8 @@ class R2ScP(nn.Module):
 
     # ---- parameter groups --------------------------------------------------------------------
     def expert_modules(self) -> list[nn.Module]:
-        """Stage-I parameters: Phi_m, E_m and the stage-I answer heads."""
-        return [self.phi, self.experts, self.heads]
+        """Stage-I parameters: Phi_m, E_m, the stage-I answer heads (and grounding heads)."""
+        return [self.phi, self.experts, self.heads] + ([self.grounding] if self.grounding else [])
 
     def mixing_modules(self) -> list[nn.Module]:
         """Stage-II parameters: CAP (W_proj, guidance block), readouts, router, decoder."""
@@ -691,8 +724,12 @@ class R2ScP(nn.Module):
         q_mask: torch.Tensor,
         video_of: torch.Tensor | None = None,
         choice_sent: torch.Tensor | None = None,
+        grounding: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Each expert answers alone (eq. 10): {m: logits [B, n_answers]}.
+
+        ``grounding``: also ``{"tags_audio": [V', T, 1, K], "tags_visual": [V', T, S_v, K]}``,
+        the grounding heads' logits per video row of ``audio`` / ``visual``.
 
         ``choice_sent`` [B, C, Dt]: the candidates' raw sentence vectors (multiple choice).
 
@@ -702,11 +739,16 @@ class R2ScP(nn.Module):
         """
         q_sent = sentence_vector(question, q_mask)  # [B, Dt]
         h = {"audio": self.encode("audio", audio), "visual": self.encode("visual", visual)}
+        tags = {}
+        if grounding:
+            if self.grounding is None:
+                raise ValueError("this model has no grounding heads (model.n_grounding = 0)")
+            tags = {f"tags_{m}": self.grounding(m, h[m]) for m in MODALITIES}
         if video_of is not None:
             h = {m: x[video_of] for m, x in h.items()}  # [B, L_m, d]
         h["text"] = self.encode("text", question, q_mask)
         masks = {"audio": None, "visual": None, "text": q_mask}
-        return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in EXPERTS}
+        return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in EXPERTS} | tags
 
     # ---- stage II ----------------------------------------------------------------------------
     def recover(

@@ -264,6 +264,7 @@ class LoopParams(_Schema):
 
 class PretrainParams(LoopParams):
     stage_one: bool
+    grounding_weight: float = 0.0  # weight of the grounding heads' loss (0 = eq. 10 alone)
 
 
 class MixParams(LoopParams):

@@ -16,8 +16,9 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
 }
 
-from r2scp_pipeline.hooks import EarlyChecks, ProjectMlflowStore  # noqa: E402
+from r2scp_pipeline.hooks import EarlyChecks, NodeTimes, ProjectMlflowStore  # noqa: E402
 
 # Checks that span pipelines, run before the first node (and before kedro-mlflow's run);
-# the local MLflow store kept with the project (artifact locations, experiment kind).
-HOOKS = (EarlyChecks(), ProjectMlflowStore())
+# the local MLflow store kept with the project (artifact locations, experiment kind);
+# wall seconds per node (node_times).
+HOOKS = (EarlyChecks(), ProjectMlflowStore(), NodeTimes())

@@ -754,6 +754,15 @@ def train_stage_one(
     Returns the model (best val epoch) and a summary with the per-epoch history.
     """
     cfg = build_config(model_params, tensors)
+    grounding = float(params.get("grounding_weight", 0.0))
+    if grounding < 0:
+        raise ValueError(f"pretrain.grounding_weight must be >= 0, got {grounding}")
+    if grounding and not tensors.grounding:
+        logger.warning("pretrain: grounding_weight %s but the data has no grounding labels "
+                       "(only the embedded dataset has them): eq. 10 alone", grounding)  # fmt: skip
+        grounding = 0.0
+    if grounding:
+        cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS))
     seed_everything(seed)
     model = R2ScP(cfg)
     summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
@@ -771,6 +780,7 @@ def train_stage_one(
     train_rows, val_rows = tensors.indices("train"), tensors.indices("val")
     params_list = [p for mod in model.expert_modules() for p in mod.parameters()]
     run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
+                            "grounding": grounding,
                             "loop": loop.hashed(), "train_missing": tm, "seed": seed,
                             "data": tensors.fingerprint()})  # fmt: skip
 
@@ -779,7 +789,8 @@ def train_stage_one(
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
         a, vis, video_of = _video_batch(tensors, rows, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device))
+        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device),
+                                     grounding=bool(grounding))  # fmt: skip
         loss, logs = 0.0, {}
         for m in EXPERTS:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
@@ -787,6 +798,16 @@ def train_stage_one(
             term = (ce * keep).sum() / keep.sum().clamp_min(1.0)
             loss = loss + term
             logs[f"loss_{m}"] = term.item()
+        if grounding:  # auxiliary tags per distinct video of the batch (docs/model.md)
+            videos = torch.unique(tensors.video[rows])  # the rows of a / vis, in order
+            for m in MODALITIES:
+                keep = (tensors.grounding_known[videos] & ~absent[m][videos]).to(device)
+                bce = F.binary_cross_entropy_with_logits(
+                    logits[f"tags_{m}"], tensors.grounding[m][videos].to(device), reduction="none"
+                ).sum(-1).mean((1, 2))  # [V']: summed over the K classes, like one CE
+                term = (bce * keep).sum() / keep.sum().clamp_min(1)
+                loss = loss + grounding * term
+                logs[f"loss_grounding_{m}"] = term.item()
         return loss, logs
 
     def evaluate():
@@ -808,7 +829,8 @@ def train_stage_one(
         res = fit(stage="pretrain", model=model, params=params_list, train_rows=train_rows, loop=loop,
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=lambda e, r: None,
                   step=step, evaluate=evaluate, train_mode=model.train,
-                  groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.") for m in EXPERTS},
+                  groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
+                          for m in EXPERTS},
                   permute=shuffle_by_video(tensors), dist=dist_context())  # fmt: skip
     model.to("cpu")
     summary.update(_summary(res))
@@ -899,10 +921,11 @@ def train_stage_two(
     stage_one = bool(stage1.get("meta", {}).get("stage_one", True))
     seed_everything(seed + 1)
     model = R2ScP(cfg)
+    stage1_parts = ("phi", "experts", "heads")
     expert_state = {k: v for k, v in stage1["state_dicts"]["model"].items()
-                    if k.split(".")[0] in ("phi", "experts", "heads")}  # fmt: skip
+                    if k.split(".")[0] in stage1_parts}  # fmt: skip
     missing_keys = model.load_state_dict(expert_state, strict=False).missing_keys
-    if any(k.split(".")[0] in ("phi", "experts", "heads") for k in missing_keys):
+    if any(k.split(".")[0] in stage1_parts for k in missing_keys):
         raise ValueError("stage1_experts lacks expert weights; re-run the pretrain pipeline")
     model.init_readouts_from_heads()
     summary: dict[str, Any] = {"stage_one": stage_one, "history": {}}

@@ -27,7 +27,7 @@ from .recovery import build as build_recovery
 #: The ablation variants (Tables 2-3 and the retrained n / k values of Fig. 4); what each one
 #: overrides is the parameter ``evaluate.ablations.<name>``.
 ABLATIONS: tuple[str, ...] = (
-    "no_cmr", "no_cap", "no_cmr_cap", "no_stage1", "no_rank_loss", "no_mixing",
+    "no_cmr", "no_cap", "no_cmr_cap", "no_stage1", "no_rank_loss", "no_mixing", "no_grounding",
     "sweep_n1", "sweep_n5", "sweep_k0", "sweep_k1", "sweep_k10",
 )  # fmt: skip
 #: What an ablation may override.

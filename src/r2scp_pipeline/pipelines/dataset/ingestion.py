@@ -469,5 +469,38 @@ def read_scenes(path: str | Path) -> dict[str, dict[str, Any]]:
                     path, f"unknown instrument(s) {unknown} (see avqa.INSTRUMENTS)", i, key
                 )
             out[key] = list(value)  # as given: visible is left to right, may repeat a class
+        out["instruments"] = rec.get("instruments")  # checked by read_tracks when needed
+        out["seconds"] = rec.get("seconds")
         scenes[vid] = out
     return scenes
+
+
+def scene_tracks(path: str | Path, vid: str, scene: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instruments of one scene of ``scenes.json`` (the generator's full records), each
+    checked: ``class`` a known instrument, ``visible`` a bool, ``active_seconds`` a list of
+    whole seconds inside the clip. Errors name the file, the video and the field."""
+    insts, seconds = scene.get("instruments"), scene.get("seconds")
+    where = f"video {vid!r}"
+    if not isinstance(insts, list):
+        raise AnnotationError(path, f"{where}: 'instruments' must be the generator's list of "
+                              "instrument records (regenerate the embedded dataset)")  # fmt: skip
+    if not isinstance(seconds, int | float) or seconds <= 0:
+        raise AnnotationError(path, f"{where}: 'seconds' must be a positive number, got {seconds!r}")
+    for j, inst in enumerate(insts):
+        field = f"{where} instruments[{j}]"
+        if not isinstance(inst, dict) or inst.get("class") not in _INSTRUMENTS:
+            raise AnnotationError(path, f"{field}.class: unknown instrument "
+                                  f"{(inst or {}).get('class')!r} (see avqa.INSTRUMENTS)")  # fmt: skip
+        if not isinstance(inst.get("visible"), bool):
+            raise AnnotationError(path, f"{field}.visible: expected true or false")
+        active = inst.get("active_seconds")
+        if not isinstance(active, list) or not all(
+            isinstance(t, int) and 0 <= t < seconds for t in active
+        ):
+            raise AnnotationError(
+                path, f"{field}.active_seconds: expected whole seconds in 0..{int(seconds) - 1}, "
+                f"got {active!r}"
+            )  # fmt: skip
+        if inst["visible"] and not all(isinstance(inst.get(k), int | float) for k in ("x", "y", "size")):
+            raise AnnotationError(path, f"{field}: a visible instrument needs numbers x, y, size")
+    return insts

@@ -45,6 +45,7 @@ from .ingestion import (
     parse_split,
     read_annotation_file,
     read_scenes,
+    scene_tracks,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,11 @@ CHOICE_COLUMNS: tuple[str, ...] = ("choices", "choice_idx")
 VIDEO_INDEX_COLUMNS: tuple[str, ...] = (
     "video_id", "splits", *SPLIT_FLAGS.values(), "annotated_splits",
     "audio_path", "frames_dir", "video_path",
+)  # fmt: skip
+#: ``instrument_tracks`` columns: one row per instrument of a video (embedded data only). The
+#: box is the instrument's resting bounding box as a fraction of the frame (NaN off-screen).
+TRACK_COLUMNS: tuple[str, ...] = (
+    "video_id", "instrument", "visible", "x0", "y0", "x1", "y1", "seconds", "active_seconds",
 )  # fmt: skip
 
 
@@ -188,6 +194,44 @@ def generate_embedded_dataset(dataset_params: dict[str, Any], seed: int) -> pd.D
 
         return _manifest_frame(write_multiple_choice(embedded["root"], int(seed)))
     return _manifest_frame(manifest.to_dict("records"))
+
+
+def instrument_tracks(dataset_params: dict[str, Any], video_index: pd.DataFrame) -> pd.DataFrame:
+    """Where and when each instrument of each video is, from the embedded generator's
+    ``scenes.json``: the ground truth of its questions, used by stage I's grounding heads.
+
+    Returns ``instrument_tracks``, one row per instrument (``TRACK_COLUMNS``): class, whether
+    it is on screen, its resting box ``x0, y0, x1, y1`` (fractions of the square frame), the
+    clip length and the whole seconds in which it sounds. Real MUSIC-AVQA and AVQA have no
+    such labels: the table is then empty (and stage I trains on eq. 10 alone).
+    """
+    source = _source(dataset_params)
+    empty = pd.DataFrame({c: [] for c in TRACK_COLUMNS})
+    if source != "embedded":
+        return empty
+    from .generator.render import instrument_boxes
+
+    root = Path(str(_media_root(dataset_params, source)))
+    path = root / "scenes.json"
+    scenes = read_scenes(path)
+    size = int(dataset_params["embedded"]["frame_size"])
+    rows = []
+    for vid in video_index["video_id"].astype(str):
+        scene = scenes.get(vid)
+        if scene is None:
+            raise AnnotationError(path, f"no scene for video {vid!r} (listed in video_index)")
+        insts = scene_tracks(path, vid, scene)
+        try:
+            boxes = instrument_boxes({"instruments": insts}, size)
+        except (KeyError, OSError, ValueError) as exc:
+            raise AnnotationError(path, f"video {vid!r}: cannot place its instruments ({exc!r})") from exc
+        for j, inst in enumerate(insts):
+            box = [c / size for c in boxes[inst.get("id", j)]] if inst["visible"] else [np.nan] * 4
+            rows.append((vid, inst["class"], inst["visible"], *box, float(scene["seconds"]),
+                         np.asarray(inst["active_seconds"], dtype=np.int32)))  # fmt: skip
+    if not rows:
+        return empty
+    return pd.DataFrame(rows, columns=list(TRACK_COLUMNS))
 
 
 def _read_manifest(manifest: pd.DataFrame) -> list[tuple[str, str, int]]:

@@ -2,7 +2,12 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import answer_prior_report, generate_embedded_dataset, ingest_annotations
+from .nodes import (
+    answer_prior_report,
+    generate_embedded_dataset,
+    ingest_annotations,
+    instrument_tracks,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -25,6 +30,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "split_protocol",
                 ],
                 name="ingest_annotations",
+            ),
+            Node(
+                instrument_tracks,
+                inputs=["params:dataset", "video_index"],
+                outputs="instrument_tracks",
+                name="instrument_tracks",
             ),
             Node(
                 answer_prior_report,

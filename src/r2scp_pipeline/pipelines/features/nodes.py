@@ -694,3 +694,40 @@ def feature_report(
     }
     # MlflowMetricsHistoryDataset's item format: {name: {"value": v, "step": 0}}
     return {k: {"value": float(v), "step": 0} for k, v in metrics.items()}, skip_report
+
+
+def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str, Any]) -> pd.DataFrame:
+    """Per-token targets of stage I's grounding heads (docs/model.md "Grounding"), aligned with
+    the feature tables: which instruments sound in each audio segment and which are seen in
+    each visual grid cell.
+
+    Audio: one row per (video, segment ``t``, ``s = 0``) listing the instruments active in the
+    source second that feeds segment ``t`` (:func:`segment_indices`). Visual: one row per
+    (video, ``t``, cell ``s``, row-major over ``features.visual.grid``) listing the visible
+    instruments whose resting box centre lies in that cell (the same for every ``t``: the
+    embedded instruments stay in place; frames are square, so the encoder's centre crop keeps
+    the whole frame). Empty when ``instrument_tracks`` is (real MUSIC-AVQA, AVQA).
+    """
+    columns = ["video_id", "modality", "t", "s", "instruments"]
+    if len(instrument_tracks) == 0:
+        return pd.DataFrame({c: [] for c in columns})
+    segments = int(_param(features_params, "segments"))
+    rows_, cols_ = (int(g) for g in _param(features_params, "visual", "grid"))
+    out = []
+    for vid, tracks in instrument_tracks.groupby("video_id", sort=True):
+        seconds = segment_indices(int(round(float(tracks["seconds"].iloc[0]))), segments)
+        for t, second in enumerate(seconds):
+            names = [c for c, act in zip(tracks["instrument"], tracks["active_seconds"], strict=True)
+                     if second in set(np.asarray(act).tolist())]  # fmt: skip
+            out.append((vid, "audio", t, 0, sorted(names)))
+        cells: dict[int, list[str]] = {s: [] for s in range(rows_ * cols_)}
+        for tr in tracks[tracks["visible"].astype(bool)].itertuples():
+            cx, cy = (tr.x0 + tr.x1) / 2, (tr.y0 + tr.y1) / 2
+            col = min(max(int(cx * cols_), 0), cols_ - 1)
+            row = min(max(int(cy * rows_), 0), rows_ - 1)
+            cells[row * cols_ + col].append(tr.instrument)
+        out += [(vid, "visual", t, s, sorted(cells[s])) for t in range(segments) for s in cells]
+    frame = pd.DataFrame(out, columns=columns)
+    frame["t"] = frame["t"].astype(np.int32)
+    frame["s"] = frame["s"].astype(np.int32)
+    return frame

@@ -21,6 +21,7 @@ from .nodes import (
     extract_question_features,
     extract_visual_shard,
     feature_report,
+    grounding_labels,
     merge_feature_shards,
 )
 
@@ -101,6 +102,12 @@ def create_pipeline(shards: int | None = None, **kwargs) -> Pipeline:
                 ],
                 outputs=["audio_features", "visual_features"],
                 name="align_media_features",
+            ),
+            Node(
+                grounding_labels,
+                inputs=["instrument_tracks", "params:features"],
+                outputs="grounding_labels",
+                name="grounding_labels",
             ),
             Node(
                 feature_report,

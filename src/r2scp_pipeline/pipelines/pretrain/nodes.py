@@ -23,19 +23,22 @@ def pretrain_experts(
     audio_features: pd.DataFrame,
     visual_features: pd.DataFrame,
     question_features: pd.DataFrame,
+    grounding_labels: pd.DataFrame,
     model_params: dict[str, Any],
     pretrain_params: dict[str, Any],
     train_missing: dict[str, Any],
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the audio, visual and text experts, each to answer alone (eq. 10).
+    """Train the audio, visual and text experts, each to answer alone (eq. 10), plus the
+    grounding heads on ``grounding_labels`` when ``pretrain.grounding_weight > 0``.
 
     Returns ``stage1_experts`` (``{"config", "state_dicts": {"model"}, "meta"}``, the whole
     R2ScP state of which stage II keeps the experts) and ``pretrain_history`` (per-epoch
     losses and val accuracies, best epoch, wall time).
     """
     start = time.perf_counter()
-    tensors = build_tensors(qa_pairs, audio_features, visual_features, question_features)
+    tensors = build_tensors(qa_pairs, audio_features, visual_features, question_features,
+                            grounding_labels=grounding_labels)  # fmt: skip
     model, summary = train_stage_one(tensors, model_params, pretrain_params, train_missing, seed)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["num_train_questions"] = int((tensors.split == "train").sum())

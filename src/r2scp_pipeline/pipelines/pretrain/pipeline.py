@@ -15,6 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "audio_features",
                     "visual_features",
                     "question_features",
+                    "grounding_labels",
                     "params:model",
                     "params:pretrain",
                     "params:train_missing",

@@ -38,6 +38,7 @@ def pretrain_seed_experts(
     audio_features: pd.DataFrame,
     visual_features: pd.DataFrame,
     question_features: pd.DataFrame,
+    grounding_labels: pd.DataFrame,
     model_params: dict[str, Any],
     pretrain_params: dict[str, Any],
     train_missing: dict[str, Any],
@@ -57,7 +58,7 @@ def pretrain_seed_experts(
             models[seed_key(s)] = stage1_experts
             continue
         tensors = tensors or build_tensors(qa_pairs, audio_features, visual_features,
-                                           question_features)  # fmt: skip
+                                           question_features, grounding_labels=grounding_labels)  # fmt: skip
         block = dict(pretrain_params)
         block["checkpoint_dir"] = _checkpoint_dir(
             cfg.variant_checkpoint_dir, pretrain_params.get("checkpoint_dir"), "stage1", f"seed_{s}"
@@ -106,6 +107,7 @@ def train_variant(
     memory_bank_audio: pd.DataFrame,
     memory_bank_visual: pd.DataFrame,
     neighbors: pd.DataFrame,
+    grounding_labels: pd.DataFrame,
     model_params: dict[str, Any],
     pretrain_params: dict[str, Any],
     mix_params: dict[str, Any],
@@ -139,6 +141,7 @@ def train_variant(
     tensors = build_tensors(
         qa_pairs, audio_features, visual_features, question_features,
         memory_bank_audio, memory_bank_visual, neighbors, n_neighbors=n,
+        grounding_labels=grounding_labels,
     )  # fmt: skip
     models, history = {}, {}
     for s in cfg.seeds:

@@ -16,6 +16,7 @@ from .nodes import pretrain_seed_experts, train_generative_imputers, train_varia
 
 FEATURES = ["qa_pairs", "audio_features", "visual_features", "question_features"]
 RETRIEVAL = ["memory_bank_audio", "memory_bank_visual", "neighbors"]
+GROUNDING = "grounding_labels"  # stage I's grounding targets (variants that retrain stage I)
 PARAMS = ["params:model", "params:pretrain", "params:mix", "params:train_missing", "params:seed",
           "params:evaluate"]  # fmt: skip
 
@@ -25,12 +26,13 @@ def _variant(name: str) -> Pipeline:
         Node(
             partial(train_variant, variant=name),
             inputs=["r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL,
-                    *PARAMS],  # fmt: skip
+                    GROUNDING, *PARAMS],  # fmt: skip
             outputs=["variant_models", "variant_history"],
             name="train_variant",
         )
     ])  # fmt: skip
-    shared = {"r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL}
+    shared = {"r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL,
+              GROUNDING}  # fmt: skip
     return pipeline(template, namespace=name, inputs=shared, parameters=set(PARAMS))
 
 
@@ -39,7 +41,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 pretrain_seed_experts,
-                inputs=["stage1_experts", *FEATURES, "params:model", "params:pretrain",
+                inputs=["stage1_experts", *FEATURES, GROUNDING, "params:model", "params:pretrain",
                         "params:train_missing", "params:seed", "params:evaluate"],  # fmt: skip
                 outputs="seed_experts",
                 name="pretrain_seed_experts",

@@ -1,0 +1,140 @@
+"""Stage I's grounding heads: labels from the generator's scenes -> features -> tensors ->
+training (docs/model.md "Grounding")."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from r2scp_pipeline import avqa
+from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.pipelines.dataset.ingestion import AnnotationError, scene_tracks
+from r2scp_pipeline.pipelines.dataset.nodes import TRACK_COLUMNS, instrument_tracks
+from r2scp_pipeline.pipelines.features.nodes import grounding_labels
+from r2scp_pipeline.training import model_checkpoint, train_stage_one, train_stage_two
+from tests.synthetic import make_synthetic_tables
+
+torch.set_num_threads(1)
+MODEL = {"d_model": 16, "n_heads": 2, "router_hidden": 8, "dropout": 0.0, "k_purge": 3,
+         "n_retrieve": 2}  # fmt: skip
+LOOP = {"epochs": 4, "batch_size": 32, "lr": 3e-3, "patience": 9, "checkpoint_dir": None}
+
+
+def _tracks(rows):
+    return pd.DataFrame(rows, columns=list(TRACK_COLUMNS))
+
+
+def test_labels_follow_the_segments_and_the_grid():
+    tracks = _tracks([
+        # sounds in seconds 0-2 of a 20 s clip, stands bottom left
+        ("v1", "violin", True, 0.05, 0.6, 0.25, 0.95, 20.0, np.array([0, 1, 2], np.int32)),
+        # off screen, sounds in second 10
+        ("v1", "piano", False, np.nan, np.nan, np.nan, np.nan, 20.0, np.array([10], np.int32)),
+        # top right, silent
+        ("v1", "drum", True, 0.7, 0.1, 0.9, 0.3, 20.0, np.array([], np.int32)),
+    ])  # fmt: skip
+    out = grounding_labels(tracks, {"segments": 10, "visual": {"grid": [2, 2]}})
+    audio = out[out["modality"] == "audio"].set_index("t")["instruments"]
+    # 20 s -> 10 segments: segment t reads second 2t
+    assert list(audio[0]) == ["violin"] and list(audio[1]) == ["violin"]
+    assert list(audio[2]) == [] and list(audio[5]) == ["piano"]
+    visual = out[(out["modality"] == "visual") & (out["t"] == 3)].set_index("s")["instruments"]
+    assert list(visual[2]) == ["violin"]  # row 1 (bottom), col 0
+    assert list(visual[1]) == ["drum"]  # row 0 (top), col 1
+    assert list(visual[0]) == [] and list(visual[3]) == []
+    assert len(out) == 10 + 10 * 4
+
+
+def test_sources_without_labels_give_empty_tables():
+    empty = instrument_tracks({"source": "music_avqa", "music_avqa": {}}, pd.DataFrame({"video_id": ["a"]}))
+    assert list(empty.columns) == list(TRACK_COLUMNS) and len(empty) == 0
+    assert len(grounding_labels(empty, {"segments": 10, "visual": {"grid": [1, 3]}})) == 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"instruments": None}, "'instruments' must be"),
+        ({"seconds": 0}, "'seconds' must be a positive number"),
+        ({"instruments": [{"class": "kazoo", "visible": True}]}, "instruments[0].class"),
+        ({"instruments": [{"class": "violin", "visible": True, "active_seconds": [12]}]},
+         "instruments[0].active_seconds"),
+        ({"instruments": [{"class": "violin", "visible": True, "active_seconds": [1]}]},
+         "needs numbers x, y, size"),
+    ],
+)  # fmt: skip
+def test_bad_scene_records_name_the_video_and_field(change, message):
+    scene = {"seconds": 10, "instruments": [], **change}
+    with pytest.raises(AnnotationError, match="video 'v7'") as err:
+        scene_tracks("scenes.json", "v7", scene)
+    assert message in str(err.value) and "scenes.json" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return make_synthetic_tables(n_videos=40, seed=5, visual_tokens=2)
+
+
+def _labels(tables, seed=0):
+    """Random but fixed labels per (video, token): enough to check the mechanics."""
+    rng = np.random.default_rng(seed)
+    vids = sorted(set(tables["qa_pairs"]["video_id"]))
+    rows = []
+    for v in vids:
+        for t in range(10):
+            rows.append((v, "audio", t, 0, list(rng.choice(avqa.INSTRUMENTS, 2, replace=False))))
+            for s in range(2):
+                rows.append((v, "visual", t, s, [str(rng.choice(avqa.INSTRUMENTS))]))
+    return pd.DataFrame(rows, columns=["video_id", "modality", "t", "s", "instruments"])
+
+
+def test_build_tensors_reads_the_labels(tables):
+    labels = _labels(tables)
+    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=labels.iloc[10:])
+    k = len(avqa.INSTRUMENTS)
+    assert tens.grounding["audio"].shape == (len(tens.video_ids), 10, 1, k)
+    assert tens.grounding["visual"].shape == (len(tens.video_ids), 10, 2, k)
+    assert tens.grounding["audio"][1:].sum(-1).eq(2).all()  # two classes per segment
+    assert bool(tens.grounding_known.all())  # video 0 keeps its visual rows
+    bad = labels.copy()
+    bad.loc[0, "t"] = 10
+    with pytest.raises(ValueError, match="grounding_labels: video .* t=10"):
+        build_tensors(**tables, grounding_labels=bad)
+    bad = labels.copy()
+    bad.at[0, "instruments"] = ["kazoo"]
+    with pytest.raises(ValueError, match="unknown instrument 'kazoo'"):
+        build_tensors(**tables, grounding_labels=bad)
+    assert build_tensors(**tables).fingerprint() != tens.fingerprint()
+
+
+def test_stage_one_trains_the_grounding_heads_and_stage_two_drops_them(tables):
+    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=_labels(tables))
+    model, summary = train_stage_one(tens, MODEL, {**LOOP, "grounding_weight": 1.0}, {}, seed=0)
+    hist = summary["history"]
+    for m in ("audio", "visual"):
+        loss = hist[f"train_loss_grounding_{m}"]
+        assert len(loss) == 4 and loss[-1] < loss[0]
+    assert model.grounding is not None and model.cfg.n_grounding == len(avqa.INSTRUMENTS)
+    plain, _ = train_stage_one(tens, MODEL, {**LOOP, "grounding_weight": 0.0}, {}, seed=0)
+    assert plain.grounding is None  # weight 0: the paper's stage I, no heads
+    assert not torch.equal(plain.phi["audio"].proj.weight, model.phi["audio"].proj.weight)
+    ckpt = model_checkpoint(model, {"stage_one": True})
+    mixed, _ = train_stage_two(ckpt, tens, MODEL, {**LOOP, "epochs": 1}, {}, seed=0)
+    assert mixed.grounding is None
+    for name, p in mixed.experts.named_parameters():
+        assert torch.equal(p, model.experts.get_parameter(name))  # frozen experts kept
+
+
+def test_grounding_without_labels_warns_and_trains_the_paper_stage_one(tables, caplog):
+    tens = build_tensors(**tables)
+    with caplog.at_level(logging.WARNING):
+        model, summary = train_stage_one(tens, MODEL, {**LOOP, "epochs": 1, "grounding_weight": 1.0},
+                                         {}, seed=0)  # fmt: skip
+    assert "no grounding labels" in caplog.text
+    assert model.grounding is None and "train_loss_grounding_audio" not in summary["history"]
+    with pytest.raises(ValueError, match="grounding_weight must be >= 0"):
+        train_stage_one(tens, MODEL, {**LOOP, "grounding_weight": -1.0}, {}, seed=0)
