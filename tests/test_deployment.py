@@ -68,7 +68,9 @@ def test_airflow_dag_has_one_task_per_feature_shard(tmp_path):
     # the merges, alignment and report share in-memory data: one task, after every shard
     (merge,) = [t for t in tasks if "merge-audio-shards" in t]
     assert "merge-visual-shards" in merge and "feature-report" in merge
-    assert len(tasks) == 2 * shards + 1
+    # plus the grounding labels, read from and written to files: a task of its own
+    assert "grounding-labels" in tasks
+    assert len(tasks) == 2 * shards + 2
     assert text.count(f'>> tasks["{merge}"]') == 2 * shards
     assert 'env = "airflow"' in text  # each task runs the airflow configuration environment
 

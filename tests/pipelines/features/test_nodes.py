@@ -513,8 +513,9 @@ def test_precomputed_npy_sampling_padding_and_skip(tmp_path, make_params):
 
 def test_pipeline_contract():
     pipe = create_pipeline()
-    assert pipe.inputs() == {"video_index", "qa_pairs", "params:features"}
+    assert pipe.inputs() == {"video_index", "qa_pairs", "instrument_tracks", "params:features"}
     assert {
+        "grounding_labels",
         "audio_features",
         "visual_features",
         "question_features",
@@ -539,10 +540,12 @@ def test_pipeline_runs_in_memory(tmp_path, make_params):
         {
             "video_index": MemoryDataset(vi),
             "qa_pairs": MemoryDataset(qa),
+            "instrument_tracks": MemoryDataset(pd.DataFrame()),  # no labels (not embedded data)
             "params:features": MemoryDataset(make_params()),
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)
+    assert catalog.load("grounding_labels").empty
     audio, visual = catalog.load("audio_features"), catalog.load("visual_features")
     report, skips = catalog.load("feature_report"), catalog.load("feature_skipped")
     assert _tensor(audio, ["a", "b"]).shape == (2, 10, 25, 64)

@@ -409,13 +409,15 @@ def derive_instruments(questions: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(found & _INSTRUMENTS)
 
 
-def read_scenes(path: str | Path) -> dict[str, dict[str, Any]]:
+def read_scenes(path: str | Path, keep: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Read the embedded generator's ``scenes.json``: ``video_id -> {split, visible, sounding}``.
 
     The generator writes ``{"generator": {...}, "videos": [scene, ...]}``; a bare list of scenes
     or an object keyed by video id is read too. Each scene needs ``split``, ``visible`` and
     ``sounding``; the lists are kept as given (the generator lists the visible instruments left
-    to right, a class twice when two are on stage). Other fields are ignored.
+    to right, a class twice when two are on stage). The fields named in ``keep`` (e.g. the
+    generator's ``instruments`` records, checked by :func:`scene_tracks`) are kept as given
+    (None when absent); other fields are ignored.
     """
     path = Path(path)
     try:
@@ -469,8 +471,7 @@ def read_scenes(path: str | Path) -> dict[str, dict[str, Any]]:
                     path, f"unknown instrument(s) {unknown} (see avqa.INSTRUMENTS)", i, key
                 )
             out[key] = list(value)  # as given: visible is left to right, may repeat a class
-        out["instruments"] = rec.get("instruments")  # checked by read_tracks when needed
-        out["seconds"] = rec.get("seconds")
+        out.update({key: rec.get(key) for key in keep})
         scenes[vid] = out
     return scenes
 

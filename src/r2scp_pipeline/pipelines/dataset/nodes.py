@@ -213,7 +213,7 @@ def instrument_tracks(dataset_params: dict[str, Any], video_index: pd.DataFrame)
 
     root = Path(str(_media_root(dataset_params, source)))
     path = root / "scenes.json"
-    scenes = read_scenes(path)
+    scenes = read_scenes(path, keep=("instruments", "seconds"))
     size = int(dataset_params["embedded"]["frame_size"])
     rows = []
     for vid in video_index["video_id"].astype(str):
