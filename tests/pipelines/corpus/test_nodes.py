@@ -139,7 +139,7 @@ def test_generator_config_inherits_the_dataset_knobs(corpus_params, dataset_para
 @pytest.mark.parametrize(
     "over, match",
     [
-        ({"seed_offset": 0}, r"corpus\.seed_offset must be an integer >= 1"),
+        ({"seed_offset": 0}, r"^parameter corpus\.seed_offset must be an integer >= 1"),
         ({"id_prefix": ""}, r"corpus\.id_prefix must be a non-empty"),
         ({"id_prefix": "9"}, r"corpus\.id_prefix"),
         ({"num_videos": 0}, r"corpus\.num_videos must be an integer >= 1"),

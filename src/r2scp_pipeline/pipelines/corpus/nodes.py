@@ -148,8 +148,9 @@ def generate_corpus(
     """
     prefix = _id_prefix(corpus_params)
     cfg = generator_config(corpus_params, dataset_params)
+    generator_seed = corpus_seed(corpus_params, seed)
     try:
-        generate_dataset(cfg, corpus_seed(corpus_params, seed))
+        generate_dataset(cfg, generator_seed)
     except ValueError as exc:  # the generator names dataset.embedded.<key>: say where it came from
         raise ValueError(
             f"corpus generation failed: {exc} (for the corpus: corpus.embedded or the "
