@@ -454,6 +454,37 @@ def _run_head(r: dict, extra: str = "") -> str:
     return f"`{r['command'].strip()}`; {r['machine']}{extra}."
 
 
+@renderer("corpus_study")
+def corpus_study(root: Path) -> str:
+    """scripts/corpus_study.py: in-domain memory bank vs the generated external corpus."""
+    missing = _not_measured(root, "corpus_study.json", "python scripts/corpus_study.py")
+    if missing:
+        return missing
+    r = load_json(root, "corpus_study.json")
+
+    def acc(row: dict, method: str, key: str) -> object:
+        v = row["accuracy"][method].get(key)
+        return "-" if v is None else float(v)
+
+    rows = []
+    for row in r["rows"]:
+        q = row["retrieval_test"]
+        rows.append([row["corpus"], acc(row, "R2ScP", "audio_missing"),
+                     acc(row, "R2ScP", "visual_missing"), acc(row, "R2ScP", "mean"),
+                     acc(row, "random retrieval", "mean"),
+                     f"{q.get('a2v_pos', float('nan')):.2f} / {q.get('a2v_random', float('nan')):.2f}",
+                     f"{q.get('v2a_pos', float('nan')):.2f} / {q.get('v2a_random', float('nan')):.2f}"])  # fmt: skip
+    runs = "; ".join(f"`{row['command']}` at {str(row['commit'])[:7]}" for row in r["rows"])
+    warn = "" if r["same_commit"] else " **The two runs come from different commits.**"
+    head = f"`{r['command']}`: {runs}.{warn}\n\n"
+    return head + md_table(
+        ["memory bank", "R2ScP, audio missing", "R2ScP, visual missing", "R2ScP, mean (Table 4)",
+         "random retrieval, mean", "R+ / random overlap a2v (test)",
+         "R+ / random overlap v2a (test)"],
+        rows,
+    )
+
+
 @renderer("retrieval")
 def retrieval(root: Path) -> str:
     """benchmarks/retrieval.py --out: FAISS Flat / IVF / HNSW vs torch on clustered keys."""

@@ -37,7 +37,7 @@ def _paths(tree: Any, key: str = "") -> Iterator[tuple[str, str]]:
 @pytest.mark.parametrize(
     "env, root",
     [("local", "data/"), ("test", f"{TEST_DATA}/"), ("full", "data/full/"), ("seeds", "data/seeds/"),
-     ("airflow", "data/")],
+     ("airflow", "data/"), ("corpus_study", "data/corpus_study/")],
 )
 def test_every_path_of_an_environment_is_under_its_data_root(env: str, root: str):
     loader = _loader(env)
@@ -45,7 +45,7 @@ def test_every_path_of_an_environment_is_under_its_data_root(env: str, root: str
     keys = {k for k, _ in found}
     # the parameters that hold paths are among them (not only the catalog)
     assert {"pretrain.checkpoint_dir", "mix.checkpoint_dir", "evaluate.variant_checkpoint_dir",
-            "dataset.embedded.root"} <= keys, sorted(keys)  # fmt: skip
+            "dataset.embedded.root", "corpus.root"} <= keys, sorted(keys)  # fmt: skip
     outside = [(k, v) for k, v in found if not v.startswith(root)]
     assert not outside, f"--env={env} writes outside {root}: {outside}"
     if env != "test":

@@ -44,7 +44,7 @@ def fails(params: dict[str, Any], message: str) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("env", ["base", "test", "full"])
+@pytest.mark.parametrize("env", ["base", "test", "full", "corpus_study"])
 def test_every_environment_validates(env):
     params = load(env)
     assert set(params) == set(GROUPS), "a parameter group without a schema (or vice versa)"
@@ -174,3 +174,21 @@ def test_predict_checks_the_parameters_too(tmp_path: Path, monkeypatch):
         len(lines) == 1
         and "unknown parameter pretrain.epoch; did you mean pretrain.epochs?" in (lines[0])
     ), result.stderr
+
+
+# ---- corpus (the external retrieval corpus of the corpus study) ---------------------------------
+def test_the_corpus_group_is_checked(base):
+    assert load("corpus_study")["build_index"]["corpus"]["source"] == "external"
+    assert load("test")["corpus"]["num_videos"] == 8
+    fails(load("base", "corpus.num_video=5"),
+          "unknown parameter corpus.num_video; did you mean corpus.num_videos?")  # fmt: skip
+    bad = copy.deepcopy(base)
+    bad["corpus"]["seed_offset"] = "1000"
+    fails(bad, "corpus.seed_offset='1000': expected an integer")
+    bad = copy.deepcopy(base)
+    bad["corpus"]["embedded"] = [1]
+    fails(bad, "corpus.embedded=[1]")
+    bad = copy.deepcopy(base)
+    del bad["corpus"]["id_prefix"]
+    fails(bad, "parameter corpus.id_prefix is missing")
+

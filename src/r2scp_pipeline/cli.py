@@ -232,9 +232,9 @@ def _new_video(catalog, params, path: Path, n: int):
     its unified-space keys, and its top-n / bottom-n neighbours from the FAISS indices."""
     import pandas as pd
 
+    from .media import extract_audio_features, extract_visual_features
     from .pipelines.build_index.index import corpus_keys, search_excluding
     from .pipelines.build_index.joint_space import embed, load_joint_space, pool_tokens
-    from .pipelines.features.nodes import extract_audio_features, extract_visual_features
     from .tensors import frame_to_tokens
 
     path = path.resolve()

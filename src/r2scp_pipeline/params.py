@@ -210,6 +210,18 @@ class BuildIndexParams(_Schema):
     neighbors: NeighborsParams
 
 
+# ---- corpus (conf/base/parameters_corpus.yml) --------------------------------------------------
+class ExternalCorpusParams(_Schema):
+    """``corpus``: the external retrieval corpus the ``corpus`` pipeline generates (Table 4)."""
+
+    root: str
+    id_prefix: str
+    num_videos: int
+    seed_offset: int
+    sound_source: str  # note_bank | a .sf2 path
+    embedded: dict[str, Any]  # overrides of dataset.embedded knobs (checked by the node)
+
+
 # ---- model + train_missing (conf/base/parameters_model.yml) -------------------------------------
 class ModelParams(_Schema):
     """``model``: the parameters of ``R2ScPConfig`` not read from the data (feature widths and
@@ -337,6 +349,7 @@ class Parameters(_Schema):
     dataset: DatasetParams
     features: FeaturesParams
     build_index: BuildIndexParams
+    corpus: ExternalCorpusParams
     model: ModelParams
     train_missing: TrainMissingParams
     pretrain: PretrainParams
