@@ -197,7 +197,7 @@ def test_dask_two_workers_equal_sequential(media, params, dask_client):
 
 
 def test_dask_node_error_reaches_kedro_run(media, params, dask_client):
-    from r2scp_pipeline.pipelines.features.encoders import MediaError
+    from r2scp_pipeline.encoders import MediaError
     from r2scp_pipeline.runner import DaskRunner
 
     _, _, with_broken = media

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from r2scp_pipeline.pipelines.features.encoders import (
+from r2scp_pipeline.encoders import (
     EfficientNetLite0Encoder,
     LogMelEncoder,
     MediaError,

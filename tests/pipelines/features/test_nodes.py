@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from r2scp_pipeline.pipelines.features import create_pipeline
-from r2scp_pipeline.pipelines.features.encoders import LogMelEncoder, MediaError
+from r2scp_pipeline.encoders import LogMelEncoder, MediaError
 from r2scp_pipeline.pipelines.features.nodes import (
     align_media_features,
     extract_audio_features,
