@@ -388,3 +388,18 @@ def test_grid_and_audio_frames_through_both_stages_and_prediction():
         assert np.isfinite(p.logits).all() and len(p.pred) == len(t.indices("test"))
     with pytest.raises(ValueError, match="k_purge=99 exceeds the 20 expert tokens"):
         train_stage_one(t, {**model_params, "k_purge": 99}, loop, {}, seed=0)
+
+
+def test_a_finished_expert_is_no_longer_trained(tensors):
+    """Once an expert has not improved for `patience` epochs its best weights are final: stage
+    I stops computing it (its loss is no longer logged) while the others go on."""
+    loop = {**LOOP, "epochs": 8, "patience": 1, "lr": 1e-2}
+    model, summary = train_stage_one(tensors, MODEL, loop, {}, seed=0)
+    hist = summary["history"]
+    epochs = len(hist["train_loss"])
+    trained = {m: len(hist[f"train_loss_{m}"]) for m in EXPERTS}
+    assert min(trained.values()) < epochs, trained  # someone stopped before the end
+    for m, n in trained.items():
+        # trained until `patience` epochs after its best one (or the end)
+        assert n == min(epochs, summary["best_epoch"][m] + 1 + loop["patience"]), (m, n)
+    assert all(p.requires_grad for p in model.parameters())  # returned as a plain module

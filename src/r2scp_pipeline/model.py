@@ -725,8 +725,10 @@ class R2ScP(nn.Module):
         video_of: torch.Tensor | None = None,
         choice_sent: torch.Tensor | None = None,
         grounding: bool = False,
+        experts: tuple[str, ...] = EXPERTS,
     ) -> dict[str, torch.Tensor]:
-        """Each expert answers alone (eq. 10): {m: logits [B, n_answers]}.
+        """Each expert answers alone (eq. 10): {m: logits [B, n_answers]} for ``m`` in
+        ``experts`` (default all three; the others are not computed).
 
         ``grounding``: also ``{"tags_audio": [V', T, 1, K], "tags_visual": [V', T, S_v, K]}``,
         the grounding heads' logits per video row of ``audio`` / ``visual``.
@@ -738,17 +740,19 @@ class R2ScP(nn.Module):
         however many of its questions are in the batch (same result, less work).
         """
         q_sent = sentence_vector(question, q_mask)  # [B, Dt]
-        h = {"audio": self.encode("audio", audio), "visual": self.encode("visual", visual)}
+        raw = {"audio": audio, "visual": visual}
+        h = {m: self.encode(m, raw[m]) for m in MODALITIES if m in experts}
         tags = {}
         if grounding:
             if self.grounding is None:
                 raise ValueError("this model has no grounding heads (model.n_grounding = 0)")
-            tags = {f"tags_{m}": self.grounding(m, h[m]) for m in MODALITIES}
+            tags = {f"tags_{m}": self.grounding(m, x) for m, x in h.items()}
         if video_of is not None:
             h = {m: x[video_of] for m, x in h.items()}  # [B, L_m, d]
-        h["text"] = self.encode("text", question, q_mask)
+        if "text" in experts:
+            h["text"] = self.encode("text", question, q_mask)
         masks = {"audio": None, "visual": None, "text": q_mask}
-        return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in EXPERTS} | tags
+        return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in h} | tags
 
     # ---- stage II ----------------------------------------------------------------------------
     def recover(

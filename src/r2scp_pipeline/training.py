@@ -184,6 +184,7 @@ def fit(
     groups: dict[str, tuple[str, ...]] | None = None,
     permute: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
     dist: DistContext | None = None,
+    on_groups_done: Callable[[set[str]], None] | None = None,
 ) -> FitResult:
     """Generic epoch loop with per-epoch checkpoints, resume and early stopping.
 
@@ -192,6 +193,9 @@ def fit(
     ``model`` at the end. With ``groups`` (name -> state_dict key prefixes) each group keeps its
     own best epoch, scored by ``evaluate()["score_<name>"]`` (independent experts select their
     epochs independently); training stops once no group improved for ``patience`` epochs.
+    ``on_groups_done(done)`` is told, after each epoch, which groups have not improved for
+    ``patience`` epochs: their best weights are what they will end with, so the caller may stop
+    computing them (stage I then stops training a finished expert; not under ``dist``).
     ``permute(rng, train_rows)`` replaces the epoch's uniform shuffle (same rows, other order).
     A checkpoint (``<checkpoint_dir>/last.pt``)
     holds model, optimizer, scheduler, torch RNG, history, best state and patience counter,
@@ -210,7 +214,8 @@ def fit(
     groups = groups or {"all": ("",)}
     score_key = {g: "score" if g == "all" else f"score_{g}" for g in groups}
     state = {"epoch": 0, "history": {}, "bad_epochs": 0, "finished": False,
-             "best": {g: {"score": -math.inf, "epoch": -1, "state": None} for g in groups}}  # fmt: skip
+             "best": {g: {"score": -math.inf, "epoch": -1, "state": None} for g in groups},
+             "group_bad": {g: 0 for g in groups}}  # fmt: skip
     if ckpt_path is not None and loop.resume and ckpt_path.exists():
         try:
             saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -230,6 +235,8 @@ def fit(
             torch.set_rng_state(saved["torch_rng"])
             state = {k: saved[k] for k in state}
             logger.info("%s: resuming after epoch %d from %s", stage, state["epoch"], ckpt_path)
+            if on_groups_done is not None:
+                on_groups_done({g for g, n in state["group_bad"].items() if n >= loop.patience})
     resumed_from, run_epochs = state["epoch"], 0
     forward = dist.wrap(params, step) if dist else step
     timing = {
@@ -292,8 +299,13 @@ def fit(
             score = float(val[score_key[g]])
             if score > best["score"] + loop.min_delta:
                 improved = True
+                state["group_bad"][g] = 0
                 best.update(score=score, epoch=epoch, state={
                     k: v.detach().clone().cpu() for k, v in model.state_dict().items() if k.startswith(prefixes)})  # fmt: skip
+            else:
+                state["group_bad"][g] += 1
+        if on_groups_done is not None:
+            on_groups_done({g for g, n in state["group_bad"].items() if n >= loop.patience})
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch + 1
         if state["bad_epochs"] >= loop.patience or state["epoch"] >= loop.epochs:
@@ -784,15 +796,27 @@ def train_stage_one(
                             "loop": loop.hashed(), "train_missing": tm, "seed": seed,
                             "data": tensors.fingerprint()})  # fmt: skip
 
+    active = list(EXPERTS)  # experts still training (a finished one keeps its best epoch)
+
+    def stop_training(done: set[str]) -> None:
+        for m in [m for m in active if m in done]:
+            active.remove(m)
+            prefixes = (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
+            for name, p in model.named_parameters():
+                if name.startswith(prefixes):
+                    p.requires_grad_(False)
+                    p.grad = None
+            logger.info("pretrain: the %s expert stopped improving; no longer trained", m)
+
     def step(rows, _):
         q, qm = _question_batch(tensors, rows, device)
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
         a, vis, video_of = _video_batch(tensors, rows, device)
         logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device),
-                                     grounding=bool(grounding))  # fmt: skip
-        loss, logs = 0.0, {}
-        for m in EXPERTS:
+                                     grounding=bool(grounding), experts=tuple(active))  # fmt: skip
+        loss, logs = torch.zeros((), device=device), {}
+        for m in active:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
             keep = torch.ones_like(ce) if m == "text" else (~absent[m][v]).float().to(device)
             term = (ce * keep).sum() / keep.sum().clamp_min(1.0)
@@ -800,7 +824,7 @@ def train_stage_one(
             logs[f"loss_{m}"] = term.item()
         if grounding:  # auxiliary tags per distinct video of the batch (docs/model.md)
             videos = torch.unique(tensors.video[rows])  # the rows of a / vis, in order
-            for m in MODALITIES:
+            for m in (m for m in MODALITIES if m in active):
                 keep = (tensors.grounding_known[videos] & ~absent[m][videos]).to(device)
                 bce = F.binary_cross_entropy_with_logits(
                     logits[f"tags_{m}"], tensors.grounding[m][videos].to(device), reduction="none"
@@ -831,7 +855,10 @@ def train_stage_one(
                   step=step, evaluate=evaluate, train_mode=model.train,
                   groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
                           for m in EXPERTS},
-                  permute=shuffle_by_video(tensors), dist=dist_context())  # fmt: skip
+                  permute=shuffle_by_video(tensors), dist=dist_context(),
+                  on_groups_done=None if dist_context() else stop_training)  # fmt: skip
+    for p in params_list:  # the returned model is a plain module again
+        p.requires_grad_(True)
     model.to("cpu")
     summary.update(_summary(res))
     return model, summary
