@@ -8,7 +8,6 @@ store is checked for the tracked run.
 from __future__ import annotations
 
 import json
-
 import sqlite3
 from pathlib import Path
 

@@ -362,16 +362,28 @@ def extract_audio_features(
     return col.result(video_ids)
 
 
+def _start(
+    modality: str, encoders: tuple[str, ...], media_column: str, video_index: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[str, tuple[str, ...], _Collector, Path, list[str]]:
+    """What both extractions begin with: the encoder named by ``features.<modality>.encoder``,
+    the media columns it reads (the index is checked for them), an empty collector, the media
+    root and the video ids."""
+    encoder_name = feature_choice(params, encoders, modality, "encoder")
+    columns = _media_columns(params, media_column) if encoder_name != "precomputed" else ()
+    _check_video_index(video_index, columns)
+    root = Path(params.get("media_root") or Path.cwd())
+    ids = [str(v) for v in video_index["video_id"]]
+    return encoder_name, columns, _Collector(modality, encoder_name, params), root, ids
+
+
 def _collect_audio(
     video_index: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[_Collector, list[str]]:
     """Encode the audio of ``video_index``'s videos; the collector holds them (and skips)."""
-    encoder_name = feature_choice(params, AUDIO_ENCODERS, "audio", "encoder")
-    columns = _media_columns(params, "audio_path") if encoder_name != "precomputed" else ()
-    _check_video_index(video_index, columns)
-    col = _Collector("audio", encoder_name, params)
-    root = Path(params.get("media_root") or Path.cwd())
-    video_ids = [str(v) for v in video_index["video_id"]]
+    encoder_name, columns, col, root, video_ids = _start(
+        "audio", AUDIO_ENCODERS, "audio_path", video_index, params
+    )
 
     if encoder_name == "precomputed":
         precomputed = _precomputed_loader(params, "audio")
@@ -436,12 +448,9 @@ def _collect_visual(
     video_index: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[_Collector, list[str]]:
     """Encode the frames of ``video_index``'s videos; the collector holds them (and skips)."""
-    encoder_name = feature_choice(params, VISUAL_ENCODERS, "visual", "encoder")
-    columns = _media_columns(params, "frames_dir") if encoder_name != "precomputed" else ()
-    _check_video_index(video_index, columns)
-    col = _Collector("visual", encoder_name, params)
-    root = Path(params.get("media_root") or Path.cwd())
-    video_ids = [str(v) for v in video_index["video_id"]]
+    encoder_name, columns, col, root, video_ids = _start(
+        "visual", VISUAL_ENCODERS, "frames_dir", video_index, params
+    )
     T = col.segments
 
     with torch_threads(params.get("num_threads")):

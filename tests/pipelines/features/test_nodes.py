@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from r2scp_pipeline.pipelines.features import create_pipeline
 from r2scp_pipeline.encoders import LogMelEncoder, MediaError
+from r2scp_pipeline.pipelines.features import create_pipeline
 from r2scp_pipeline.pipelines.features.nodes import (
     align_media_features,
     extract_audio_features,
