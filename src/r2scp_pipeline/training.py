@@ -352,10 +352,15 @@ def shuffle_by_video(tensors: AVQATensors) -> Callable[[np.random.Generator, np.
     return permute
 
 
+def _distinct_videos(tensors: AVQATensors, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct video rows of ``rows`` (sorted) [V'] and each row's index into them [B]."""
+    return torch.unique(tensors.video[rows], return_inverse=True)
+
+
 def _video_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
     """Audio and visual features of the distinct videos of ``rows`` and each row's video:
     ``(audio [V', T, S_a, Da], visual [V', T, S_v, Dv], video_of [B])``."""
-    uniq, video_of = torch.unique(tensors.video[rows], return_inverse=True)
+    uniq, video_of = _distinct_videos(tensors, rows)
     return tensors.audio[uniq].to(device), tensors.visual[uniq].to(device), video_of.to(device)
 
 
@@ -798,10 +803,13 @@ def train_stage_one(
 
     active = list(EXPERTS)  # experts still training (a finished one keeps its best epoch)
 
+    def stage_one_prefixes(m: str) -> tuple[str, ...]:  # one expert's stage-I parameters
+        return (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
+
     def stop_training(done: set[str]) -> None:
         for m in [m for m in active if m in done]:
             active.remove(m)
-            prefixes = (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
+            prefixes = stage_one_prefixes(m)
             for name, p in model.named_parameters():
                 if name.startswith(prefixes):
                     p.requires_grad_(False)
@@ -823,7 +831,7 @@ def train_stage_one(
             loss = loss + term
             logs[f"loss_{m}"] = term.item()
         if grounding:  # auxiliary tags per distinct video of the batch (docs/model.md)
-            videos = torch.unique(tensors.video[rows])  # the rows of a / vis, in order
+            videos, _ = _distinct_videos(tensors, rows)  # the rows of a / vis, in order
             for m in (m for m in MODALITIES if m in active):
                 keep = (tensors.grounding_known[videos] & ~absent[m][videos]).to(device)
                 bce = F.binary_cross_entropy_with_logits(
@@ -853,8 +861,7 @@ def train_stage_one(
         res = fit(stage="pretrain", model=model, params=params_list, train_rows=train_rows, loop=loop,
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=lambda e, r: None,
                   step=step, evaluate=evaluate, train_mode=model.train,
-                  groups={m: (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
-                          for m in EXPERTS},
+                  groups={m: stage_one_prefixes(m) for m in EXPERTS},
                   permute=shuffle_by_video(tensors), dist=dist_context(),
                   on_groups_done=None if dist_context() else stop_training)  # fmt: skip
     for p in params_list:  # the returned model is a plain module again
