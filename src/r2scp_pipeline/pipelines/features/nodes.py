@@ -186,10 +186,10 @@ def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str,
     out = []
     for vid, tracks in instrument_tracks.groupby("video_id", sort=True):
         seconds = segment_indices(int(round(float(tracks["seconds"].iloc[0]))), segments)
+        active = [(c, set(np.asarray(act).tolist()))
+                  for c, act in zip(tracks["instrument"], tracks["active_seconds"], strict=True)]  # fmt: skip
         for t, second in enumerate(seconds):
-            names = [c for c, act in zip(tracks["instrument"], tracks["active_seconds"], strict=True)
-                     if second in set(np.asarray(act).tolist())]  # fmt: skip
-            out.append((vid, "audio", t, 0, sorted(names)))
+            out.append((vid, "audio", t, 0, sorted(c for c, act in active if second in act)))
         cells: dict[int, list[str]] = {s: [] for s in range(rows_ * cols_)}
         for tr in tracks[tracks["visible"].astype(bool)].itertuples():
             cx, cy = (tr.x0 + tr.x1) / 2, (tr.y0 + tr.y1) / 2
