@@ -69,7 +69,7 @@ from r2scp_pipeline.datasets.faiss_index_dataset import read_faiss_index  # noqa
 from r2scp_pipeline.pipelines.build_index.index import empty_index  # noqa: E402
 
 K = 3  # recall@3: the pipeline's default n
-DEFAULT_FACTORIES = ["IVF{nlist},PQ32", "OPQ32,IVF{nlist},PQ32", "IVF{nlist},PQ32,Refine(SQ8)"]
+DEFAULT_FACTORIES = ["IVF{nlist},PQ32,Refine(SQ8)", "IVF{nlist},PQ64x4fs,Refine(SQfp16)"]
 
 
 # ---- memory --------------------------------------------------------------------------------
@@ -353,9 +353,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256, help="d without an embeddings table")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--factories", nargs="+", default=DEFAULT_FACTORIES)
-    ap.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64, 128])
+    ap.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     ap.add_argument(
-        "--k-factor", type=int, nargs="+", default=[8, 32], help="Refine: re-rank k_factor * 3 hits"
+        "--k-factor", type=int, nargs="+", default=[32, 64, 128, 256], help="Refine: re-rank k_factor * 3 hits"
     )
     ap.add_argument("--train-per-list", type=int, default=50, help="training keys per list")
     ap.add_argument("--chunk", type=int, default=100_000, help="keys generated and added at once")

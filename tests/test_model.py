@@ -307,6 +307,22 @@ def test_without_mixing_the_model_averages_the_stage_one_experts():
     torch.testing.assert_close(alpha, torch.full((B, 3), 1 / 3))
 
 
+def test_expert_votes_add_the_router_weighted_stage_one_answers_to_the_decoder():
+    torch.manual_seed(0)
+    model = R2ScP(cfg(expert_votes=True, complete_mode="off")).eval()
+    e, miss = encodings(12), torch.tensor([0, 0, 0])
+    logits, alpha = model.fuse(e, miss)
+    plain = dataclasses.replace(model.cfg, expert_votes=False)
+    model.cfg = plain
+    base, alpha2 = model.fuse(e, miss)
+    torch.testing.assert_close(alpha, alpha2)
+    own = {"audio": (e.h["audio"], None), "visual": (e.h["visual"], None),
+           "text": (e.h_text, e.text_mask)}  # fmt: skip
+    votes = sum(alpha[:, i, None] * model.heads[m](*own[m], e.q_sent).log_softmax(-1)
+                for i, m in enumerate(EXPERTS))  # fmt: skip
+    torch.testing.assert_close(logits, base + votes)
+
+
 def test_ranking_loss_is_zero_when_the_order_holds_and_positive_otherwise():
     ordered = ranking_loss(
         torch.tensor([0.1, 0.5]), torch.tensor([0.2, 0.6]), torch.tensor([0.3, 0.9])

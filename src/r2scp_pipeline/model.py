@@ -11,6 +11,7 @@ width. Every choice the paper leaves open is listed, with its equation, in ``doc
     missing m:   CrossModalRetrieval (eq. 4) -> H_miss -> ContextAwarePurification (eqs. 2-9)
     each H_m --ExpertReadout--> h_m [B, d] --Router (eq. 11)--> alpha [B, 3]
     Z_joint = sum_m alpha_m h_m (eq. 12) --AnswerDecoder--> logits [B, n_answers]
+        (+ sum_m alpha_m log P_m of the frozen stage-I heads with ``expert_votes``)
         (multiple choice: --ChoiceDecoder vs the C candidates' E_t(Phi_t(text))--> [B, C])
 """
 
@@ -67,6 +68,11 @@ class R2ScPConfig:
     st_temperature: float = 0.1  # straight-through noise mask (trains W_proj), see CAP
     mixing: bool = True  # False: Table 3 "w/o expert mixing" (average the stage-I experts)
     router_hidden: int = 64
+    # expert_votes (docs/model.md "Expert votes"; not in the paper): the frozen stage-I heads'
+    # answers (eq. 10) on each expert's own or recovered tokens, weighted by the router's alpha,
+    # are added to the decoder's logits, so stage II starts from the router-weighted experts.
+    # conf/base turns it on; False here keeps checkpoints written before the field as they were
+    expert_votes: bool = False
     answer_format: str = "classes"  # "classes" (AnswerDecoder) | "choices" (ChoiceDecoder)
     # grounding heads (stage I only, docs/model.md "Grounding"): K instrument classes tagged on
     # the audio expert's segments and the visual expert's cells; 0 = none (the paper's stage I)
@@ -791,7 +797,7 @@ class R2ScP(nn.Module):
         # without expert mixing (Table 3) nothing after the experts is trained: no CAP, no append
         append = cfg.recovers_complete and cfg.mixing
         use_cap = (cfg.use_cap if use_cap is None else use_cap) and cfg.mixing
-        seqs, masks = {}, {}
+        seqs, masks, owns = {}, {}, {}
         for m in MODALITIES:
             is_missing = missing == MISSING_CODES[m]  # [B]
             need = is_missing | complete if append else is_missing  # rows that use a recovery
@@ -804,6 +810,7 @@ class R2ScP(nn.Module):
                     0, rows, self.recover(m, enc.select(rows), use_cap, k_purge)
                 )
             own = enc.h[m] if rec is None else torch.where(is_missing[:, None, None], rec, enc.h[m])
+            owns[m] = own
             if append and rec is not None:
                 seqs[m] = torch.cat([own, rec], 1)  # [B, 2 L_m, d]
                 length = own.shape[1]
@@ -820,8 +827,18 @@ class R2ScP(nn.Module):
         alpha = self.router(h, expert_mask)  # [B, 3] (eq. 11)
         z = (alpha.unsqueeze(-1) * h).sum(1)  # Z_joint [B, d] (eq. 12)
         if self.cfg.answer_format == "choices":
-            return self.decoder(z, enc.choices), alpha  # [B, C]
-        return self.decoder(z), alpha
+            logits = self.decoder(z, enc.choices)  # [B, C]
+        else:
+            logits = self.decoder(z)  # [B, n_answers]
+        if cfg.expert_votes:  # + sum_m alpha_m log P_m(y | own or recovered tokens), eq. 10 heads
+            owns["text"] = enc.h_text
+            own_masks = {"audio": None, "visual": None, "text": enc.text_mask}
+            logp = torch.stack(
+                [self.heads[m](owns[m], own_masks[m], enc.q_sent, enc.choice_sent).log_softmax(-1)
+                 for m in EXPERTS], 1
+            )  # [B, 3, n_answers]  fmt: skip
+            logits = logits + (alpha.unsqueeze(-1) * logp).sum(1)
+        return logits, alpha
 
     def _average_experts(self, seqs, masks, q_sent, expert_mask, choice_sent=None):
         logp = torch.stack(

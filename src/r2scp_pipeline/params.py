@@ -237,6 +237,7 @@ class ModelParams(_Schema):
     audio_tokens: int
     audio_channels: int
     router_hidden: int
+    expert_votes: bool
     use_cmr: bool
     use_cap: bool
     n_retrieve: int

@@ -483,6 +483,8 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("stage I pretraining helps", "Table 3", "r2scp", "no_stage1"),
     ("expert mixing training helps", "Table 3", "r2scp", "no_mixing"),
     ("the ranking loss helps", "Table 3", "r2scp", "no_rank_loss"),
+    ("grounding heads help", "not in the paper", "r2scp", "no_grounding"),
+    ("expert votes help", "not in the paper", "r2scp", "no_votes"),
 )
 
 
