@@ -57,6 +57,9 @@ def worker(args: argparse.Namespace) -> None:
             model_params["dropout"] = args.dropout
         loops = {s: {**base[s][s], "epochs": args.epochs, "patience": 10**6, "checkpoint_dir": None,
                      "threads": 1, "device": "cpu"} for s in ("pretrain", "mix")}  # fmt: skip
+        if args.batch_size is not None:  # the global (effective) batch of both stages
+            for s in loops:
+                loops[s]["batch_size"] = args.batch_size
         tables = make_synthetic_tables(n_videos=args.videos, d_audio=128, d_visual=1280, d_text=384,
                                        n_instruments=22, neighbor_ranks=3, seed=0)  # fmt: skip
         tensors = build_tensors(**tables, n_neighbors=model_params["n_retrieve"])
@@ -87,6 +90,8 @@ def run_config(nproc: int, args: argparse.Namespace, tmp: Path) -> dict:
     flags = ["--worker-out", str(out), "--videos", str(args.videos), "--epochs", str(args.epochs)]
     if args.dropout is not None:
         flags += ["--dropout", str(args.dropout)]
+    if args.batch_size is not None:
+        flags += ["--batch-size", str(args.batch_size)]
     script = [str(Path(__file__).resolve()), *flags]
     if nproc == 1:
         cmd = [sys.executable, *script]
@@ -110,6 +115,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="epochs of each stage")
     ap.add_argument("--nproc", type=int, default=2, help="processes of the DDP run")
     ap.add_argument("--dropout", type=float, default=None, help="default: conf/base's")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="global batch of both stages, equal for 1 and N processes (default: conf/base's)")
     ap.add_argument("--accuracy-tolerance", type=float, default=2.0,
                     help="points of best val score the runs may differ by (docs/scaling.md)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "docs/results/ddp.json")
@@ -134,6 +141,7 @@ def main() -> None:
         "videos": args.videos,
         "epochs": args.epochs,
         "dropout": args.dropout,
+        "batch_size": args.batch_size,
         "train_questions": one["train_questions"],
         "val_questions": one["val_questions"],
         "accuracy_tolerance": args.accuracy_tolerance,

@@ -411,19 +411,27 @@ def audio_probe(root: Path) -> str:
 
 @renderer("ddp")
 def ddp(root: Path) -> str:
-    """docs/results/ddp.json, written by ``python benchmarks/ddp.py``: 1 process against N."""
-    if not (root / RESULTS / "ddp.json").exists():
+    """docs/results/ddp*.json, written by ``python benchmarks/ddp.py [--batch-size B --out ...]``:
+    1 process against N, one table per global batch size."""
+    files = sorted((root / RESULTS).glob("ddp*.json"),
+                   key=lambda f: (f.name != "ddp.json", f.name))  # fmt: skip
+    if not files:
         return ("Not measured yet: run `python benchmarks/ddp.py` on an otherwise idle machine, "
                 "then `python scripts/render_docs.py`.\n")  # fmt: skip
-    r = load_json(root, "ddp.json")
+    return "\n".join(_ddp_table(load_json(root, f.name)) for f in files)
+
+
+def _ddp_table(r: dict) -> str:
     one, many = r["runs"]
     n = many["world_size"]
     label = f" ({r['label']})" if r.get("label") else ""
     loads = " and ".join(
         f"{a:.2f} / {b:.2f}" for a, b in (one["load_average"], many["load_average"])
     )
+    batch = r.get("batch_size")
     head = (
-        f"`{r['command']}`{label}: {r['videos']:,} "
+        f"`{r['command']}`{label}: global batch "
+        f"{'of conf/base' if batch is None else batch} in both stages, {r['videos']:,} "
         f"synthetic videos, {r['train_questions']:,} training and {r['val_questions']:,} val "
         f"questions, {r['epochs']} epoch(s) per stage, dropout "
         f"{'of conf/base' if r['dropout'] is None else r['dropout']}; {r['machine']['cpus']} CPUs, "

@@ -44,6 +44,8 @@ METHOD_LABELS: dict[str, str] = {
     "no_stage1": "w/o stage I",
     "no_rank_loss": "w/o ranking loss",
     "no_mixing": "w/o expert mixing",
+    "no_grounding": "w/o grounding heads",
+    "no_votes": "w/o expert votes",
 }
 
 #: The paper's Music-AVQA numbers (Tables 2 and 3) for the ablation table's reference column.
