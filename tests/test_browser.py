@@ -178,7 +178,8 @@ def _check_kedro_viz(driver, url: str, project: Path, tmp_path: Path) -> None:
     try:
         WebDriverWait(driver, 30).until(lambda d: want <= node_texts(d))
     except TimeoutException:
-        raise AssertionError(f"not drawn in the mix pipeline: {sorted(want - node_texts(driver))}")
+        missing = sorted(want - node_texts(driver))
+        raise AssertionError(f"not drawn in the mix pipeline: {missing}") from None
 
 
 def _check_mlflow_ui(driver, url: str, project: Path, tmp_path: Path) -> None:

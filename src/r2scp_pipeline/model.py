@@ -831,20 +831,22 @@ class R2ScP(nn.Module):
         else:
             logits = self.decoder(z)  # [B, n_answers]
         if cfg.expert_votes:  # + sum_m alpha_m log P_m(y | own or recovered tokens), eq. 10 heads
-            owns["text"] = enc.h_text
-            own_masks = {"audio": None, "visual": None, "text": enc.text_mask}
-            logp = torch.stack(
-                [self.heads[m](owns[m], own_masks[m], enc.q_sent, enc.choice_sent).log_softmax(-1)
-                 for m in EXPERTS], 1
-            )  # [B, 3, n_answers]  fmt: skip
+            logp = self._expert_log_probs(
+                {**owns, "text": enc.h_text}, {"audio": None, "visual": None, "text": enc.text_mask},
+                enc.q_sent, enc.choice_sent,
+            )  # fmt: skip
             logits = logits + (alpha.unsqueeze(-1) * logp).sum(1)
         return logits, alpha
 
-    def _average_experts(self, seqs, masks, q_sent, expert_mask, choice_sent=None):
-        logp = torch.stack(
+    def _expert_log_probs(self, seqs, masks, q_sent, choice_sent=None) -> torch.Tensor:
+        """Each stage-I head's answer on ``seqs[m]`` (eq. 10): log P_m [B, 3, n_answers]."""
+        return torch.stack(
             [self.heads[m](seqs[m], masks[m], q_sent, choice_sent).log_softmax(-1)
              for m in EXPERTS], 1
         )  # fmt: skip
+
+    def _average_experts(self, seqs, masks, q_sent, expert_mask, choice_sent=None):
+        logp = self._expert_log_probs(seqs, masks, q_sent, choice_sent)  # [B, 3, n_answers]
         b = logp.shape[0]
         keep = (
             torch.ones(b, len(EXPERTS), device=logp.device)
