@@ -6,7 +6,9 @@
 
 What runs: the ``features`` pipeline's audio and visual part (``--shards`` shards per
 modality, then the two merge nodes) with ``r2scp_pipeline.runner.DaskRunner`` on a
-``LocalCluster`` of N single-threaded worker processes (``--workers``, default 1 and 2), on the
+``LocalCluster`` of N single-threaded worker processes (``--workers``, default 1 and 2;
+``r2scp_pipeline.runner.local_cluster``, which starts the workers without Dask's
+``MALLOC_TRIM_THRESHOLD_``; ``--malloc-trim`` keeps Dask's default to show its cost), on the
 synthetic media of ``benchmarks/features.py`` (10 s wavs + ten 224 px JPEG frames per video),
 with the base parameters (``num_threads: 1``). Each configuration starts its cluster, runs a
 warm-up on ``--shards`` videos (imports, model weights in every worker), then times one run
@@ -88,6 +90,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes")
     ap.add_argument("--shards", type=int, default=8, help="shards per modality")
     ap.add_argument("--size", type=int, default=None, help="visual input size (px)")
+    ap.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="start the workers with Dask's default MALLOC_TRIM_THRESHOLD_=65536",
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the results to this JSON file")
     args = ap.parse_args()
 
@@ -95,7 +102,7 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from r2scp_pipeline.runner import DaskRunner
+    from r2scp_pipeline.runner import DaskRunner, local_cluster
 
     logging.getLogger("kedro").setLevel(logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -111,6 +118,7 @@ def main() -> None:
         "videos": args.videos,
         "shards": args.shards,
         "input_size": params["visual"]["efficientnet_lite0"]["input_size"],
+        "malloc_trim_threshold": 65536 if args.malloc_trim else None,
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="dask_features_bench_") as tmp:
@@ -134,8 +142,12 @@ def main() -> None:
         base_wall = None
         for n in args.workers:
             with (
-                LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                (
+                    LocalCluster(  # Dask's defaults
+                        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                    )
+                    if args.malloc_trim
+                    else local_cluster(n_workers=n, threads_per_worker=1)
                 ) as cluster,
                 Client(cluster) as client,
             ):

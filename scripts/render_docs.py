@@ -530,21 +530,26 @@ def retrieval(root: Path) -> str:
 
 @renderer("dask_features")
 def dask_features(root: Path) -> str:
-    """benchmarks/dask_features.py --out: feature extraction on a Dask LocalCluster."""
-    missing = _not_measured(
-        root,
-        "dask_features.json",
-        "python benchmarks/dask_features.py --out docs/results/dask_features.json",
-    )
-    if missing:
-        return missing
-    r = load_json(root, "dask_features.json")
+    """docs/results/dask_features*.json, written by ``python benchmarks/dask_features.py
+    [--malloc-trim] --out ...``: feature extraction on a Dask LocalCluster, one table per file."""
+    files = sorted((root / RESULTS).glob("dask_features*.json"),
+                   key=lambda f: (f.name != "dask_features.json", f.name))  # fmt: skip
+    if not files:
+        return ("Not measured yet: run `python benchmarks/dask_features.py --out "
+                "docs/results/dask_features.json` on an otherwise idle machine, then "
+                "`python scripts/render_docs.py`.\n")  # fmt: skip
+    return "\n".join(_dask_table(load_json(root, f.name)) for f in files)
+
+
+def _dask_table(r: dict) -> str:
+    trim = r.get("malloc_trim_threshold", "not recorded")
+    trim = "unset" if trim is None else trim
     head = _run_head(
         r,
         f"; {r['videos']} synthetic videos, {r['shards']} shards per modality, "
-        f"{r['input_size']} px; one process with the plain nodes: {r['sequential_s']:.1f} s; "
-        f"1-minute load average {r['load_average_start']:.2f} at the start, "
-        f"{r['load_average_end']:.2f} at the end",
+        f"{r['input_size']} px; workers' `MALLOC_TRIM_THRESHOLD_`: {trim}; one process with the "
+        f"plain nodes: {r['sequential_s']:.1f} s; 1-minute load average "
+        f"{r['load_average_start']:.2f} at the start, {r['load_average_end']:.2f} at the end",
     )
     rows = [
         [f"{x['workers']} x {x['threads_per_worker']} thread", f"{x['wall_s']:.1f}",

@@ -28,6 +28,15 @@ TEST_DATA = "data/test"
 TEST_MLFLOW_DB = f"{TEST_DATA}/mlflow.db"
 
 
+#: for e2e tests of one path (ingestion, a benchmark's reports) rather than of the method grid,
+#: which tests/test_e2e.py runs in full: R2ScP and zero-fill, one seed, no n/k sweep
+ONE_PATH_EVALUATION: dict[str, Any] = {
+    "evaluate.methods": ["r2scp", "zero_fill"],
+    "evaluate.seeds": [42],
+    "evaluate.sweep.enabled": False,
+}
+
+
 def make_project_copy(dest: Path) -> Path:
     """Copy what ``kedro run`` needs (configuration, project metadata) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)

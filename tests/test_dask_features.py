@@ -17,6 +17,8 @@ sequential run), with Kedro's SequentialRunner and with the DaskRunner over a Lo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,12 +173,12 @@ def test_skip_policy_is_the_same_across_shards(media, params):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from r2scp_pipeline.runner import local_cluster
 
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
+        local_cluster(n_workers=2, threads_per_worker=1) as cluster,
         Client(cluster) as client,
     ):
         yield client
@@ -203,3 +205,25 @@ def test_dask_node_error_reaches_kedro_run(media, params, dask_client):
     _, _, with_broken = media
     with pytest.raises(MediaError, match="broken"):
         _run(DaskRunner(client=dask_client), with_broken, params, shards=2)
+
+
+def test_workers_start_without_dasks_malloc_trim_threshold(dask_client):
+    """Dask's default MALLOC_TRIM_THRESHOLD_ makes torch allocate every activation with a
+    fresh mmap (r2scp_pipeline.runner); the project's workers run without it."""
+    import os
+
+    envs = dask_client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert len(envs) == 2 and set(envs.values()) == {None}, envs
+
+
+def test_the_deploy_config_removes_it_for_dask_worker_too():
+    import dask
+    import yaml
+    from distributed.nanny import _get_env_variables
+
+    key = "distributed.nanny.pre-spawn-environ"
+    assert "MALLOC_TRIM_THRESHOLD_" in _get_env_variables(key)  # Dask's default sets it
+    root = Path(__file__).resolve().parents[1]
+    conf = yaml.safe_load((root / "deploy/dask/distributed.yaml").read_text())
+    with dask.config.set(dask.config.merge(dask.config.config, conf)):
+        assert "MALLOC_TRIM_THRESHOLD_" not in _get_env_variables(key)

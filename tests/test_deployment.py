@@ -127,18 +127,20 @@ def test_dask_kedro_run_writes_the_sequential_features(test_project):
 
 @pytest.mark.e2e
 def test_airflow_tasks_as_separate_kedro_runs(test_project):
-    """What each task of the generated DAG does, one process per task, with conf/airflow's
-    pickled shards (added to the test environment here): the shards' tasks, then the one
-    after them."""
+    """What the tasks of the generated DAG do, in separate processes, with conf/airflow's
+    pickled shards (added to the test environment here): the shard tasks (in one process: a
+    kedro run per task costs seconds of start-up each, and they do not read each other's
+    output), then the tasks after them in another, which find the shards only on disk."""
     extra = test_project / "conf/test/catalog_airflow.yml"
     extra.write_text((ROOT / "conf/airflow/catalog.yml").read_text())
     try:
         from r2scp_pipeline.pipelines.features.pipeline import feature_shards
 
-        for i in range(feature_shards()):
-            for modality in ("audio", "visual"):
-                node = f"features_shard_{i}.extract_{modality}_features"
-                _kedro(test_project, "run", "--env=test", "--pipelines=features", f"--nodes={node}")
+        def task(i: int, modality: str) -> str:
+            return f"features_shard_{i}.extract_{modality}_features"
+
+        tasks = [task(i, m) for i in range(feature_shards()) for m in ("audio", "visual")]
+        _kedro(test_project, "run", "--env=test", "--pipelines=features", f"--nodes={','.join(tasks)}")
         shards = sorted(p.name for p in (test_project / TEST_DATA / "04_feature/shards").iterdir())
         assert len(shards) == 2 * feature_shards(), shards
         after = "extract_question_features,merge_audio_shards,merge_visual_shards,align_media_features,feature_report"

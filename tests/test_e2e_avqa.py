@@ -20,7 +20,7 @@ import torch
 
 from r2scp_pipeline.multiple_choice import QUESTION_TYPES
 from r2scp_pipeline.tensors import frame_to_padded
-from tests.conftest import make_project_copy, run_pipelines
+from tests.conftest import ONE_PATH_EVALUATION, make_project_copy, run_pipelines
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,8 @@ def project(tmp_path_factory) -> Path:
     old = Path.cwd()
     os.chdir(root)
     try:
-        run_pipelines(root, None, {"dataset.embedded.answer_format": "multiple_choice"})
+        params = {"dataset.embedded.answer_format": "multiple_choice", **ONE_PATH_EVALUATION}
+        run_pipelines(root, None, params)
     finally:
         os.chdir(old)
     return root

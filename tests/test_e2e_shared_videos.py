@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_project_copy, run_pipelines
+from tests.conftest import ONE_PATH_EVALUATION, make_project_copy, run_pipelines
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,7 @@ def run(request, tmp_path_factory) -> tuple[str, Path]:
         "dataset.music_avqa.annotations_dir": str(SHARED),
         "dataset.protocol": protocol,
         **write_features(tmp / "features"),
+        **ONE_PATH_EVALUATION,
     }
     old = Path.cwd()
     import os

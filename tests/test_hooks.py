@@ -111,3 +111,34 @@ def test_node_times_saves_each_nodes_seconds(monkeypatch):
     assert list(saved["nodes"]) == ["pretrain_experts", "grounding_labels"]  # slowest first
     assert saved["total_seconds"] == 2.8
     timer.after_pipeline_run(DataCatalog({}))  # no entry: nothing saved, no error
+
+
+def test_mlflow_params_once_logs_each_parameter_once_and_in_one_batch(tmp_path, monkeypatch):
+    import mlflow
+
+    from r2scp_pipeline.hooks import MlflowParamsOnce
+
+    hook = MlflowParamsOnce()  # kedro-mlflow's defaults: flatten off; switched on as in mlflow.yml
+    hook.flatten, hook.long_params_strategy = True, "tag"
+    old_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    batches: list[dict] = []
+    log_params = mlflow.log_params
+    monkeypatch.setattr(mlflow, "log_params", lambda p: (batches.append(p), log_params(p))[1])
+    monkeypatch.setattr(mlflow, "log_param", lambda *a: pytest.fail(f"one key at a time: {a}"))
+
+    def node(**inputs):
+        hook.before_node_run(node=None, catalog=None, inputs=inputs, is_async=False)
+
+    with mlflow.start_run() as run:
+        node(**{"params:model": {"d_model": 16, "heads": 2}, "video_index": pd.DataFrame()})
+        node(**{"params:model": {"d_model": 16, "heads": 2}, "params:seed": 7})
+        node(**{"params:model": {"d_model": 16, "heads": 2}})  # nothing new: no call
+        node(**{"params:notes": "x" * 7000})  # over MLflow's limit: a tag, as configured
+        with pytest.raises(mlflow.exceptions.MlflowException):  # a changed value still fails
+            node(**{"params:seed": 8})
+    logged = mlflow.get_run(run.info.run_id).data
+    mlflow.set_tracking_uri(old_uri)
+    assert batches == [{"model.d_model": "16", "model.heads": "2"}, {"seed": "7"}, {"seed": "8"}]
+    assert logged.params == {"model.d_model": "16", "model.heads": "2", "seed": "7"}
+    assert len(logged.tags["notes"]) == 7000

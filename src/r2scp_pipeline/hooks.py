@@ -11,6 +11,10 @@ string (else found out after the joint
 space was trained and saved) and ``model.n_retrieve`` against the neighbour depth (else after
 stage I has trained). It runs before kedro-mlflow opens its run, so a bad value leaves no
 half-started MLflow run behind.
+
+:class:`MlflowParamsOnce` is kedro-mlflow's hook (registered in its place) with one change:
+a node's parameters are logged in one batch, and a parameter already logged to the run with the
+same value is not logged again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
+from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 
 from .experiment import check_parameters
 
@@ -164,6 +169,50 @@ class ProjectMlflowStore:
         key, value = EXPERIMENT_KIND
         if exp is not None and key not in exp.tags:
             client.set_experiment_tag(exp.experiment_id, key, value)
+
+
+class MlflowParamsOnce(MlflowHook):
+    """kedro-mlflow's hook, logging each node's parameters once per run and in one batch.
+
+    kedro-mlflow logs the (flattened) parameter inputs of every node, one SQL transaction per
+    key, before the node runs. The ~20 variant nodes of a default run read the same parameter
+    groups, so most of those calls re-log a key that the run already has, and the seconds go
+    into the store instead of the nodes. Here the keys a node would log are collected, the ones
+    the run already holds with the same value are dropped, and the rest go to the store in one
+    ``mlflow.log_params`` call. What ends up in the run is unchanged: a key logged again with a
+    different value still fails as MLflow makes it. Long values keep kedro-mlflow's
+    ``long_params_strategy``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: dict[str, Any] | None = None
+        self._logged: dict[str, str] = {}
+        self._logged_run: str | None = None
+
+    @hook_impl
+    def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
+        import mlflow
+
+        self._pending = batch = {}  # filled by _log_param below
+        try:
+            super().before_node_run(node, catalog, inputs, is_async)
+        finally:
+            self._pending = None
+        if self._logged_run != self.run_id:  # a new kedro run in the same process
+            self._logged, self._logged_run = {}, self.run_id
+        new = {k: v for k, v in batch.items() if self._logged.get(k) != v}
+        if new:
+            mlflow.log_params(new)
+            self._logged.update(new)
+
+    def _log_param(self, name: str, value: Any) -> None:
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+        if self._pending is None or len(str(value)) > MAX_PARAM_VAL_LENGTH:
+            return super()._log_param(name, value)  # tag / truncate / fail, as configured
+        self._pending[name] = str(value)
+        return None
 
 
 class NodeTimes:

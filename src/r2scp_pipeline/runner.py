@@ -15,6 +15,14 @@ This one follows that design for Kedro 1.7:
   as ``audio_shard_0``) stay on the worker that made them: the worker scatters the value to
   itself and publishes the future under the dataset's name; a consumer fetches it from there.
   Parameters travel with the task.
+- **Workers' memory allocator.** Dask's nanny starts every worker with
+  ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``) so that freed
+  memory goes back to the operating system. Setting it also turns off glibc's adaptive mmap
+  threshold: every allocation over 128 KiB, i.e. almost every activation tensor, becomes a
+  fresh ``mmap`` whose pages fault in on first touch, and the encoders ran more than twice as
+  slowly in a worker as in a plain process (docs/scaling.md). Clusters started here leave the variable
+  unset (:data:`WORKER_CONFIG`); ``deploy/dask/distributed.yaml`` does the same for
+  ``dask worker`` on a cluster.
 - **Hooks.** Pipeline hooks (``before_pipeline_run``: the parameter checks, kedro-mlflow's run)
   run in the ``kedro run`` process as usual. Node hooks run there too, before the node is
   submitted, with the node's parameter inputs only (what kedro-mlflow logs); the worker runs the
@@ -38,6 +46,25 @@ from kedro.runner import AbstractRunner
 from kedro.runner.task import Task
 
 logger = logging.getLogger(__name__)
+
+#: Dask configuration for the workers this project starts: no ``MALLOC_TRIM_THRESHOLD_`` (a
+#: ``None`` value removes a variable from the nanny's pre-spawn environment; module docstring).
+WORKER_CONFIG: dict[str, Any] = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
+
+
+def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, **kwargs: Any) -> Any:
+    """A ``distributed.LocalCluster`` of worker processes started with :data:`WORKER_CONFIG`
+    (the dashboard off unless ``dashboard_address`` is given)."""
+    import dask
+    from distributed import LocalCluster
+
+    kwargs.setdefault("dashboard_address", None)
+    with dask.config.set(WORKER_CONFIG):  # the nannies read it when they are created
+        return LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, **kwargs
+        )
 
 
 class _DaskDataset(AbstractDataset):
@@ -127,7 +154,7 @@ class DaskRunner(AbstractRunner):
     ) -> None:
         """``client``: an open ``distributed.Client`` to use (tests, notebooks); otherwise one
         is opened on the first run: to ``address`` (or ``$DASK_SCHEDULER_ADDRESS``), else to a
-        new ``LocalCluster(n_workers, threads_per_worker)`` closed with the runner."""
+        new :func:`local_cluster` ``(n_workers, threads_per_worker)`` closed with the runner."""
         super().__init__(is_async=is_async)
         self._address = address
         self._n_workers = int(n_workers)
@@ -142,18 +169,13 @@ class DaskRunner(AbstractRunner):
         if self._client is not None:
             return self._client
         import dask
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         address = self._address or dask.config.get("scheduler-address", None)
         if address:
             self._client = Client(address)
         else:
-            cluster = LocalCluster(
-                n_workers=self._n_workers,
-                threads_per_worker=self._threads,
-                processes=True,
-                dashboard_address=None,
-            )
+            cluster = local_cluster(self._n_workers, self._threads)
             self._owned.append(cluster)
             self._client = Client(cluster)
         self._owned.insert(0, self._client)
