@@ -436,6 +436,13 @@ def build_cache(model: R2ScP, tensors: AVQATensors, device: torch.device | None 
                        choices, choice_sent)  # fmt: skip
 
 
+def cache_key(model: R2ScP) -> str:
+    """What :func:`build_cache` reads of ``model``: a hash of the weights of Phi_m and E_m.
+    Models that share it (variants trained on the same frozen stage I) share one cache."""
+    return _state_hash({k: v for k, v in model.state_dict().items()
+                        if k.split(".")[0] in ("phi", "experts")})  # fmt: skip
+
+
 def batch_encodings(
     model: R2ScP,
     tensors: AVQATensors,
@@ -1096,9 +1103,12 @@ def train_stage_two(
     model.to("cpu").eval()
     summary.update(_summary(res))
     summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
-    # memorisation check: accuracy of the selected model on its own training questions
+    # memorisation check: accuracy of the selected model on its own training questions (the
+    # frozen experts' cache still holds; it is rebuilt only when it lives on another device)
     with torch_threads(loop.threads):
-        c = build_cache(model, tensors) if frozen else None
+        c = None
+        if frozen:
+            c = cache if torch.device(device).type == "cpu" else build_cache(model, tensors)
         summary["best"]["train_acc_none"] = predict(
             model, tensors, "train", "none", recovery=recovery, cache=c,
             batch_size=loop.eval_batch_size,

@@ -110,6 +110,31 @@ def env():
     }
 
 
+def test_variants_on_the_same_stage_one_share_one_expert_cache(env, monkeypatch):
+    """The frozen experts' encodings are built once per distinct stage I (here: one per seed),
+    and the predictions equal those with one cache per model."""
+    from r2scp_pipeline.training import cache_key
+
+    cfg = {**env["cfg"], "methods": ["r2scp", "zero_fill", "oracle", "no_mixing"]}
+    tables = [env["tables"][k] for k in FEATS + RETR]
+    models = [load_model(N._trained(env["variants"], m, s), "cpu")
+              for m in cfg["methods"] for s in cfg["seeds"]]  # fmt: skip
+    distinct = {cache_key(m) for m in models}
+    assert len(distinct) < len(models)
+    built = []
+    build = N.build_cache
+    monkeypatch.setattr(N, "build_cache", lambda *a, **k: built.append(1) or build(*a, **k))
+    shared, _ = N.evaluate_methods(cfg, env["compat"], env["masks"], *tables, env["imputers"],
+                                   **env["variants"])  # fmt: skip
+    assert len(built) == len(distinct)
+    keys = iter(range(len(models)))
+    monkeypatch.setattr(N, "cache_key", lambda model: next(keys))  # every model its own cache
+    own, _ = N.evaluate_methods(cfg, env["compat"], env["masks"], *tables, env["imputers"],
+                                **env["variants"])  # fmt: skip
+    assert len(built) == len(distinct) + len(models)
+    assert own.equals(shared)
+
+
 def test_every_method_and_seed_sees_the_same_masked_videos(env):
     preds, masks = env["preds"], env["masks"]
     assert set(preds["method"]) == set(METHODS) and set(preds["seed"]) == set(SEEDS)

@@ -25,6 +25,7 @@ from r2scp_pipeline.multiple_choice import benchmark_of, choice_prior, is_multip
 from r2scp_pipeline.splits import membership
 from r2scp_pipeline.training import (
     build_cache,
+    cache_key,
     load_model,
     predict,
     predict_experts,
@@ -318,11 +319,15 @@ def evaluate_methods(
     masks = {(setting, rate): video_mask(tensors, mask_lookup(missing_masks, setting, rate), split)
              for setting, rate in config["runs"]}  # fmt: skip
     start, frames = time.perf_counter(), []
+    caches: dict[str, Any] = {}  # one per frozen stage I: most variants share their experts
     with torch_threads(config.get("threads")):
         for (method, seed), ckpt in ckpts.items():
             recovery = recovery_for(variant_models[method]["recovery"], seed, generative_imputers)
             model = load_model(ckpt, "cpu")
-            cache = build_cache(model, tensors)
+            key = cache_key(model)
+            if key not in caches:
+                caches[key] = build_cache(model, tensors)
+            cache = caches[key]
             for setting, rate in config["runs"]:
                 missing = SETTINGS[setting] or "none"
                 vmask = masks[(setting, rate)] if missing != "none" else None
