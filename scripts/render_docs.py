@@ -441,12 +441,16 @@ def _ddp_table(r: dict) -> str:
     rows = []
     for stage, label in (("stage_one", "stage I (pretrain)"), ("stage_two", "stage II (mix)")):
         s = r[stage]
+        bound = s.get("bound_without_communication")
         rows.append([label, float(one[stage]["samples_per_s"]), float(many[stage]["samples_per_s"]),
                      f"{s['speedup']:.2f}x ({'met' if s['speedup_met'] else '**missed**'})",
+                     "not measured" if bound is None else f"{bound:.2f}x",
                      float(one[stage]["best_val_score"]), float(many[stage]["best_val_score"]),
                      f"{s['accuracy_delta']:+.2f} ({'within' if s['accuracy_met'] else '**outside**'})"])  # fmt: skip
     header = ["training", "samples/s, 1 x 1 thread", f"samples/s, {n} x 1 thread",
-              f"speedup (target >= {r['target_speedup']})", "best val score, 1 process",
+              f"speedup (target >= {r['target_speedup']})",
+              f"bound without communication (1 process at batch {r.get('per_rank_batch', '?')}, x {n})",
+              "best val score, 1 process",
               f"best val score, {n} processes", f"difference (tolerance {r['accuracy_tolerance']})"]  # fmt: skip
     return head + md_table(header, rows)
 

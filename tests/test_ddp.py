@@ -242,12 +242,14 @@ def test_ddp_benchmark_result_renders(tmp_path):
               "dropout": None, "train_questions": 10, "val_questions": 5, "accuracy_tolerance": 2.0,
               "target_speedup": 1.6, "machine": {"cpus": 2, "platform": "x", "torch": "2"},
               "runs": [{**run, "world_size": 1}, fast],
+              "per_rank_batch": 32,
               "stage_one": {"speedup": 1.7, "speedup_met": True, "accuracy_delta": 0.5,
-                            "accuracy_met": True},
+                            "accuracy_met": True, "bound_without_communication": 1.85},
               "stage_two": {"speedup": 1.5, "speedup_met": False, "accuracy_delta": -3.0,
                             "accuracy_met": False}}  # fmt: skip
     (tmp_path / "docs/results").mkdir(parents=True)
     (tmp_path / "docs/results/ddp.json").write_text(json.dumps(result))
     text = render_docs.RENDERERS["ddp"](tmp_path)
-    assert "| stage I (pretrain) | 100.00 | 170.00 | 1.70x (met) | 50.00 | 50.50 | +0.50 (within) |" in text
+    assert "| stage I (pretrain) | 100.00 | 170.00 | 1.70x (met) | 1.85x | 50.00 | 50.50 | +0.50 (within) |" in text
+    assert "| not measured |" in text  # stage two's bound (files written before it was measured)
     assert "1.50x (**missed**)" in text and "-3.00 (**outside**)" in text
