@@ -130,7 +130,9 @@ def test_mlflow_params_once_logs_each_parameter_once_and_in_one_batch(tmp_path, 
     def node(**inputs):
         hook.before_node_run(node=None, catalog=None, inputs=inputs, is_async=False)
 
-    with mlflow.start_run() as run:
+    # an experiment of this store (another test may have left an active experiment id behind)
+    experiment = mlflow.MlflowClient().create_experiment("params_once")
+    with mlflow.start_run(experiment_id=experiment) as run:
         node(**{"params:model": {"d_model": 16, "heads": 2}, "video_index": pd.DataFrame()})
         node(**{"params:model": {"d_model": 16, "heads": 2}, "params:seed": 7})
         node(**{"params:model": {"d_model": 16, "heads": 2}})  # nothing new: no call
