@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -113,14 +114,16 @@ def test_node_times_saves_each_nodes_seconds(monkeypatch):
     timer.after_pipeline_run(DataCatalog({}))  # no entry: nothing saved, no error
 
 
-def test_mlflow_params_once_logs_each_parameter_once_and_in_one_batch(tmp_path, monkeypatch):
+def test_mlflow_params_once_logs_each_parameter_once_and_in_one_batch(
+    tmp_path, monkeypatch, request
+):
     import mlflow
 
     from r2scp_pipeline.hooks import MlflowParamsOnce
 
     hook = MlflowParamsOnce()  # kedro-mlflow's defaults: flatten off; switched on as in mlflow.yml
     hook.flatten, hook.long_params_strategy = True, "tag"
-    old_uri = mlflow.get_tracking_uri()
+    request.addfinalizer(partial(mlflow.set_tracking_uri, mlflow.get_tracking_uri()))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     batches: list[dict] = []
     log_params = mlflow.log_params
@@ -140,7 +143,6 @@ def test_mlflow_params_once_logs_each_parameter_once_and_in_one_batch(tmp_path, 
         with pytest.raises(mlflow.exceptions.MlflowException):  # a changed value still fails
             node(**{"params:seed": 8})
     logged = mlflow.get_run(run.info.run_id).data
-    mlflow.set_tracking_uri(old_uri)
     assert batches == [{"model.d_model": "16", "model.heads": "2"}, {"seed": "7"}, {"seed": "8"}]
     assert logged.params == {"model.d_model": "16", "model.heads": "2", "seed": "7"}
     assert len(logged.tags["notes"]) == 7000

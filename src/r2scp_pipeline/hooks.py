@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from .experiment import check_parameters
 
@@ -158,8 +160,6 @@ class ProjectMlflowStore:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         """Experiments created before ``mlflow.yml`` set the kind tag get it now."""
-        import mlflow
-
         from r2scp_pipeline.mlflow_store import EXPERIMENT_KIND
 
         if not self._experiment:
@@ -192,8 +192,6 @@ class MlflowParamsOnce(MlflowHook):
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
-        import mlflow
-
         self._pending = batch = {}  # filled by _log_param below
         try:
             super().before_node_run(node, catalog, inputs, is_async)
@@ -207,11 +205,10 @@ class MlflowParamsOnce(MlflowHook):
             self._logged.update(new)
 
     def _log_param(self, name: str, value: Any) -> None:
-        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
-
-        if self._pending is None or len(str(value)) > MAX_PARAM_VAL_LENGTH:
+        text = str(value)
+        if self._pending is None or len(text) > MAX_PARAM_VAL_LENGTH:
             return super()._log_param(name, value)  # tag / truncate / fail, as configured
-        self._pending[name] = str(value)
+        self._pending[name] = text
         return None
 
 

@@ -1108,7 +1108,7 @@ def train_stage_two(
     with torch_threads(loop.threads):
         c = None
         if frozen:
-            c = cache if torch.device(device).type == "cpu" else build_cache(model, tensors)
+            c = cache if device.type == "cpu" else build_cache(model, tensors)
         summary["best"]["train_acc_none"] = predict(
             model, tensors, "train", "none", recovery=recovery, cache=c,
             batch_size=loop.eval_batch_size,
