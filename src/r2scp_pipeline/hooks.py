@@ -175,7 +175,7 @@ class MlflowParamsOnce(MlflowHook):
     """kedro-mlflow's hook, logging each node's parameters once per run and in one batch.
 
     kedro-mlflow logs the (flattened) parameter inputs of every node, one SQL transaction per
-    key, before the node runs. The ~20 variant nodes of a default run read the same parameter
+    key, before the node runs. Every variant node of a default run reads the same parameter
     groups, so most of those calls re-log a key that the run already has, and the seconds go
     into the store instead of the nodes. Here the keys a node would log are collected, the ones
     the run already holds with the same value are dropped, and the rest go to the store in one
