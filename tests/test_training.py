@@ -403,3 +403,45 @@ def test_a_finished_expert_is_no_longer_trained(tensors):
         # trained until `patience` epochs after its best one (or the end)
         assert n == min(epochs, summary["best_epoch"][m] + 1 + loop["patience"]), (m, n)
     assert all(p.requires_grad for p in model.parameters())  # returned as a plain module
+
+
+def _rows_seen_per_epoch(samples_per_epoch, epochs=3, n_rows=20):
+    """Run ``training.fit`` on a one-parameter model and record the rows of every step."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    model = torch.nn.Module()
+    model.p = param
+    seen: list[list[int]] = []
+
+    def step(rows, epoch):
+        if len(seen) <= epoch:
+            seen.append([])
+        seen[epoch].extend(int(r) for r in rows)
+        return (param**2).sum() + 0.0 * len(rows), {}
+
+    loop = training.LoopConfig(epochs=epochs, batch_size=4, patience=epochs, checkpoint_dir=None,
+                               samples_per_epoch=samples_per_epoch)  # fmt: skip
+    res = training.fit(stage="mix", model=model, params=[param], train_rows=np.arange(n_rows) + 100,
+                       loop=loop, seed=0, run_hash="h", device=torch.device("cpu"),
+                       epoch_setup=lambda epoch, rng: epoch, step=step,
+                       evaluate=lambda: {"score": 0.0}, train_mode=lambda: None)  # fmt: skip
+    return seen, res
+
+
+def test_samples_per_epoch_draws_other_questions_every_epoch():
+    seen, res = _rows_seen_per_epoch(8)
+    assert [len(s) for s in seen] == [8, 8, 8]
+    assert all(len(set(s)) == 8 and set(s) <= set(range(100, 120)) for s in seen)
+    assert len({frozenset(s) for s in seen}) == 3  # a fresh draw each epoch
+    assert res.timing["train_samples"] == 24
+    again, _ = _rows_seen_per_epoch(8)
+    assert again == seen  # seeded
+    full, res = _rows_seen_per_epoch(None)
+    assert all(sorted(s) == list(range(100, 120)) for s in full)
+    assert res.timing["train_samples"] == 60
+    more, _ = _rows_seen_per_epoch(50)  # more than there are: every row once
+    assert all(sorted(s) == list(range(100, 120)) for s in more)
+
+
+def test_samples_per_epoch_must_be_positive():
+    with pytest.raises(ValueError, match="mix.samples_per_epoch must be >= 1"):
+        training.LoopConfig.from_params({"samples_per_epoch": 0}, "mix")

@@ -68,6 +68,7 @@ class EmbeddedParams(_Schema):
     num_videos: int
     split_fractions: SplitFractions
     questions_per_video: Pair[int] = _expect("a list [low, high] of two integers")
+    train_questions_per_video: Pair[int] | None = None  # training videos only (null = the same)
     seconds: int
     sample_rate: int
     frame_size: int
@@ -273,6 +274,7 @@ class LoopParams(_Schema):
     resume: bool
     max_epochs_this_run: int | None
     threads: int | None
+    samples_per_epoch: int | None = None  # training questions drawn per epoch (None = all)
 
 
 class PretrainParams(LoopParams):

@@ -125,6 +125,9 @@ class LoopConfig:
     checkpoint_dir: str | None = None
     resume: bool = True
     max_epochs_this_run: int | None = None
+    # training questions drawn (without replacement, anew each epoch) per epoch; None = all.
+    # With many questions per video this keeps an epoch's cost while every epoch sees others.
+    samples_per_epoch: int | None = None
     threads: int | None = 1  # torch CPU threads while training (None = leave torch's setting)
     progress_desc: str | None = None  # what the progress bar says is training (default: stage)
 
@@ -137,6 +140,10 @@ class LoopConfig:
                 raise ValueError(f"{block}.{name} must be >= 1, got {getattr(cfg, name)}")
         if cfg.lr <= 0:
             raise ValueError(f"{block}.lr must be > 0, got {cfg.lr}")
+        if cfg.samples_per_epoch is not None and int(cfg.samples_per_epoch) < 1:
+            raise ValueError(
+                f"{block}.samples_per_epoch must be >= 1 or null, got {cfg.samples_per_epoch}"
+            )
         return cfg
 
     def hashed(self) -> dict:
@@ -206,7 +213,8 @@ def fit(
     writes the checkpoint; the result is the one-process result within ``docs/scaling.md``'s
     tolerance.
     """
-    steps_per_epoch = math.ceil(len(train_rows) / loop.batch_size)
+    per_epoch = min(len(train_rows), loop.samples_per_epoch or len(train_rows))
+    steps_per_epoch = math.ceil(per_epoch / loop.batch_size)
     # fused: one kernel per step instead of a loop over the tensors (about 3x faster on CPU)
     optimizer = torch.optim.AdamW(params, lr=loop.lr, weight_decay=loop.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(loop, steps_per_epoch))
@@ -252,7 +260,10 @@ def fit(
         eseed = epoch_seed(seed, stage, epoch)
         torch.manual_seed(eseed + (dist.rank if dist else 0))  # dropout: other masks per rank
         rng = np.random.default_rng(eseed)
-        order = permute(rng, train_rows) if permute else train_rows[rng.permutation(len(train_rows))]
+        rows = train_rows
+        if per_epoch < len(train_rows):  # samples_per_epoch: this epoch's draw, then its order
+            rows = np.sort(train_rows[rng.choice(len(train_rows), per_epoch, replace=False)])
+        order = permute(rng, rows) if permute else rows[rng.permutation(len(rows))]
         setup = epoch_setup(epoch, rng)
         train_mode()
         sums: dict[str, float] = {}
@@ -279,7 +290,7 @@ def fit(
         if dist:
             sums = dist.sum_logs(sums)
         tock, cpu_tock = time.perf_counter(), time.process_time()
-        record = {f"train_{k}": v / len(train_rows) for k, v in sums.items()}
+        record = {f"train_{k}": v / per_epoch for k, v in sums.items()}
         record["lr"] = scheduler.get_last_lr()[0]
         model.eval()
         with torch.no_grad():
@@ -289,7 +300,7 @@ def fit(
         timing["train_seconds"] += tock - tick
         timing["train_cpu_seconds"] += cpu_tock - cpu_tick
         timing["eval_seconds"] += time.perf_counter() - tock
-        timing["train_samples"] += len(train_rows)
+        timing["train_samples"] += per_epoch
         record.update({f"val_{k}": v for k, v in val.items() if not k.startswith("score_")})
         for k, v in record.items():
             history.setdefault(k, []).append(float(v))
@@ -1104,13 +1115,20 @@ def train_stage_two(
     summary.update(_summary(res))
     summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
     # memorisation check: accuracy of the selected model on its own training questions (the
-    # frozen experts' cache still holds; it is rebuilt only when it lives on another device)
+    # frozen experts' cache still holds; it is rebuilt only when it lives on another device);
+    # with samples_per_epoch, on a seeded draw of that many of them (an epoch's worth)
+    check_rows = train_rows
+    if loop.samples_per_epoch and loop.samples_per_epoch < len(train_rows):
+        pick = np.random.default_rng([seed, 7]).choice(len(train_rows), loop.samples_per_epoch,
+                                                       replace=False)  # fmt: skip
+        check_rows = np.sort(train_rows[pick])
     with torch_threads(loop.threads):
         c = None
         if frozen:
             c = cache if device.type == "cpu" else build_cache(model, tensors)
         summary["best"]["train_acc_none"] = predict(
             model, tensors, "train", "none", recovery=recovery, cache=c,
-            batch_size=loop.eval_batch_size,
+            batch_size=loop.eval_batch_size, rows=check_rows,
         ).accuracy
+        summary["best"]["train_acc_questions"] = int(len(check_rows))
     return model, summary

@@ -357,6 +357,7 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
         ({"num_vidoes": 3}, r"unknown parameter\(s\) dataset.embedded.num_vidoes"),
         ({"split_fractions": {"train": 0.9, "val": 0.2, "test": 0.1}}, "split_fractions"),
         ({"questions_per_video": [6, 2]}, "questions_per_video"),
+        ({"train_questions_per_video": [0, 3]}, "train_questions_per_video"),
         ({"sound_source": "/nowhere/font.sf2"}, "dataset.embedded.sound_source"),
         ({"splits_sound_source": {"dev": "note_bank"}}, "splits_sound_source"),
         ({"frame_size": 0}, "frame_size"),
@@ -392,3 +393,22 @@ def test_sf2_source_renders_a_split_with_fluidsynth(tmp_path):
     test_scene = next(s for s in scenes if s["split"] == "test")
     stems = render_stems(test_scene)
     assert any(np.any(x) for x in stems.values())
+
+
+def test_training_videos_can_ask_more_questions_than_val_and_test():
+    cfg = gen.resolve_config({"num_videos": 40})
+    scenes = gen.sample_scenes(cfg, SEED)
+    split = {sc["video_id"]: sc["split"] for sc in scenes}
+    records = gen.make_questions(scenes, np.random.default_rng(0), (2, 2), (6, 6))
+    per_video = Counter(r["video_id"] for r in records)
+    assert {per_video[v] for v, s in split.items() if s != "train"} == {2}
+    train = [per_video[v] for v, s in split.items() if s == "train"]
+    assert max(train) == 6 and np.mean(train) > 5  # at most one per template a scene answers
+    same = gen.make_questions(scenes, np.random.default_rng(0), (2, 2), None)
+    assert set(Counter(r["video_id"] for r in same).values()) == {2}
+    # unset, it leaves the config hash (and so every generated folder) as it was
+    unset = gen.config_hash(cfg, SEED)
+    assert unset == gen.config_hash({k: v for k, v in cfg.items()
+                                     if k != "train_questions_per_video"}, SEED)  # fmt: skip
+    more = gen.resolve_config({"num_videos": 40, "train_questions_per_video": [6, 6]})
+    assert gen.config_hash(more, SEED) != unset

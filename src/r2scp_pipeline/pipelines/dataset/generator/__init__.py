@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "num_videos": 1000,
     "split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2},
     "questions_per_video": [5, 8],
+    # training videos only, instead of questions_per_video (null = the same): more supervision
+    # from the same media, while val / test (and so evaluation's cost) stay as they are
+    "train_questions_per_video": None,
     "seconds": 10,
     "sample_rate": 16000,
     "frame_size": 224,
@@ -114,9 +117,12 @@ def resolve_config(params: dict[str, Any]) -> dict[str, Any]:
             "split_fractions",
             f"expected non-negative train/val/test fractions summing to 1, got {fr}",
         )
-    qpv = cfg["questions_per_video"]
-    if len(qpv) != 2 or not 1 <= qpv[0] <= qpv[1]:
-        _fail("questions_per_video", f"expected [min, max] with 1 <= min <= max, got {qpv}")
+    if cfg["train_questions_per_video"] is not None:
+        cfg["train_questions_per_video"] = [int(x) for x in cfg["train_questions_per_video"]]
+    for key in ("questions_per_video", "train_questions_per_video"):
+        qpv = cfg[key]
+        if qpv is not None and (len(qpv) != 2 or not 1 <= qpv[0] <= qpv[1]):
+            _fail(key, f"expected [min, max] with 1 <= min <= max, got {qpv}")
     bad = sorted(set(cfg["splits_sound_source"]) - set(SPLITS))
     if bad:
         _fail("splits_sound_source", f"unknown split(s) {bad}; valid: {', '.join(SPLITS)}")
@@ -168,6 +174,8 @@ def sample_scenes(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 
 def config_hash(cfg: dict[str, Any], seed: int) -> str:
     payload = {k: v for k, v in cfg.items() if k not in _NOT_HASHED and not k.startswith("_")}
+    if payload.get("train_questions_per_video") is None:  # unset: the hash of earlier folders
+        payload.pop("train_questions_per_video", None)
     payload |= {"seed": int(seed), "generator_version": GENERATOR_VERSION,
                 "assets": assets_fingerprint()}  # fmt: skip
     for src in sorted(set(cfg["_sound_source_by_split"].values()) - {"note_bank"}):
@@ -268,8 +276,10 @@ def generate_dataset(params: dict, seed: int) -> pd.DataFrame:
                 cfg["num_videos"], root, digest)  # fmt: skip
 
     scenes = sample_scenes(cfg, seed)
+    train_qpv = cfg["train_questions_per_video"]
     records = make_questions(scenes, np.random.default_rng([seed, 2]),
-                             tuple(cfg["questions_per_video"]))  # fmt: skip
+                             tuple(cfg["questions_per_video"]),
+                             tuple(train_qpv) if train_qpv else None)  # fmt: skip
     for src in set(cfg["_sound_source_by_split"].values()):  # fail early on a bad sound font
         load_note_bank(src, cfg["sample_rate"])
 

@@ -453,10 +453,16 @@ def _overused(counts: Counter, answer: str) -> bool:
 
 
 def make_questions(
-    scenes: list[dict[str, Any]], rng: np.random.Generator, per_video: tuple[int, int]
+    scenes: list[dict[str, Any]],
+    rng: np.random.Generator,
+    per_video: tuple[int, int],
+    train_per_video: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Official-format records for ``scenes`` (in order), ``question_id`` 0, 1, 2, ..."""
-    lo, hi = per_video
+    """Official-format records for ``scenes`` (in order), ``question_id`` 0, 1, 2, ...
+
+    A scene asks a number of questions drawn from ``per_video`` (inclusive), or from
+    ``train_per_video`` when given and the scene is in the training split (at most one per
+    template the scene can answer)."""
     used: Counter = Counter()
     answered: dict[str, Counter] = defaultdict(Counter)
     records: list[dict[str, Any]] = []
@@ -471,6 +477,7 @@ def make_questions(
             if found:
                 cands[tmpl] = found
         names = list(cands)
+        lo, hi = train_per_video if train_per_video and scene["split"] == "train" else per_video
         k = min(int(rng.integers(lo, hi + 1)), len(names))
         weights = np.array([1.0 / (1.0 + used[t]) for t in names])
         chosen = rng.choice(len(names), size=k, replace=False, p=weights / weights.sum())
