@@ -273,10 +273,8 @@ def _r2scp_row(table, setting: str, method: str = "R2ScP"):
     return rows.iloc[0] if len(rows) else None
 
 
-@renderer("default.targets")
-def default_targets(root: Path) -> str:
-    """The base model's targets (issue: a base model that sees where and hears what)."""
-    run = "default"
+def _target_values(root: Path, run: str) -> list[tuple[str, str, float, bool]]:
+    """(what, target, measured, reached) of every base-model target in reference run ``run``."""
     r = load_json(root, f"{run}/run.json")
     table = _csv(root, run, "results_table.csv")
     needs = _csv(root, run, "modality_needs.csv")
@@ -284,34 +282,77 @@ def default_targets(root: Path) -> str:
     pre = load_json(root, f"{run}/pretrain_history.json")
     complete = _r2scp_row(table, "complete")
     types = needs[needs["level"] == "type"].set_index(["modality", "subtype"])["r2scp_complete"]
-
-    def row(what, target, value, ok):
-        return [what, target, "-" if value is None else f"{value:.1f}", "yes" if ok else "**no**"]
-
     rows = []
     for what, col in (("complete, overall", "Overall"), ("complete, Audio questions", "Audio"),
                       ("complete, Visual questions", "Visual")):  # fmt: skip
         v = float(complete[col])
-        rows.append(row(what, ">= 75", v, v >= 75))
+        rows.append((what, ">= 75", v, v >= 75))
     for (mod, sub), target in ((("Visual", "Location"), 70), (("Audio-Visual", "Location"), 70),
                                (("Audio-Visual", "Temporal"), 50)):  # fmt: skip
         v = float(types.get((mod, sub), float("nan")))
-        rows.append(row(f"complete, {mod} {sub}", f">= {target}", v, v >= target))
+        rows.append((f"complete, {mod} {sub}", f">= {target}", v, v >= target))
     for setting in ("audio_missing", "visual_missing"):
         zero = _r2scp_row(table, setting, "zero-fill")
         cost = float(complete["Overall"]) - float(zero["Overall"])
-        rows.append(row(f"zero-fill cost, {setting.replace('_', ' ')} at rate "
-                        f"{zero['missing_rate']:g} (points, overall)", ">= 8", cost, cost >= 8))  # fmt: skip
-    train = 100 * float(mix["best"]["train_acc_none"])
-    gap = train - float(complete["Overall"])
-    rows.append(row(f"train minus test, complete (train {train:.1f})", "<= 15", gap, gap <= 15))
+        rows.append((f"zero-fill cost, {setting.replace('_', ' ')} at rate "
+                     f"{zero['missing_rate']:g} (points, overall)", ">= 8", cost, cost >= 8))  # fmt: skip
+    gap = 100 * float(mix["best"]["train_acc_none"]) - float(complete["Overall"])
+    rows.append(("train minus test, complete (points)", "<= 15", gap, gap <= 15))
     wall = r["wall_seconds"] / 60
-    rows.append(row("default `kedro run` wall time (min)", "<= 20", wall, wall <= 20))
+    rows.append(("default `kedro run` wall time (min)", "<= 20", wall, wall <= 20))
     rss = r["peak_rss_mb"] / 1024
-    rows.append(row("peak RSS (GB)", "<= 4", rss, rss <= 4))
+    rows.append(("peak RSS (GB)", "<= 4", rss, rss <= 4))
     ratio = pre["timing"]["train_samples_per_s"] / mix["timing"]["train_samples_per_s"]
-    rows.append(row("stage II time per sample / stage I's", "<= 2", ratio, ratio <= 2))
-    return _run_line(root, run) + md_table(["what", "target", "measured", "reached"], rows)
+    rows.append(("stage II time per sample / stage I's", "<= 2", ratio, ratio <= 2))
+    return rows
+
+
+@renderer("default.targets")
+def default_targets(root: Path) -> str:
+    """The base model's targets (issue: a base model that sees where and hears what), next to
+    the previous reference run's (``docs/results/default_previous``) when it is kept."""
+    run, prev_run = "default", "default_previous"
+    now = _target_values(root, run)
+    mix = load_json(root, f"{run}/mix_history.json")
+    header = ["what", "target", "measured", "reached"]
+    prev = None
+    if (root / RESULTS / prev_run / "run.json").exists():
+        prev = _target_values(root, prev_run)
+        header.append(f"previous run (`{load_json(root, f'{prev_run}/run.json')['commit'][:10]}`)")
+    rows = []
+    for i, (what, target, v, ok) in enumerate(now):
+        row = [what, target, "-" if v != v else f"{v:.1f}", "yes" if ok else "**no**"]
+        if prev is not None:
+            row.append(f"{prev[i][2]:.1f}")
+        rows.append(row)
+    train = 100 * float(mix["best"]["train_acc_none"])
+    n = mix["best"].get("train_acc_questions")
+    drawn = f"a seeded draw of {n} training questions" if n else "every training question"
+    note = f"\nTrain accuracy (complete, selected stage-II model): {train:.1f} % on {drawn}.\n"
+    return _run_line(root, run) + md_table(header, rows) + note
+
+
+@renderer("default.router_loads")
+def default_router_loads(root: Path) -> str:
+    """Mean router weight alpha_m (eq. 11) per expert on val, for each val setting, of the
+    selected stage-II model (``mix_history.json``), this run and the previous one."""
+    runs = [("default", "this run")]
+    if (root / RESULTS / "default_previous" / "run.json").exists():
+        commit = load_json(root, "default_previous/run.json")["commit"][:10]
+        runs.append(("default_previous", f"previous run (`{commit}`)"))
+    names = {"none": "complete", "audio": "audio missing", "visual": "visual missing"}
+    rows = []
+    for run, label in runs:
+        best = load_json(root, f"{run}/mix_history.json")["best"]
+        for setting, name in names.items():
+            loads = [best.get(f"val_load_{setting}_{m}") for m in ("audio", "visual", "text")]
+            if any(v is None for v in loads):
+                continue
+            acc = best.get(f"val_acc_{setting}")
+            rows.append([label, name, *[float(v) for v in loads],
+                         "-" if acc is None else 100 * float(acc)])  # fmt: skip
+    return md_table(["run", "val setting", "alpha audio", "alpha visual", "alpha text",
+                     "val accuracy"], rows)  # fmt: skip
 
 
 @renderer("default.modality_needs")

@@ -83,3 +83,23 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert kept == pytest.approx(min(curve), rel=1e-5)
     if len(curve) < 12:  # stopped early: the last `patience` epochs did not improve
         assert min(curve[-2:]) >= min(curve)
+
+
+def test_samples_per_epoch_trains_on_a_draw_of_the_questions(monkeypatch):
+    import r2scp_pipeline.imputer as imp
+
+    data = _data()  # 32 questions
+    sizes: list[int] = []
+    real = imp.GenerativeImputer.forward
+
+    def counting(self, x, q, q_mask):
+        if self.training:
+            sizes.append(len(x))
+        return real(self, x, q, q_mask)
+
+    monkeypatch.setattr(imp.GenerativeImputer, "forward", counting)
+    train_generative_imputer(data, {**GEN, "epochs": 2, "samples_per_epoch": 12}, seed=0)
+    assert sum(sizes) == 2 * 2 * 12  # two directions, two epochs, 12 questions each
+    sizes.clear()
+    train_generative_imputer(data, {**GEN, "epochs": 2, "samples_per_epoch": None}, seed=0)
+    assert sum(sizes) == 2 * 2 * 32

@@ -134,7 +134,8 @@ def train_generative_imputer(
     Args:
         train: the training split (only ``train.video_pos`` videos' features are used).
         params: ``evaluate.generative`` (d_model, layers, heads, dropout, epochs, batch_size,
-            lr, weight_decay, patience).
+            lr, weight_decay, patience; optional samples_per_epoch: train on a fresh draw of
+            that many questions per epoch instead of all of them).
         seed: seeds initialisation and batch order.
         val: optional validation split: per-epoch validation MSE; the best epoch's weights are
             kept and training stops after ``patience`` epochs without improvement (0: never).
@@ -182,6 +183,8 @@ def train_generative_imputer(
         ):
             net.train()
             perm = torch.randperm(len(vpos), generator=gen)
+            if params.get("samples_per_epoch"):  # a fresh draw of that many questions per epoch
+                perm = perm[: int(params["samples_per_epoch"])]
             total = 0.0
             for start in range(0, len(perm), bs):
                 idx = perm[start : start + bs]

@@ -310,6 +310,7 @@ class GenerativeParams(_Schema):
     batch_size: int
     lr: float
     weight_decay: float
+    samples_per_epoch: int | None = None  # training questions drawn per epoch (None = all)
 
 
 class ReportParams(_Schema):
