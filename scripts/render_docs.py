@@ -450,6 +450,26 @@ def audio_probe(root: Path) -> str:
     )
 
 
+@renderer("expert_generalisation")
+def expert_generalisation(root: Path) -> str:
+    """benchmarks/expert_generalisation.py: the stage-I experts on training vs unseen videos."""
+    r = load_json(root, "expert_generalisation.json")
+    splits = list(r["answers"])
+    answers = [[name, *[float(r["answers"][s][name]) for s in splits]]
+               for name in ("audio", "visual", "text", "average of the three")]  # fmt: skip
+    ground = [[f"{m}: {metric.replace('_', ' ')}",
+               *[float(r["grounding"][s][m][metric]) for s in splits]]
+              for m in ("audio", "visual") for metric in ("precision", "recall", "exact_set")]  # fmt: skip
+    counts = ", ".join(f"{s} {r['answers'][s]['questions']} questions / "
+                       f"{r['grounding'][s]['videos']} videos" for s in splits)  # fmt: skip
+    return (
+        f"`{r['command'].strip()}` ({counts}; load average "
+        f"{r['machine']['load_average'][0]:.1f}).\n\n"
+        + md_table(["expert answering alone (accuracy %)", *splits], answers) + "\n"
+        + md_table(["grounding heads (per audio second / visual cell)", *splits], ground)
+    )
+
+
 @renderer("ddp")
 def ddp(root: Path) -> str:
     """docs/results/ddp*.json, written by ``python benchmarks/ddp.py [--batch-size B --out ...]``:

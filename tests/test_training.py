@@ -445,3 +445,14 @@ def test_samples_per_epoch_draws_other_questions_every_epoch():
 def test_samples_per_epoch_must_be_positive():
     with pytest.raises(ValueError, match="mix.samples_per_epoch must be >= 1"):
         training.LoopConfig.from_params({"samples_per_epoch": 0}, "mix")
+
+
+def test_expert_log_probs_agree_with_the_experts_answers(tensors, stage1):
+    model = load_model(stage1[0])
+    logp = training.predict_expert_log_probs(model, tensors, "val")
+    answers = training.predict_experts(model, tensors, "val")
+    n = len(tensors.indices("val"))
+    for m in EXPERTS:
+        assert logp[m].shape[0] == n
+        torch.testing.assert_close(logp[m].exp().sum(-1), torch.ones(n))
+        np.testing.assert_array_equal(logp[m].argmax(-1).numpy(), answers[m])

@@ -648,6 +648,27 @@ def predict(
 
 
 @torch.no_grad()
+def _expert_logits(
+    model: R2ScP, tensors: AVQATensors, split: str, batch_size: int, device
+) -> dict[str, torch.Tensor]:
+    """Each stage-I head's logits on the questions of ``split``: ``{m: [Q, n_answers]}``."""
+    device = resolve_device(device) if isinstance(device, str | type(None)) else device
+    was_training = model.training
+    model.to(device).eval()
+    rows = tensors.indices(split)
+    out: dict[str, list[torch.Tensor]] = {m: [] for m in EXPERTS}
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            r = rows[i : i + batch_size]
+            q, qm = _question_batch(tensors, r, device)
+            a, vis, video_of = _video_batch(tensors, r, device)
+            logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device))
+            for m in EXPERTS:
+                out[m].append(logits[m].cpu())
+    model.train(was_training)
+    return {m: torch.cat(v) for m, v in out.items()}
+
+
 def predict_experts(
     model: R2ScP,
     tensors: AVQATensors,
@@ -657,20 +678,21 @@ def predict_experts(
 ) -> dict[str, np.ndarray]:
     """Each stage-I expert answering alone (its eq. 10 head): ``{m: answer_idx [Q]}`` for the
     questions of ``split`` in ``qa_pairs`` order. Shows what each modality alone can answer."""
-    device = resolve_device(device) if isinstance(device, str | type(None)) else device
-    was_training = model.training
-    model.to(device).eval()
-    rows = tensors.indices(split)
-    out: dict[str, list[np.ndarray]] = {m: [] for m in EXPERTS}
-    for i in range(0, len(rows), batch_size):
-        r = rows[i : i + batch_size]
-        q, qm = _question_batch(tensors, r, device)
-        a, vis, video_of = _video_batch(tensors, r, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device))
-        for m in EXPERTS:
-            out[m].append(logits[m].argmax(-1).cpu().numpy())
-    model.train(was_training)
-    return {m: np.concatenate(v).astype(np.int64) for m, v in out.items()}
+    logits = _expert_logits(model, tensors, split, batch_size, device)
+    return {m: v.argmax(-1).numpy().astype(np.int64) for m, v in logits.items()}
+
+
+def predict_expert_log_probs(
+    model: R2ScP,
+    tensors: AVQATensors,
+    split: str = "test",
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Each stage-I expert's answer distribution alone: ``{m: log P_m [Q, n_answers]}`` for the
+    questions of ``split`` in ``qa_pairs`` order (to combine experts, e.g. by averaging)."""
+    logits = _expert_logits(model, tensors, split, batch_size, device)
+    return {m: v.log_softmax(-1) for m, v in logits.items()}
 
 
 # ---- checkpoints -----------------------------------------------------------------------------
