@@ -273,6 +273,17 @@ def _r2scp_row(table, setting: str, method: str = "R2ScP"):
     return rows.iloc[0] if len(rows) else None
 
 
+#: the reference run before the latest change of the base model, kept to show what it changed
+PREVIOUS_RUN = "default_previous"
+
+
+def _previous_run_label(root: Path) -> str | None:
+    """``previous run (`<commit>`)`` when ``docs/results/default_previous`` is kept, else None."""
+    if not (root / RESULTS / PREVIOUS_RUN / "run.json").exists():
+        return None
+    return f"previous run (`{load_json(root, f'{PREVIOUS_RUN}/run.json')['commit'][:10]}`)"
+
+
 def _target_values(root: Path, run: str) -> list[tuple[str, str, float, bool]]:
     """(what, target, measured, reached) of every base-model target in reference run ``run``."""
     r = load_json(root, f"{run}/run.json")
@@ -310,15 +321,15 @@ def _target_values(root: Path, run: str) -> list[tuple[str, str, float, bool]]:
 @renderer("default.targets")
 def default_targets(root: Path) -> str:
     """The base model's targets (issue: a base model that sees where and hears what), next to
-    the previous reference run's (``docs/results/default_previous``) when it is kept."""
-    run, prev_run = "default", "default_previous"
+    the previous reference run's (``PREVIOUS_RUN``) when it is kept."""
+    run = "default"
     now = _target_values(root, run)
     mix = load_json(root, f"{run}/mix_history.json")
     header = ["what", "target", "measured", "reached"]
-    prev = None
-    if (root / RESULTS / prev_run / "run.json").exists():
-        prev = _target_values(root, prev_run)
-        header.append(f"previous run (`{load_json(root, f'{prev_run}/run.json')['commit'][:10]}`)")
+    prev, prev_label = None, _previous_run_label(root)
+    if prev_label is not None:
+        prev = _target_values(root, PREVIOUS_RUN)
+        header.append(prev_label)
     rows = []
     for i, (what, target, v, ok) in enumerate(now):
         row = [what, target, "-" if v != v else f"{v:.1f}", "yes" if ok else "**no**"]
@@ -337,9 +348,8 @@ def default_router_loads(root: Path) -> str:
     """Mean router weight alpha_m (eq. 11) per expert on val, for each val setting, of the
     selected stage-II model (``mix_history.json``), this run and the previous one."""
     runs = [("default", "this run")]
-    if (root / RESULTS / "default_previous" / "run.json").exists():
-        commit = load_json(root, "default_previous/run.json")["commit"][:10]
-        runs.append(("default_previous", f"previous run (`{commit}`)"))
+    if (label := _previous_run_label(root)) is not None:
+        runs.append((PREVIOUS_RUN, label))
     names = {"none": "complete", "audio": "audio missing", "visual": "visual missing"}
     rows = []
     for run, label in runs:

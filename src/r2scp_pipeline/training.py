@@ -174,6 +174,14 @@ class FitResult:
     timing: dict[str, float] = dataclasses.field(default_factory=dict)  # this run only
 
 
+def draw_rows(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``n`` of ``rows`` drawn without replacement, kept in their given order; ``rows`` itself
+    (and no draw from ``rng``) when ``n`` is None or not below ``len(rows)``."""
+    if not n or n >= len(rows):
+        return rows
+    return np.sort(rows[rng.choice(len(rows), n, replace=False)])
+
+
 def fit(
     *,
     stage: str,
@@ -260,9 +268,7 @@ def fit(
         eseed = epoch_seed(seed, stage, epoch)
         torch.manual_seed(eseed + (dist.rank if dist else 0))  # dropout: other masks per rank
         rng = np.random.default_rng(eseed)
-        rows = train_rows
-        if per_epoch < len(train_rows):  # samples_per_epoch: this epoch's draw, then its order
-            rows = np.sort(train_rows[rng.choice(len(train_rows), per_epoch, replace=False)])
+        rows = draw_rows(train_rows, per_epoch, rng)  # samples_per_epoch: this epoch's draw
         order = permute(rng, rows) if permute else rows[rng.permutation(len(rows))]
         setup = epoch_setup(epoch, rng)
         train_mode()
@@ -1139,11 +1145,7 @@ def train_stage_two(
     # memorisation check: accuracy of the selected model on its own training questions (the
     # frozen experts' cache still holds; it is rebuilt only when it lives on another device);
     # with samples_per_epoch, on a seeded draw of that many of them (an epoch's worth)
-    check_rows = train_rows
-    if loop.samples_per_epoch and loop.samples_per_epoch < len(train_rows):
-        pick = np.random.default_rng([seed, 7]).choice(len(train_rows), loop.samples_per_epoch,
-                                                       replace=False)  # fmt: skip
-        check_rows = np.sort(train_rows[pick])
+    check_rows = draw_rows(train_rows, loop.samples_per_epoch, np.random.default_rng([seed, 7]))
     with torch_threads(loop.threads):
         c = None
         if frozen:
