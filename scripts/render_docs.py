@@ -480,6 +480,41 @@ def expert_generalisation(root: Path) -> str:
     )
 
 
+@renderer("training_threads")
+def training_threads(root: Path) -> str:
+    """docs/results/training_threads*.json, written by ``python benchmarks/training.py
+    --project P --threads 1 2 [--busy 1] --out ...``: one row per thread count and load."""
+    files = sorted((root / RESULTS).glob("training_threads*.json"))
+    if not files:
+        return ("Not measured yet: run `python benchmarks/training.py --project . --threads 1 2 "
+                "--out docs/results/training_threads.json` on an otherwise idle machine.\n")  # fmt: skip
+    rows, commands = [], []
+    for f in files:
+        r = load_json(root, f.name)
+        commands.append(f"`{r['command'].strip()}` ({r['data']}, {r['train_questions']:,} training "
+                        f"questions, {r['epochs']} epochs per stage, d_model {r['d_model']}; "
+                        f"{r['machine']['cpus']} CPUs, torch {r['machine']['torch']})")  # fmt: skip
+        for run in r["runs"]:
+            up = run.get("speedup_vs_first")
+            same = run.get("same_scores_as_first")
+            rows.append([
+                run["threads"], r["busy"], float(run["stage_one"]["train_samples_per_s"]),
+                float(run["stage_two"]["train_samples_per_s"]),
+                float(run["stage_two_per_sample_vs_stage_one"]),
+                "-" if up is None else f"{up['stage_one']:.2f}x / {up['stage_two']:.2f}x",
+                "-" if same is None else " / ".join("yes" if same[st] else "no"
+                                                    for st in ("stage_one", "stage_two")),
+                " -> ".join(f"{x:.2f}" for x in run["load_average"]),
+            ])  # fmt: skip
+    return (
+        "; ".join(commands) + ".\n\n"
+        + md_table(["torch threads", "other busy processes", "stage I samples/s",
+                    "stage II samples/s", "stage II / stage I per sample",
+                    "speed-up vs the file's first row (I / II)",
+                    "same best val score as the first row (I / II)", "load average"], rows)
+    )  # fmt: skip
+
+
 @renderer("ddp")
 def ddp(root: Path) -> str:
     """docs/results/ddp*.json, written by ``python benchmarks/ddp.py [--batch-size B --out ...]``:

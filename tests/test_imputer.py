@@ -103,3 +103,9 @@ def test_samples_per_epoch_trains_on_a_draw_of_the_questions(monkeypatch):
     sizes.clear()
     train_generative_imputer(data, {**GEN, "epochs": 2, "samples_per_epoch": None}, seed=0)
     assert sum(sizes) == 2 * 2 * 32
+
+
+@pytest.mark.parametrize("draw", [0, -3])
+def test_samples_per_epoch_must_be_positive_or_null(draw):
+    with pytest.raises(ValueError, match="evaluate.generative.samples_per_epoch must be >= 1"):
+        train_generative_imputer(_data(), {**GEN, "epochs": 1, "samples_per_epoch": draw}, seed=0)

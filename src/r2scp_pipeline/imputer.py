@@ -147,6 +147,9 @@ def train_generative_imputer(
     """
     if len(train.video_pos) == 0:
         raise ValueError("no training question for the generative imputer")
+    draw = params.get("samples_per_epoch")
+    if draw is not None and int(draw) < 1:  # as for mix / pretrain: null (all) or a positive draw
+        raise ValueError(f"evaluate.generative.samples_per_epoch must be >= 1 or null, got {draw}")
     used = np.unique(train.video_pos)
     norm = {m: _stats(train.feats(m)[used]) for m in MODALITIES}
     segments = train.audio.shape[1]
@@ -183,8 +186,8 @@ def train_generative_imputer(
         ):
             net.train()
             perm = torch.randperm(len(vpos), generator=gen)
-            if params.get("samples_per_epoch"):  # a fresh draw of that many questions per epoch
-                perm = perm[: int(params["samples_per_epoch"])]
+            if draw is not None:  # a fresh draw of that many questions per epoch
+                perm = perm[: int(draw)]
             total = 0.0
             for start in range(0, len(perm), bs):
                 idx = perm[start : start + bs]
