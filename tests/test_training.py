@@ -456,3 +456,24 @@ def test_expert_log_probs_agree_with_the_experts_answers(tensors, stage1):
         assert logp[m].shape[0] == n
         torch.testing.assert_close(logp[m].exp().sum(-1), torch.ones(n))
         np.testing.assert_array_equal(logp[m].argmax(-1).numpy(), answers[m])
+
+
+def test_several_threads_on_a_busy_machine_warn(caplog):
+    with caplog.at_level("WARNING", logger="r2scp_pipeline.training"):
+        assert not training.warn_if_busy(1, load=9.0)  # one thread never waits on another
+        assert not training.warn_if_busy(2, load=2.4)  # about what its own two threads make
+        assert caplog.records == []
+        assert training.warn_if_busy(2, load=3.1)
+    (record,) = caplog.records
+    assert "busy machine (1-minute load average 3.1)" in record.getMessage()
+    assert "mix.threads=1" in record.getMessage()
+
+
+def test_torch_threads_sets_and_restores_the_count(monkeypatch):
+    monkeypatch.setattr(training.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    before = torch.get_num_threads()
+    with training.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    with training.torch_threads(None):  # null: torch's default, left as it is
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before

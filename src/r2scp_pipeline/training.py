@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,14 +79,42 @@ def epoch_seed(seed: int, stage: str, epoch: int) -> int:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Run with ``n`` torch CPU threads, restoring the previous setting afterwards."""
+    """Run with ``n`` torch CPU threads, restoring the previous setting afterwards.
+
+    Warns when several threads start on a machine that is already busy (1-minute load average
+    above the thread count): torch's threads then wait for each other at every operation and
+    run far slower than one (docs/model.md, "Threads").
+    """
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(int(n))
+    warn_if_busy(torch.get_num_threads())
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def warn_if_busy(threads: int, load: float | None = None) -> bool:
+    """Log a warning (and return True) when ``threads`` > 1 start while the 1-minute load
+    average (``load``, default the machine's) exceeds ``threads + 0.5``: runnable work beyond
+    what this run's own threads account for."""
+    if threads <= 1:
+        return False
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            return False
+    if load <= threads + 0.5:
+        return False
+    logger.warning(
+        "%d torch threads on a busy machine (1-minute load average %.1f): the threads wait for "
+        "each other and may run several times slower than one; on a shared machine run with "
+        "--params=pretrain.threads=1,mix.threads=1,evaluate.threads=1 (docs/model.md, Threads)",
+        threads, load,
+    )  # fmt: skip
+    return True
 
 
 #: bump when a change to the model or the loops makes old checkpoints unsafe to resume
