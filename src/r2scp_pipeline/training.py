@@ -692,14 +692,13 @@ def _expert_logits(
     model.to(device).eval()
     rows = tensors.indices(split)
     out: dict[str, list[torch.Tensor]] = {m: [] for m in EXPERTS}
-    with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            r = rows[i : i + batch_size]
-            q, qm = _question_batch(tensors, r, device)
-            a, vis, video_of = _video_batch(tensors, r, device)
-            logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device))
-            for m in EXPERTS:
-                out[m].append(logits[m].cpu())
+    for i in range(0, len(rows), batch_size):  # no grad: the decorator
+        r = rows[i : i + batch_size]
+        q, qm = _question_batch(tensors, r, device)
+        a, vis, video_of = _video_batch(tensors, r, device)
+        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device))
+        for m in EXPERTS:
+            out[m].append(logits[m].cpu())
     model.train(was_training)
     return {m: torch.cat(v) for m, v in out.items()}
 
