@@ -39,7 +39,7 @@ from itertools import chain
 from typing import Any
 
 from kedro.framework.hooks.manager import _NullPluginManager
-from kedro.io import AbstractDataset, DataCatalog, MemoryDataset
+from kedro.io import AbstractDataset, CachedDataset, DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 from kedro.runner import AbstractRunner
@@ -106,6 +106,17 @@ class _DaskDataset(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {"name": self._name}
+
+
+def _for_worker(dataset: AbstractDataset) -> AbstractDataset:
+    """What a worker gets for ``dataset``: a ``CachedDataset`` is sent as the dataset it wraps.
+
+    The cache cannot travel: an empty ``MemoryDataset`` marks "no data" with a sentinel object
+    whose identity a pickled copy loses, so the worker's copy would "load" that bare sentinel
+    (``object of type 'object' has no len()`` in the node reading it). The worker reads the
+    wrapped dataset (the parquet file) instead; each node reads it once.
+    """
+    return dataset._dataset if isinstance(dataset, CachedDataset) else dataset
 
 
 def _run_task(
@@ -234,7 +245,9 @@ class DaskRunner(AbstractRunner):
         for node in pipeline.nodes:  # topological order: upstream futures exist already
             names = node.inputs + node.outputs
             node_catalog = DataCatalog(
-                datasets={n: catalog.get(n, fallback_to_runtime_pattern=True) for n in names}
+                datasets={
+                    n: _for_worker(catalog.get(n, fallback_to_runtime_pattern=True)) for n in names
+                }
             )
             params = {
                 n: catalog.load(n)
