@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run["absent"].append(name)
     (out / "run.json").write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
-    print(f"reference run written to {out.relative_to(ROOT)}: {len(run['files'])} files"
+    print(f"reference run written to {out}: {len(run['files'])} files"
           + (f", wall {run['wall_seconds']} s, peak RSS {run['peak_rss_mb']} MB"
              f" (process tree {run['peak_tree_rss_mb']} MB)" if "wall_seconds" in run else ""))  # fmt: skip
     return 0
