@@ -48,9 +48,12 @@ from kedro.runner.task import Task
 logger = logging.getLogger(__name__)
 
 #: Dask configuration for the workers this project starts: no ``MALLOC_TRIM_THRESHOLD_`` (a
-#: ``None`` value removes a variable from the nanny's pre-spawn environment; module docstring).
+#: ``None`` value removes a variable from the nanny's pre-spawn environment; module docstring),
+#: and non-daemonic worker processes: a daemonic process may not start children, and the
+#: embedded generator's ``num_workers`` processes are children of the worker running it.
 WORKER_CONFIG: dict[str, Any] = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.daemon": False,
 }
 
 
