@@ -119,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     command += [f"--runner-params={args.runner_params}"] if args.runner_params else []
     run: dict = {
         "command": " ".join(command),
+        "runner": args.runner or "SequentialRunner",  # kedro run's default
         "env": args.env,
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # what differs from the commit (tracked files only): a reader can judge the change
+        "dirty_files": _git("status", "--porcelain", "--untracked-files=no").splitlines(),
         "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
                     "platform": platform.platform()},
         "versions": _versions(),

@@ -227,3 +227,35 @@ def test_the_deploy_config_removes_it_for_dask_worker_too():
     conf = yaml.safe_load((root / "deploy/dask/distributed.yaml").read_text())
     with dask.config.set(dask.config.merge(dask.config.config, conf)):
         assert "MALLOC_TRIM_THRESHOLD_" not in _get_env_variables(key)
+
+
+def test_workers_may_start_processes_of_their_own(dask_client):
+    """The embedded generator starts ``dataset.embedded.num_workers`` processes inside the
+    worker that runs it: a daemonic worker may not (``WORKER_CONFIG``)."""
+    import multiprocessing
+
+    daemonic = dask_client.run(lambda: multiprocessing.current_process().daemon)
+    assert len(daemonic) == 2 and set(daemonic.values()) == {False}, daemonic
+    root = Path(__file__).resolve().parents[1]
+    import yaml
+
+    conf = yaml.safe_load((root / "deploy/dask/distributed.yaml").read_text())
+    assert conf["distributed"]["worker"]["daemon"] is False  # `dask worker` on a cluster too
+
+
+def test_a_cached_dataset_is_read_by_the_worker(tmp_path, dask_client):
+    """The catalog's ``CachedDataset`` entries (``audio_features``, ...) reach a worker as the
+    dataset they wrap: an unpickled empty cache would "load" a bare sentinel object."""
+    from kedro.io import CachedDataset
+    from kedro.pipeline import Node, Pipeline
+    from kedro_datasets.pandas import ParquetDataset
+
+    from r2scp_pipeline.runner import DaskRunner
+
+    path = tmp_path / "table.parquet"
+    pd.DataFrame({"x": [1, 2, 3]}).to_parquet(path)
+    catalog = DataCatalog(datasets={"table": CachedDataset(ParquetDataset(filepath=str(path)))})
+    pipe = Pipeline([Node(lambda t: int(t["x"].sum()), "table", "total", name="total")])
+    out = DaskRunner(client=dask_client).run(pipe, catalog)
+    assert out["total"].load() == 6
+    out["total"].release()

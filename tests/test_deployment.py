@@ -1,6 +1,7 @@
 """The commands of docs/deployment.md that can run here: the Airflow DAG is generated
-(kedro-airflow), with one task per feature shard, and ``kedro run`` on the DaskRunner extracts
-the same features as the sequential nodes (``kedro run --env=test``, a LocalCluster of 2)."""
+(kedro-airflow), with one task per feature shard, and ``kedro run`` on the project's DaskRunner
+(a LocalCluster of 2) extracts the same features as the sequential nodes and reports the numbers
+of a sequential run (``kedro run --env=test``)."""
 
 from __future__ import annotations
 
@@ -111,18 +112,28 @@ def _assert_sequential_features(project: Path) -> None:
         np.testing.assert_allclose(a, b, rtol=0, atol=atol)
 
 
+#: report tables of the evaluate pipeline compared byte for byte between runners
+REPORT_TABLES = ("results_table.csv", "comparison_table.csv", "ablation_table.csv",
+                 "modality_needs.csv", "retrieval_quality.csv", "claims_verdicts.csv")  # fmt: skip
+
+
 @pytest.mark.e2e
-def test_dask_kedro_run_writes_the_sequential_features(test_project):
+def test_the_whole_chain_on_the_dask_runner_gives_the_sequential_numbers(
+    test_project, tracked_project
+):
+    """``kedro run --runner=r2scp_pipeline.runner.DaskRunner`` (a LocalCluster of 2
+    single-threaded workers) runs every pipeline: its features are the plain nodes' and its
+    report tables are byte for byte those of the session's sequential run
+    (``conftest.tracked_project``, the same configuration in-process on the SequentialRunner)."""
     pytest.importorskip("distributed", reason="dask[distributed] is not installed")
-    _kedro(
-        test_project,
-        "run",
-        "--env=test",
-        "--pipelines=features",
-        "--runner=r2scp_pipeline.runner.DaskRunner",
-        "--runner-params=n_workers=2,threads_per_worker=1",
-    )
+    reports = Path(TEST_DATA) / "08_reporting"
+    want = {name: (tracked_project / reports / name).read_bytes() for name in REPORT_TABLES}
+    run = _kedro(test_project, "run", "--env=test", "--runner=r2scp_pipeline.runner.DaskRunner",
+                 "--runner-params=n_workers=2,threads_per_worker=1")  # fmt: skip
+    assert "DaskRunner: <Client" in run.stdout + run.stderr
     _assert_sequential_features(test_project)
+    for name, table in want.items():
+        assert (test_project / reports / name).read_bytes() == table, name
 
 
 @pytest.mark.e2e

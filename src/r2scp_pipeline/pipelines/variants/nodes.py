@@ -97,7 +97,7 @@ def train_generative_imputers(
 
 
 def train_variant(
-    r2scp_model: dict[str, Any],
+    r2scp_model: dict[str, Any] | None,
     seed_experts: dict[str, Any],
     generative_imputers: dict[str, Any],
     qa_pairs: pd.DataFrame,
@@ -122,7 +122,8 @@ def train_variant(
 
     A variant that ``evaluate.methods`` does not list is not trained: its artefact says
     ``selected: false`` and ``evaluate`` never reads it. ``r2scp`` at ``params:seed`` is the
-    ``mix`` pipeline's ``r2scp_model`` (the same training, not repeated).
+    ``mix`` pipeline's ``r2scp_model`` (the same training, not repeated); the other variants
+    are wired without it (``r2scp_model=None``).
 
     Returns the variant's models ``{"variant", "recovery", "selected", "models": {seed_<s>:
     checkpoint}}`` and its history (per seed: stage-I / stage-II summaries, seconds).
@@ -148,6 +149,8 @@ def train_variant(
         key = seed_key(s)
         start = time.perf_counter()
         if variant == "r2scp" and s == seed:
+            if r2scp_model is None:
+                raise ValueError("variant r2scp needs the mix pipeline's r2scp_model at its seed")
             models[key] = r2scp_model
             history[key] = {"reused": "r2scp_model (mix pipeline)"}
             continue

@@ -21,18 +21,31 @@ PARAMS = ["params:model", "params:pretrain", "params:mix", "params:train_missing
           "params:evaluate"]  # fmt: skip
 
 
+#: train_variant's parameter -> dataset; only the ``r2scp`` variant reads ``r2scp_model`` (at
+#: ``params:seed`` it is the mix pipeline's model, not trained again), so the other variants do
+#: not wait for the mix pipeline and can train next to it (docs/scaling.md, DaskRunner)
+INPUTS = {
+    "seed_experts": "seed_experts", "generative_imputers": "generative_imputers",
+    **{name: name for name in (*FEATURES, *RETRIEVAL, GROUNDING)},
+    "model_params": "params:model", "pretrain_params": "params:pretrain",
+    "mix_params": "params:mix", "train_missing": "params:train_missing", "seed": "params:seed",
+    "evaluate_params": "params:evaluate",
+}  # fmt: skip
+REUSES_MIX_MODEL = "r2scp"
+
+
 def _variant(name: str) -> Pipeline:
+    if name == REUSES_MIX_MODEL:
+        func, inputs = partial(train_variant, variant=name), {"r2scp_model": "r2scp_model", **INPUTS}
+    else:
+        func, inputs = partial(train_variant, r2scp_model=None, variant=name), INPUTS
     template = Pipeline([
-        Node(
-            partial(train_variant, variant=name),
-            inputs=["r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL,
-                    GROUNDING, *PARAMS],  # fmt: skip
-            outputs=["variant_models", "variant_history"],
-            name="train_variant",
-        )
+        Node(func, inputs=inputs, outputs=["variant_models", "variant_history"],
+             name="train_variant")
     ])  # fmt: skip
-    shared = {"r2scp_model", "seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL,
-              GROUNDING}  # fmt: skip
+    shared = {"seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL, GROUNDING}
+    if name == REUSES_MIX_MODEL:
+        shared.add("r2scp_model")
     return pipeline(template, namespace=name, inputs=shared, parameters=set(PARAMS))
 
 
