@@ -7,7 +7,9 @@
 
 Writes ``<out>/run.json`` (commit, command, environment, parameters, seed, machine, load
 average, wall time, peak RSS: of the largest single process, and of the whole process tree,
-the sum over ``kedro run`` and every process it started, sampled every half second) and copies the run's report files next to it. README.md and
+the sum over ``kedro run`` and every process it started, sampled every half second). It refuses
+to start when ``<data root>/06_models`` holds checkpoints or models of an earlier run: with
+``resume: true`` the stages would return them instead of training (use a fresh clone). and copies the run's report files next to it. README.md and
 docs/*.md show these files through ``scripts/render_docs.py``: no figure is typed by hand.
 """
 
@@ -102,6 +104,14 @@ class TreeMemory:
         self._thread.join()
 
 
+def earlier_models(data_root: Path) -> list[Path]:
+    """Files an earlier run left under ``<data_root>/06_models`` (checkpoints, models): with
+    ``resume: true`` the stages would return those instead of training, and the wall time and
+    the results would not be a run's from scratch."""
+    models = data_root / "06_models"
+    return sorted(p for p in models.rglob("*") if p.is_file() and p.name != ".gitkeep")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="base", help="kedro environment (default: base)")
@@ -114,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = ROOT / args.out
     data_root = ROOT / (args.data_root or (Path("data") if args.env == "base" else Path("data") / args.env))
+    left = [] if args.skip_run else earlier_models(data_root)
+    if left:
+        print(f"{data_root / '06_models'} holds {len(left)} files of an earlier run (e.g. "
+              f"{left[0]}): the stages would resume from them. Remove them or use a fresh "
+              "clone for a reference run.", file=sys.stderr)  # fmt: skip
+        return 2
     command = ["kedro", "run"] + ([] if args.env == "base" else [f"--env={args.env}"])
     command += [f"--runner={args.runner}"] if args.runner else []
     command += [f"--runner-params={args.runner_params}"] if args.runner_params else []

@@ -1,0 +1,39 @@
+"""``scripts/reference_run.py``: a reference run starts from scratch, and its memory sampler
+adds up a process tree."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("reference_run", ROOT / "scripts/reference_run.py")
+reference_run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference_run)
+
+
+def test_models_of_an_earlier_run_stop_a_reference_run(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "06_models").mkdir(parents=True)
+    (data / "06_models" / ".gitkeep").touch()
+    assert reference_run.earlier_models(data) == []
+    last = data / "06_models" / "checkpoints" / "pretrain" / "last.pt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"x")
+    assert reference_run.earlier_models(data) == [last]
+    code = reference_run.main(["--data-root", str(data), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "last.pt" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_tree_memory_counts_the_children_of_the_process():
+    """A parent holding little and a child holding ~200 MB: the sampled peak of the tree is
+    above the child's allocation, which the parent's own RSS never shows."""
+    child = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(3)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    with subprocess.Popen([sys.executable, "-c", parent]) as proc:
+        with reference_run.TreeMemory(proc.pid, interval=0.1) as tree:
+            proc.wait()
+    assert tree.peak_bytes > 200 * 2**20
