@@ -256,15 +256,37 @@ def _csv(root: Path, run: str, name: str):
     return pd.read_csv(path)
 
 
+def _peak_rss_mb(r: dict) -> float:
+    """A reference run's peak memory: of the whole process tree (``kedro run`` and the worker
+    processes it started, summed) where ``run.json`` has it, else of the largest process."""
+    return float(r.get("peak_tree_rss_mb", r["peak_rss_mb"]))
+
+
+def _runner(r: dict) -> str:
+    """The runner of a reference run: ``run.json``'s ``runner``, else the command's
+    ``--runner=`` (older files), else Kedro's default."""
+    if r.get("runner"):
+        return r["runner"]
+    named = [a.split("=", 1)[1] for a in r["command"].split() if a.startswith("--runner=")]
+    return named[0] if named else "SequentialRunner"
+
+
 def _run_line(root: Path, run: str) -> str:
     r = load_json(root, f"{run}/run.json")
     load = r.get("load_average_before", [None])[0]
+    runner = f", runner `{_runner(r)}`"
+    memory = (
+        f"peak RSS {_peak_rss_mb(r) / 1024:.2f} GB summed over its processes (largest one "
+        f"{r['peak_rss_mb'] / 1024:.2f} GB)"
+        if "peak_tree_rss_mb" in r
+        else f"peak RSS {r['peak_rss_mb'] / 1024:.2f} GB"
+    )
     return (
-        f"Reference run `{r['command']}` (env `{r['env']}`, seed {r['seed']}) at commit "
+        f"Reference run `{r['command']}` (env `{r['env']}`, seed {r['seed']}{runner}) at commit "
         f"`{r['commit'][:10]}`{' (uncommitted changes)' if r['dirty'] else ''}; "
         f"{r['machine']['cpus']} CPUs ({r['machine']['cpu_model']}), 1-minute load average "
-        f"{load:.1f} at the start; wall {r['wall_seconds'] / 60:.1f} min, peak RSS "
-        f"{r['peak_rss_mb'] / 1024:.2f} GB. Files: `docs/results/{run}/`.\n\n"
+        f"{load:.1f} at the start; wall {r['wall_seconds'] / 60:.1f} min, {memory}. "
+        f"Files: `docs/results/{run}/`.\n\n"
     )
 
 
@@ -311,8 +333,8 @@ def _target_values(root: Path, run: str) -> list[tuple[str, str, float, bool]]:
     rows.append(("train minus test, complete (points)", "<= 15", gap, gap <= 15))
     wall = r["wall_seconds"] / 60
     rows.append(("default `kedro run` wall time (min)", "<= 20", wall, wall <= 20))
-    rss = r["peak_rss_mb"] / 1024
-    rows.append(("peak RSS (GB)", "<= 4", rss, rss <= 4))
+    rss = _peak_rss_mb(r) / 1024
+    rows.append(("peak RSS (GB, all processes of the run)", "<= 4", rss, rss <= 4))
     ratio = pre["timing"]["train_samples_per_s"] / mix["timing"]["train_samples_per_s"]
     rows.append(("stage II time per sample / stage I's", "<= 2", ratio, ratio <= 2))
     return rows
@@ -341,6 +363,74 @@ def default_targets(root: Path) -> str:
     drawn = f"a seeded draw of {n} training questions" if n else "every training question"
     note = f"\nTrain accuracy (complete, selected stage-II model): {train:.1f} % on {drawn}.\n"
     return _run_line(root, run) + md_table(header, rows) + note
+
+
+#: the reference run of the default configuration on the project's DaskRunner (worker
+#: processes), kept to show what it costs and saves against the default SequentialRunner
+DASK_RUN = "default_dask"
+#: report tables compared between the runs (the JSON histories also hold wall times)
+COMPARED_TABLES = ("results_table.csv", "ablation_table.csv", "comparison_table.csv",
+                   "modality_needs.csv", "answer_prior.csv", "retrieval_quality.csv",
+                   "claims_verdicts.csv")  # fmt: skip
+
+
+@renderer("default.runners")
+def default_runners(root: Path) -> str:
+    """The default reference run next to the same configuration on the DaskRunner
+    (``DASK_RUN``): wall time, memory of all processes, node time added up (not recorded on
+    the DaskRunner: "-"), and whether every report table is byte for byte the same."""
+    runs = ["default"] + ([DASK_RUN] if (root / RESULTS / DASK_RUN).exists() else [])
+    rows = []
+    for run in runs:
+        r = load_json(root, f"{run}/run.json")
+        nodes = load_json(root, f"{run}/node_times.json")["total_seconds"] or None
+        if run == "default":
+            same = "-"
+        else:
+            differ = [name for name in COMPARED_TABLES
+                      if (root / RESULTS / run / name).read_bytes()
+                      != (root / RESULTS / "default" / name).read_bytes()]  # fmt: skip
+            same = (f"all {len(COMPARED_TABLES)} identical" if not differ
+                    else "differ: " + ", ".join(differ))  # fmt: skip
+        dirty = " (uncommitted changes)" if r["dirty"] else ""
+        rows.append([f"`{_runner(r)}`", f"`{r['commit'][:10]}`{dirty}",
+                     f"{r['wall_seconds'] / 60:.1f}", "-" if nodes is None else f"{nodes / 60:.1f}",
+                     f"{_peak_rss_mb(r) / 1024:.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", same])  # fmt: skip
+    header = ["runner", "commit", "wall (min)", "node time added up (min)",
+              "peak RSS, all processes (GB)", "largest process (GB)",
+              "report tables vs the first row"]  # fmt: skip
+    return (
+        "`python scripts/reference_run.py [--runner r2scp_pipeline.runner.DaskRunner --out "
+        f"docs/results/{DASK_RUN}]` on {load_json(root, 'default/run.json')['machine']['cpus']}"
+        " CPUs; files under `docs/results/`.\n\n" + md_table(header, rows)
+    )
+
+
+@renderer("default.reproducibility")
+def default_reproducibility(root: Path) -> str:
+    """Stage I and the R2ScP stage II of the default reference run against seed 42 of the
+    two-seed evidence run (the same seed and configuration, another environment, maybe another
+    runner or commit): are their per-epoch histories equal, value for value?"""
+    runs = {name: load_json(root, f"{name}/run.json") for name in ("default", "seeds")}
+
+    def describe(name: str) -> str:
+        r = runs[name]
+        threads = {st: r["parameters"][st].get("threads") for st in ("pretrain", "mix")}
+        return (f"`docs/results/{name}/` (commit `{r['commit'][:10]}`, runner "
+                f"`{_runner(r)}`, torch threads per node: stage I "
+                f"{threads['pretrain'] or 'one per core'}, stage II {threads['mix'] or 'one per core'})")  # fmt: skip
+
+    rows = []
+    for name, label in (("pretrain_history.json", "stage I (all experts)"),
+                        ("mix_history.json", "stage II (R2ScP)")):  # fmt: skip
+        a, b = load_json(root, f"default/{name}"), load_json(root, f"seeds/{name}")
+        same = a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"]
+        rows.append([label, a["epochs_run"], b["epochs_run"], "yes" if same else "**no**"])
+    return (
+        f"{describe('default')} against seed {runs['seeds']['seed']} of {describe('seeds')}:\n\n"
+        + md_table(["model", "epochs (default run)", "epochs (seeds run)",
+                    "every per-epoch loss, accuracy and load equal"], rows)
+    )  # fmt: skip
 
 
 @renderer("default.router_loads")
