@@ -5,12 +5,14 @@
     python scripts/reference_run.py --skip-run          # only collect an existing run's outputs
     python scripts/reference_run.py --runner r2scp_pipeline.runner.DaskRunner  # another runner
 
-Writes ``<out>/run.json`` (commit, command, environment, parameters, seed, machine, load
-average, wall time, peak RSS: of the largest single process, and of the whole process tree,
-the sum over ``kedro run`` and every process it started, sampled every half second). It refuses
-to start when ``<data root>/06_models`` holds checkpoints or models of an earlier run: with
-``resume: true`` the stages would return them instead of training (use a fresh clone). and copies the run's report files next to it. README.md and
-docs/*.md show these files through ``scripts/render_docs.py``: no figure is typed by hand.
+Writes ``<out>/run.json`` (commit, command, runner, environment, parameters, seed, machine,
+load average, wall time, peak RSS: of the largest single process, and of the whole process
+tree, the sum over ``kedro run`` and every process it started, sampled every half second) and
+copies the run's report files next to it. README.md and docs/*.md show these files through
+``scripts/render_docs.py``: no figure is typed by hand.
+
+It refuses to start when ``<data root>/06_models`` holds checkpoints or models of an earlier
+run: with ``resume: true`` the stages would return them instead of training (use a fresh clone).
 """
 
 from __future__ import annotations
