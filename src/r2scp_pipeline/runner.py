@@ -14,7 +14,12 @@ This one follows that design for Kedro 1.7:
   store). Datasets that live only in memory (``MemoryDataset``: unregistered node outputs such
   as ``audio_shard_0``) stay on the worker that made them: the worker scatters the value to
   itself and publishes the future under the dataset's name; a consumer fetches it from there.
-  Parameters travel with the task.
+  Parameters travel with the task. A ``CachedDataset`` (``audio_features``, ...) travels as
+  the dataset it wraps (:func:`_for_worker`), so each node reads the file itself.
+- **Whole runs.** The chain of every pipeline runs here with the numbers of a sequential run
+  (docs/scaling.md, "The whole chain on worker processes"); workers are not daemonic, so a node
+  may start processes of its own (:data:`WORKER_CONFIG`). Node hooks' ``after_node_run`` does
+  not run in the ``kedro run`` process, so ``node_times`` stays empty.
 - **Workers' memory allocator.** Dask's nanny starts every worker with
   ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``) so that freed
   memory goes back to the operating system. Setting it also turns off glibc's adaptive mmap
