@@ -97,7 +97,7 @@ class TreeMemory:
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self._thread.start()
         return self
 
@@ -140,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         "runner": args.runner or "SequentialRunner",  # kedro run's default
         "env": args.env,
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         # what differs from the commit (tracked files only): a reader can judge the change
         "dirty_files": _git("status", "--porcelain", "--untracked-files=no").splitlines(),
         "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
                     "platform": platform.platform()},
         "versions": _versions(),
     }  # fmt: skip
+    run["dirty"] = bool(run["dirty_files"])
     if not args.skip_run:
         run["load_average_before"] = list(os.getloadavg())
         start = time.perf_counter()

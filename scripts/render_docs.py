@@ -379,10 +379,10 @@ def default_runners(root: Path) -> str:
     """The default reference run next to the same configuration on the DaskRunner
     (``DASK_RUN``): wall time, memory of all processes, node time added up (not recorded on
     the DaskRunner: "-"), and whether every report table is byte for byte the same."""
-    runs = ["default"] + ([DASK_RUN] if (root / RESULTS / DASK_RUN).exists() else [])
+    names = ["default"] + ([DASK_RUN] if (root / RESULTS / DASK_RUN).exists() else [])
+    runs = {run: load_json(root, f"{run}/run.json") for run in names}
     rows = []
-    for run in runs:
-        r = load_json(root, f"{run}/run.json")
+    for run, r in runs.items():
         nodes = load_json(root, f"{run}/node_times.json")["total_seconds"] or None
         if run == "default":
             same = "-"
@@ -401,7 +401,7 @@ def default_runners(root: Path) -> str:
               "report tables vs the first row"]  # fmt: skip
     return (
         "`python scripts/reference_run.py [--runner r2scp_pipeline.runner.DaskRunner --out "
-        f"docs/results/{DASK_RUN}]` on {load_json(root, 'default/run.json')['machine']['cpus']}"
+        f"docs/results/{DASK_RUN}]` on {runs['default']['machine']['cpus']}"
         " CPUs; files under `docs/results/`.\n\n" + md_table(header, rows)
     )
 

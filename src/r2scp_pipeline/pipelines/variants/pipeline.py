@@ -17,8 +17,6 @@ from .nodes import pretrain_seed_experts, train_generative_imputers, train_varia
 FEATURES = ["qa_pairs", "audio_features", "visual_features", "question_features"]
 RETRIEVAL = ["memory_bank_audio", "memory_bank_visual", "neighbors"]
 GROUNDING = "grounding_labels"  # stage I's grounding targets (variants that retrain stage I)
-PARAMS = ["params:model", "params:pretrain", "params:mix", "params:train_missing", "params:seed",
-          "params:evaluate"]  # fmt: skip
 
 
 #: train_variant's parameter -> dataset; only the ``r2scp`` variant reads ``r2scp_model`` (at
@@ -35,18 +33,17 @@ REUSES_MIX_MODEL = "r2scp"
 
 
 def _variant(name: str) -> Pipeline:
-    if name == REUSES_MIX_MODEL:
-        func, inputs = partial(train_variant, variant=name), {"r2scp_model": "r2scp_model", **INPUTS}
-    else:
-        func, inputs = partial(train_variant, r2scp_model=None, variant=name), INPUTS
+    reuses = name == REUSES_MIX_MODEL
+    inputs = {"r2scp_model": "r2scp_model", **INPUTS} if reuses else INPUTS
+    func = partial(train_variant, **({} if reuses else {"r2scp_model": None}), variant=name)
     template = Pipeline([
         Node(func, inputs=inputs, outputs=["variant_models", "variant_history"],
              name="train_variant")
     ])  # fmt: skip
-    shared = {"seed_experts", "generative_imputers", *FEATURES, *RETRIEVAL, GROUNDING}
-    if name == REUSES_MIX_MODEL:
-        shared.add("r2scp_model")
-    return pipeline(template, namespace=name, inputs=shared, parameters=set(PARAMS))
+    # every input keeps its name across namespaces: the shared datasets and the parameters
+    params = {d for d in inputs.values() if d.startswith("params:")}
+    shared = set(inputs.values()) - params
+    return pipeline(template, namespace=name, inputs=shared, parameters=params)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
