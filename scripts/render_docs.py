@@ -550,6 +550,25 @@ def audio_probe(root: Path) -> str:
     )
 
 
+@renderer("visual_probe")
+def visual_probe(root: Path) -> str:
+    """benchmarks/visual_probe.py: do a grid cell's features say which instruments stand in it,
+    per EfficientNet-Lite0 input size?"""
+    r = load_json(root, "visual_probe.json")
+    rows = [[f"{size} px", f"{v['feature_map']}x{v['feature_map']}", v["cpu_ms_per_frame"],
+             float(v["precision"]), float(v["recall"]), float(v["f1"]), float(v["exact_set"])]
+            for size, v in r["sizes"].items()]  # fmt: skip
+    grid = "x".join(str(g) for g in r["grid"])
+    return (
+        f"`{r['command'].strip()}`: {r['videos']['train']} training / {r['videos']['test']} test "
+        f"videos, {grid} grid, {r['frames_per_video']} frames per video averaged per cell, "
+        f"{r['labels_per_cell']} instruments per cell on average; torch {r['torch']}, one "
+        f"thread, load average {r['machine']['load_average'][0]:.1f}.\n\n"
+        + md_table(["input size", "feature map", "cpu ms / frame", "precision", "recall", "F1",
+                    "exact set"], rows)  # fmt: skip
+    )
+
+
 @renderer("expert_generalisation")
 def expert_generalisation(root: Path) -> str:
     """benchmarks/expert_generalisation.py: the stage-I experts on training vs unseen videos."""

@@ -107,6 +107,31 @@ def test_token_encoder_keeps_time_and_place():
         enc(torch.randn(B, T, 4, 9))
 
 
+def test_readout_hops_read_the_tokens_again_and_keep_the_first_hops_weights():
+    torch.manual_seed(0)
+    h, q = torch.randn(B, T, D), torch.randn(B, 5)
+    one, two = ExpertReadout(D, 5, 2, 2, 0.0), ExpertReadout(D, 5, 2, 2, 0.0, hops=2)
+    assert two(h, None, q).shape == (B, D)
+    # a one-hop checkpoint loads into the first hop of a two-hop readout, by the same names
+    missing = two.load_state_dict(one.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("more.0.") for k in missing)
+    assert set(one.state_dict()) == {k for k in two.state_dict() if not k.startswith("more.")}
+    # the second hop's query depends on what the first read: another token set, another answer
+    assert not torch.allclose(two(h, None, q), one(h, None, q))
+    out = two(h, None, q)
+    h2 = h.clone()
+    h2[:, -1] += 5.0
+    assert not torch.allclose(two(h2, None, q), out)
+    # the stage-I heads and the stage-II readouts get each expert's configured hops
+    model = R2ScP(cfg(readout_hops={"audio": 1, "visual": 3, "text": 2}))
+    assert {m: len(model.heads[m].readout.more) for m in EXPERTS} == {"audio": 0, "visual": 2, "text": 1}
+    assert {m: len(model.readouts[m].more) for m in EXPERTS} == {"audio": 0, "visual": 2, "text": 1}
+    assert cfg(readout_hops=2).readout_hops == {m: 2 for m in EXPERTS}  # one number: every expert
+    assert "readout_hops" in model.cfg.expert_dict()  # stage II must match stage I's heads
+    with pytest.raises(ValueError, match="readout_hops"):
+        ExpertReadout(D, 5, 2, 2, 0.0, hops=0)
+
+
 def test_audio_front_end_tokens_hear_loudness_and_time():
     torch.manual_seed(0)
     fe = AudioFrontEnd(n_mels=16, n_frames=12, d=D, max_len=64, tokens=3, channels=4,
@@ -341,7 +366,8 @@ def test_ranking_loss_is_zero_when_the_order_holds_and_positive_otherwise():
 @pytest.mark.parametrize(
     "bad, match",
     [({"d_model": 10, "n_heads": 4}, "divisible"), ({"complete_mode": "both"}, "complete_mode"),
-     ({"saliency": "x"}, "saliency"), ({"k_purge": -1}, "k_purge"), ({"n_retrieve": 0}, "n_retrieve")],
+     ({"saliency": "x"}, "saliency"), ({"k_purge": -1}, "k_purge"), ({"n_retrieve": 0}, "n_retrieve"),
+     ({"readout_hops": 0}, "readout_hops"), ({"readout_hops": {"visual": 2}}, "one per expert")],
 )  # fmt: skip
 def test_config_rejects_bad_values(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -209,6 +209,16 @@ def test_stage_two_rejects_experts_of_another_shape(tensors, stage1):
         train_stage_two(ckpt, tensors, {**MODEL, "d_model": 32}, LOOP, {}, seed=0)
 
 
+def test_stage_two_reads_experts_written_before_a_field_existed(tensors, stage1):
+    """A stage-I checkpoint without ``readout_hops`` was built with its default (one hop)."""
+    ckpt, _ = stage1
+    old = {**ckpt, "config": {k: v for k, v in ckpt["config"].items() if k != "readout_hops"}}
+    model, _ = train_stage_two(old, tensors, MODEL, {**LOOP, "epochs": 1}, {}, seed=0)
+    assert model.cfg.readout_hops == {"audio": 1, "visual": 1, "text": 1}
+    with pytest.raises(ValueError, match="readout_hops"):
+        train_stage_two(old, tensors, {**MODEL, "readout_hops": 2}, LOOP, {}, seed=0)
+
+
 # ---- checkpoints and resume -------------------------------------------------------------------
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tensors, stage1, tmp_path):
     ckpt, _ = stage1
@@ -376,10 +386,12 @@ def test_grid_and_audio_frames_through_both_stages_and_prediction():
     t = build_tensors(**tables, n_neighbors=2)
     assert t.audio.shape[2:] == (8, 16) and t.visual.shape[2:] == (6, 24)
     assert t.bank["visual"].shape[1:] == t.visual.shape[1:]  # the bank stores tokens too
-    model_params = {**MODEL, "audio_tokens": 2, "audio_channels": 4, "k_purge": 6}
+    model_params = {**MODEL, "audio_tokens": 2, "audio_channels": 4, "k_purge": 6,
+                    "readout_hops": {"audio": 1, "visual": 2, "text": 1}}  # fmt: skip
     loop = {**LOOP, "epochs": 1}
     s1, _ = train_stage_one(t, model_params, loop, {}, seed=0)
     assert s1.cfg.s_audio == 8 and s1.cfg.s_visual == 6 and s1.cfg.conv_audio
+    assert len(s1.heads["visual"].readout.more) == 1 and not s1.heads["audio"].readout.more
     model, _ = train_stage_two(model_checkpoint(s1, {}), t, model_params, loop, {}, seed=0)
     cache = build_cache(model, t)
     assert cache.h["audio"].shape[1:] == (10 * 2, 16) and cache.h["visual"].shape[1:] == (60, 16)

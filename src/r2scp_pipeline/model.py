@@ -31,7 +31,7 @@ from .vocabulary import EXPERTS, MISSING_CODES, MODALITIES, OTHER
 EXPERT_FIELDS = (
     "d_audio", "d_visual", "d_text", "s_audio", "s_visual", "n_answers", "d_model", "n_heads",
     "n_layers", "ff_mult", "max_len", "audio_frontend", "audio_tokens", "audio_channels",
-    "answer_format",
+    "answer_format", "readout_hops",
 )  # fmt: skip
 AUDIO_FRONTENDS = ("auto", "conv", "linear")
 #: classes: logits over a fixed answer vocabulary (MUSIC-AVQA's 42); choices: a score per
@@ -50,6 +50,10 @@ class R2ScPConfig:
     d_model: int = 128  # d: width of every expert's representation H_m
     n_heads: int = 4
     n_layers: int = 1  # transformer layers per expert
+    # attention hops of each expert's question-guided readout (ExpertReadout): one number for
+    # every expert or {audio, visual, text}; stored as the mapping. 1 = one query read, as
+    # written before the field (checkpoints without it load as 1 everywhere)
+    readout_hops: int | dict[str, int] = 1
     ff_mult: int = 2  # MLP width = ff_mult * d
     dropout: float = 0.1
     max_len: int = 64  # learned positions (>= T and the longest question)
@@ -106,6 +110,14 @@ class R2ScPConfig:
         for name in ("s_audio", "s_visual", "audio_tokens", "audio_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        hops = self.readout_hops
+        hops = {m: hops for m in EXPERTS} if isinstance(hops, int) else dict(hops)
+        if set(hops) != set(EXPERTS) or any(not isinstance(v, int) or v < 1 for v in hops.values()):
+            raise ValueError(
+                f"model.readout_hops must be a whole number >= 1 or one per expert "
+                f"{{{', '.join(f'{m}: n' for m in EXPERTS)}}}, got {self.readout_hops!r}"
+            )
+        self.readout_hops = {m: hops[m] for m in EXPERTS}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -308,26 +320,46 @@ class ModalityExpert(nn.Module):
         return self.ln(x)  # H_m [B, L, d]
 
 
-class ExpertReadout(nn.Module):
+class ReadoutHop(nn.Module):
+    """One attention hop of :class:`ExpertReadout`: the query [B, 1, d] reads H_m [B, L, d]
+    (cross-attention, LayerNorm, MLP) and comes back updated [B, 1, d]."""
+
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(d, n_heads)
+        self.ln1, self.ln2, self.mlp = nn.LayerNorm(d), nn.LayerNorm(d), MLP(d, ff_mult, dropout)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.ln1(x + self.attn(x, h, mask)[0])  # [B, 1, d]
+        return x + self.mlp(self.ln2(x))  # [B, 1, d]
+
+
+class ExpertReadout(ReadoutHop):
     """Question-guided attention pooling: H_m [B, L, d] -> h_m [B, d].
 
     This is how the question reaches the unimodal experts (docs/model.md, eq. 10): the query is
     a projection of the question's sentence vector, so h_m answers *this* question from
-    modality m alone; the expert's encoder itself never sees another modality.
+    modality m alone; the expert's encoder itself never sees another modality. With
+    ``hops > 1`` the query reads H_m again with what the previous hop found (a relation such
+    as "the instrument left of the cello" needs one hop to find the cello and one to look
+    next to it). The first hop's weights keep their names (checkpoints of one hop load).
     """
 
-    def __init__(self, d: int, d_text: int, n_heads: int, ff_mult: int, dropout: float) -> None:
-        super().__init__()
+    def __init__(self, d: int, d_text: int, n_heads: int, ff_mult: int, dropout: float,
+                 hops: int = 1) -> None:  # fmt: skip
+        super().__init__(d, n_heads, ff_mult, dropout)
+        if hops < 1:
+            raise ValueError(f"model.readout_hops must be >= 1, got {hops}")
         self.q_proj = nn.Sequential(nn.LayerNorm(d_text), nn.Linear(d_text, d))
-        self.attn = MultiHeadAttention(d, n_heads)
-        self.ln1, self.ln2, self.mlp = nn.LayerNorm(d), nn.LayerNorm(d), MLP(d, ff_mult, dropout)
+        self.more = nn.ModuleList(ReadoutHop(d, n_heads, ff_mult, dropout) for _ in range(hops - 1))
 
     def forward(
         self, h: torch.Tensor, mask: torch.Tensor | None, q_sent: torch.Tensor
     ) -> torch.Tensor:
-        q = self.q_proj(q_sent).unsqueeze(1)  # [B, 1, d]
-        x = self.ln1(q + self.attn(q, h, mask)[0])  # [B, 1, d]
-        return (x + self.mlp(self.ln2(x))).squeeze(1)  # [B, d]
+        x = super().forward(self.q_proj(q_sent).unsqueeze(1), h, mask)  # [B, 1, d]
+        for hop in self.more:
+            x = hop(x, h, mask)
+        return x.squeeze(1)  # [B, d]
 
 
 class ChoiceDecoder(nn.Module):
@@ -356,11 +388,12 @@ class ChoiceDecoder(nn.Module):
 
 
 class ExpertHead(nn.Module):
-    """Stage-I answer head of one expert: P(y | E_m(F_m)) of eq. 10."""
+    """Stage-I answer head of expert ``modality``: P(y | E_m(F_m)) of eq. 10."""
 
-    def __init__(self, cfg: R2ScPConfig) -> None:
+    def __init__(self, cfg: R2ScPConfig, modality: str) -> None:
         super().__init__()
-        self.readout = ExpertReadout(cfg.d_model, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout)
+        self.readout = ExpertReadout(cfg.d_model, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout,
+                                     cfg.readout_hops[modality])  # fmt: skip
         self.choices = cfg.answer_format == "choices"
         self.out = (
             ChoiceDecoder(cfg.d_model, cfg.d_text, cfg.dropout)
@@ -648,7 +681,7 @@ class R2ScP(nn.Module):
                 for m in EXPERTS
             }
         )
-        self.heads = nn.ModuleDict({m: ExpertHead(cfg) for m in EXPERTS})  # stage I (eq. 10)
+        self.heads = nn.ModuleDict({m: ExpertHead(cfg, m) for m in EXPERTS})  # stage I (eq. 10)
         self.grounding = (
             GroundingHeads(d, cfg.n_grounding, {m: cfg.tokens_per_segment(m) for m in MODALITIES})
             if cfg.n_grounding
@@ -658,7 +691,8 @@ class R2ScP(nn.Module):
         self.cap = nn.ModuleDict({m: ContextAwarePurification(cfg) for m in MODALITIES})
         self.readouts = nn.ModuleDict(
             {
-                m: ExpertReadout(d, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout)
+                m: ExpertReadout(d, cfg.d_text, cfg.n_heads, cfg.ff_mult, cfg.dropout,
+                                 cfg.readout_hops[m])
                 for m in EXPERTS
             }
         )

@@ -237,6 +237,7 @@ class ModelParams(_Schema):
     audio_frontend: str  # auto | conv | linear
     audio_tokens: int
     audio_channels: int
+    readout_hops: int | dict[str, int]  # one for every expert, or {audio, visual, text}
     router_hidden: int
     expert_votes: bool
     use_cmr: bool

@@ -1021,7 +1021,8 @@ def train_stage_two(
     """
     recovery = recovery or Retrieval()
     cfg = build_config(model_params, tensors)
-    s1_cfg = {"answer_format": "classes", **stage1["config"]}  # checkpoints before the field
+    # checkpoints written before a field was added have its default (what they were built with)
+    s1_cfg = {**R2ScPConfig().expert_dict(), **stage1["config"]}
     diff = {k: (s1_cfg.get(k), v) for k, v in cfg.expert_dict().items() if s1_cfg.get(k) != v}
     if diff:
         raise ValueError(f"model parameters {diff} (stage I, now) differ from the stage-I experts; "
