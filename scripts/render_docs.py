@@ -374,35 +374,55 @@ COMPARED_TABLES = ("results_table.csv", "ablation_table.csv", "comparison_table.
                    "claims_verdicts.csv")  # fmt: skip
 
 
+def _same_configuration_run(root: Path, other: dict) -> str | None:
+    """The kept sequential reference run (``default``, else ``PREVIOUS_RUN``) whose
+    configuration (environment and every parameter) is ``other``'s, or None."""
+    for name in ("default", PREVIOUS_RUN):
+        path = root / RESULTS / name / "run.json"
+        if path.exists():
+            r = load_json(root, f"{name}/run.json")
+            if (r["env"], r["parameters"]) == (other["env"], other["parameters"]):
+                return name
+    return None
+
+
 @renderer("default.runners")
 def default_runners(root: Path) -> str:
-    """The default reference run next to the same configuration on the DaskRunner
-    (``DASK_RUN``): wall time, memory of all processes, node time added up (not recorded on
-    the DaskRunner: "-"), and whether every report table is byte for byte the same."""
-    names = ["default"] + ([DASK_RUN] if (root / RESULTS / DASK_RUN).exists() else [])
-    runs = {run: load_json(root, f"{run}/run.json") for run in names}
+    """The DaskRunner reference run (``DASK_RUN``) next to the kept sequential reference run of
+    the same configuration (the default run, or the previous one when the default changed
+    since): wall time, memory of all processes, node time added up (not recorded on the
+    DaskRunner: "-"), and whether every report table is byte for byte the same."""
+    dask = load_json(root, f"{DASK_RUN}/run.json")
+    base = _same_configuration_run(root, dask)
+    if base is None:
+        return (f"`docs/results/{DASK_RUN}/` (commit `{dask['commit'][:10]}`) has a configuration "
+                "that no kept sequential reference run has: nothing to compare.\n")  # fmt: skip
     rows = []
-    for run, r in runs.items():
+    for run in (base, DASK_RUN):
+        r = load_json(root, f"{run}/run.json")
         nodes = load_json(root, f"{run}/node_times.json")["total_seconds"] or None
-        if run == "default":
+        if run == base:
             same = "-"
         else:
             differ = [name for name in COMPARED_TABLES
                       if (root / RESULTS / run / name).read_bytes()
-                      != (root / RESULTS / "default" / name).read_bytes()]  # fmt: skip
+                      != (root / RESULTS / base / name).read_bytes()]  # fmt: skip
             same = (f"all {len(COMPARED_TABLES)} identical" if not differ
                     else "differ: " + ", ".join(differ))  # fmt: skip
         dirty = " (uncommitted changes)" if r["dirty"] else ""
-        rows.append([f"`{_runner(r)}`", f"`{r['commit'][:10]}`{dirty}",
+        rows.append([f"`{_runner(r)}`", f"`docs/results/{run}/`", f"`{r['commit'][:10]}`{dirty}",
                      f"{r['wall_seconds'] / 60:.1f}", "-" if nodes is None else f"{nodes / 60:.1f}",
                      f"{_peak_rss_mb(r) / 1024:.2f}", f"{r['peak_rss_mb'] / 1024:.2f}", same])  # fmt: skip
-    header = ["runner", "commit", "wall (min)", "node time added up (min)",
+    header = ["runner", "files", "commit", "wall (min)", "node time added up (min)",
               "peak RSS, all processes (GB)", "largest process (GB)",
               "report tables vs the first row"]  # fmt: skip
+    note = ("" if base == "default" else
+            " The default configuration has changed since these two runs (the first row is the "
+            "previous reference run); the current default has no DaskRunner reference run.")  # fmt: skip
     return (
         "`python scripts/reference_run.py [--runner r2scp_pipeline.runner.DaskRunner --out "
-        f"docs/results/{DASK_RUN}]` on {runs['default']['machine']['cpus']}"
-        " CPUs; files under `docs/results/`.\n\n" + md_table(header, rows)
+        f"docs/results/{DASK_RUN}]` on {dask['machine']['cpus']} CPUs, the same configuration "
+        f"on both runners.{note}\n\n" + md_table(header, rows)
     )
 
 
