@@ -74,6 +74,12 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, tr: torch.Tensor, te: torch.T
         return tag_scores(net(x[te]).sigmoid(), y[te])
 
 
+def machine() -> dict:
+    """Cores, platform and the 1/5/15-minute load averages at the end of the run."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "load_average": list(os.getloadavg())}  # fmt: skip
+
+
 def cell_labels(path: Path, ids: list[str], cells: int) -> torch.Tensor:
     """``grounding_labels`` visual rows -> instruments seen in each cell over the video [V*S, K]."""
     labels = pd.read_parquet(path)
@@ -133,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_ms_per_frame": round(1000 * cpu / (len(ids) * len(args.frames)), 1),
             **linear_probe(x, y, tr, te, args.c, args.steps),
         }
-    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                         "load_average": list(os.getloadavg())}  # fmt: skip
-    print(json.dumps(result, indent=1))
+    result["machine"] = machine()
+    text = json.dumps(result, indent=1)
+    print(text)
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        args.out.write_text(text + "\n")
     return 0
 
 

@@ -258,8 +258,10 @@ def _csv(root: Path, run: str, name: str):
 
 def _peak_rss_mb(r: dict) -> float:
     """A reference run's peak memory: of the whole process tree (``kedro run`` and the worker
-    processes it started, summed) where ``run.json`` has it, else of the largest process."""
-    return float(r.get("peak_tree_rss_mb", r["peak_rss_mb"]))
+    processes it started, summed) where ``run.json`` has it, else of the largest process. The
+    tree is sampled every half second and can miss a short peak that the largest process's
+    own maximum (``ru_maxrss``) records, so the larger of the two is the peak."""
+    return max(float(r.get("peak_tree_rss_mb", 0.0)), float(r["peak_rss_mb"]))
 
 
 def _runner(r: dict) -> str:
