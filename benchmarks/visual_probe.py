@@ -86,6 +86,9 @@ def cell_labels(path: Path, ids: list[str], cells: int) -> torch.Tensor:
     labels = labels[labels["modality"] == "visual"]
     if labels.empty:
         raise SystemExit(f"{path} has no visual rows: the labels exist for the embedded dataset")
+    if int(labels["s"].max()) >= cells:
+        raise SystemExit(f"{path} labels cell {int(labels['s'].max())}, outside the {cells} cells "
+                         "of --grid: pass the grid the features were made with")  # fmt: skip
     pos = {v: i for i, v in enumerate(ids)}
     y = torch.zeros(len(ids), cells, len(avqa.INSTRUMENTS))
     for vid, s, names in zip(labels["video_id"], labels["s"], labels["instruments"], strict=True):
@@ -114,10 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     cells = args.grid[0] * args.grid[1]
     y = cell_labels(args.data / "04_feature/grounding_labels.parquet", ids, cells)
     split = index["splits"].astype(str).str.split("+")
-    per_cell = lambda m: torch.as_tensor(np.repeat(m.to_numpy(), cells))  # noqa: E731
-    tr = per_cell(split.apply(lambda s: "train" in s))
-    te = per_cell(split.apply(lambda s: "test" in s and "train" not in s))
+    in_train = split.apply(lambda s: "train" in s).to_numpy()
+    in_test = split.apply(lambda s: "test" in s and "train" not in s).to_numpy()
+    tr, te = (torch.as_tensor(np.repeat(m, cells)) for m in (in_train, in_test))  # per cell
     frames = {vid: list_frames(args.root / d) for vid, d in zip(ids, index["frames_dir"], strict=True)}
+    short = [vid for vid, f in frames.items() if len(f) <= max(args.frames)]
+    if short:
+        raise SystemExit(f"video {short[0]!r} has {len(frames[short[0]])} frames; --frames asks "
+                         f"for frame index {max(args.frames)}")  # fmt: skip
     result = {
         "command": "python benchmarks/visual_probe.py " + " ".join(argv or sys.argv[1:]),
         "videos": {"train": int(tr.sum()) // cells, "test": int(te.sum()) // cells},

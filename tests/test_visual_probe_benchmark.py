@@ -73,3 +73,12 @@ def test_no_visual_labels_is_a_clear_error(tmp_path):
     labels.assign(modality="audio").to_parquet(data / "04_feature/grounding_labels.parquet")
     with pytest.raises(SystemExit, match="no visual rows"):
         bench.main(["--data", str(data), "--root", str(tmp_path), "--sizes", "64"])
+
+
+def test_too_few_frames_or_a_grid_the_labels_do_not_fit_are_clear_errors(tmp_path):
+    data = _scene(tmp_path, n_videos=4)
+    common = ["--data", str(data), "--root", str(tmp_path), "--sizes", "96"]
+    with pytest.raises(SystemExit, match="has 2 frames; --frames asks for frame index 5"):
+        bench.main([*common, "--frames", "0", "5"])
+    with pytest.raises(SystemExit, match="outside the 2 cells of --grid"):
+        bench.main([*common, "--grid", "1", "2"])
