@@ -1021,9 +1021,10 @@ def train_stage_two(
     """
     recovery = recovery or Retrieval()
     cfg = build_config(model_params, tensors)
-    # checkpoints written before a field was added have its default (what they were built with)
-    s1_cfg = {**R2ScPConfig().expert_dict(), **stage1["config"]}
-    diff = {k: (s1_cfg.get(k), v) for k, v in cfg.expert_dict().items() if s1_cfg.get(k) != v}
+    # rebuilt like load_model does: a field added after the checkpoint gets its default (what
+    # the experts were built with), and values are normalised (readout_hops as a mapping)
+    s1_cfg = R2ScPConfig.from_dict(stage1["config"]).expert_dict()
+    diff = {k: (s1_cfg[k], v) for k, v in cfg.expert_dict().items() if s1_cfg[k] != v}
     if diff:
         raise ValueError(f"model parameters {diff} (stage I, now) differ from the stage-I experts; "
                          "re-run the pretrain pipeline")  # fmt: skip
