@@ -376,15 +376,15 @@ COMPARED_TABLES = ("results_table.csv", "ablation_table.csv", "comparison_table.
                    "claims_verdicts.csv")  # fmt: skip
 
 
-def _same_configuration_run(root: Path, other: dict) -> str | None:
+def _same_configuration_run(root: Path, other: dict) -> tuple[str, dict] | None:
     """The kept sequential reference run (``default``, else ``PREVIOUS_RUN``) whose
-    configuration (environment and every parameter) is ``other``'s, or None."""
+    configuration (environment and every parameter) is ``other``'s, with its ``run.json``;
+    None when there is none."""
     for name in ("default", PREVIOUS_RUN):
-        path = root / RESULTS / name / "run.json"
-        if path.exists():
+        if (root / RESULTS / name / "run.json").exists():
             r = load_json(root, f"{name}/run.json")
             if (r["env"], r["parameters"]) == (other["env"], other["parameters"]):
-                return name
+                return name, r
     return None
 
 
@@ -395,13 +395,13 @@ def default_runners(root: Path) -> str:
     since): wall time, memory of all processes, node time added up (not recorded on the
     DaskRunner: "-"), and whether every report table is byte for byte the same."""
     dask = load_json(root, f"{DASK_RUN}/run.json")
-    base = _same_configuration_run(root, dask)
-    if base is None:
+    found = _same_configuration_run(root, dask)
+    if found is None:
         return (f"`docs/results/{DASK_RUN}/` (commit `{dask['commit'][:10]}`) has a configuration "
                 "that no kept sequential reference run has: nothing to compare.\n")  # fmt: skip
+    base, base_run = found
     rows = []
-    for run in (base, DASK_RUN):
-        r = load_json(root, f"{run}/run.json")
+    for run, r in ((base, base_run), (DASK_RUN, dask)):
         nodes = load_json(root, f"{run}/node_times.json")["total_seconds"] or None
         if run == base:
             same = "-"
