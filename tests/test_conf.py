@@ -36,7 +36,7 @@ def _paths(tree: Any, key: str = "") -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "env, root",
-    [("local", "data/"), ("test", f"{TEST_DATA}/"), ("full", "data/full/"), ("seeds", "data/seeds/"),
+    [("local", "data/"), ("test", f"{TEST_DATA}/"), ("full", "data/full/"), ("seeds", "data/seeds/"), ("nocue", "data/nocue/"),
      ("airflow", "data/"), ("corpus_study", "data/corpus_study/")],
 )
 def test_every_path_of_an_environment_is_under_its_data_root(env: str, root: str):

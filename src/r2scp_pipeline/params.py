@@ -80,6 +80,7 @@ class EmbeddedParams(_Schema):
     voiceover_prob: float
     indoor_prob: float
     jpeg_quality: int
+    visual_cue: bool = True  # the glow / hop on an instrument while it sounds
     num_workers: int
     answer_format: str  # open_ended (MUSIC-AVQA files) | multiple_choice (AVQA files)
 

@@ -271,6 +271,25 @@ def test_sounding_instruments_show_a_visible_cue(dataset):
     assert min(on) > 10 and max(off) < 8, (min(on), max(off))
 
 
+def test_visual_cue_false_draws_the_frames_without_the_cue(tmp_path):
+    """Same scenes, sound and questions; the frames are those drawn without the cue."""
+    with_cue, without = tmp_path / "with", tmp_path / "without"
+    _small(with_cue), _small(without, visual_cue=False)
+    wavs = sorted(p.relative_to(with_cue) for p in (with_cue / "audio").iterdir())
+    for name in [*SPLIT_FILES.values(), *wavs]:
+        assert (with_cue / name).read_bytes() == (without / name).read_bytes(), name
+    differ = 0
+    for scene in load_scenes(without):
+        plain = render_frames(scene, 224, cue=False)
+        for k in range(scene["seconds"]):
+            path = f"frames/{scene['video_id']}/{k + 1:06d}.jpg"
+            assert np.array_equal(np.asarray(Image.open(without / path)), _jpeg(plain[k]))
+            differ += (without / path).read_bytes() != (with_cue / path).read_bytes()
+    assert differ > 0  # some instrument sounds on screen somewhere
+    assert json.loads((without / "manifest.json").read_text())["config_hash"] != json.loads(
+        (with_cue / "manifest.json").read_text())["config_hash"]  # fmt: skip
+
+
 # ---- determinism, re-runs, atomicity, errors -------------------------------------------------
 
 
@@ -361,6 +380,7 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
         ({"sound_source": "/nowhere/font.sf2"}, "dataset.embedded.sound_source"),
         ({"splits_sound_source": {"dev": "note_bank"}}, "splits_sound_source"),
         ({"frame_size": 0}, "frame_size"),
+        ({"visual_cue": "no"}, "dataset.embedded.visual_cue: expected true or false"),
     ],
 )
 def test_bad_parameters_are_named(tmp_path, extra, match):

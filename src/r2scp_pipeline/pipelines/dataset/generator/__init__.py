@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "voiceover_prob": 0.4,
     "indoor_prob": 0.55,
     "jpeg_quality": 90,
+    # the glow and hop on a visible instrument in each second it sounds (render.py); false =
+    # frames show who stands where but not who plays: the sound alone says who plays
+    "visual_cue": True,
     "num_workers": 1,  # processes rendering media (results do not depend on it)
 }
 #: Keys that do not change the generated files (left out of the config hash).
@@ -126,6 +129,8 @@ def resolve_config(params: dict[str, Any]) -> dict[str, Any]:
     bad = sorted(set(cfg["splits_sound_source"]) - set(SPLITS))
     if bad:
         _fail("splits_sound_source", f"unknown split(s) {bad}; valid: {', '.join(SPLITS)}")
+    if not isinstance(cfg["visual_cue"], bool):
+        _fail("visual_cue", f"expected true or false, got {cfg['visual_cue']!r}")
     for key in (
         "sounding_prob",
         "offscreen_prob",
@@ -190,8 +195,10 @@ def _write_json(path: Path, obj: Any) -> None:
     )
 
 
-def write_media(scene: dict[str, Any], root: Path, frame_size: int, jpeg_quality: int) -> None:
-    """``audio/<video_id>.wav`` and ``frames/<video_id>/*.jpg`` of one scene under ``root``."""
+def write_media(scene: dict[str, Any], root: Path, frame_size: int, jpeg_quality: int,
+                cue: bool = True) -> None:  # fmt: skip
+    """``audio/<video_id>.wav`` and ``frames/<video_id>/*.jpg`` of one scene under ``root``
+    (``cue``: draw the visual cue, see :func:`render_frames`)."""
     import soundfile as sf
 
     vid = scene["video_id"]
@@ -199,14 +206,14 @@ def write_media(scene: dict[str, Any], root: Path, frame_size: int, jpeg_quality
     sf.write(str(root / "audio" / f"{vid}.wav"), audio, int(scene["sample_rate"]), subtype="PCM_16")
     folder = root / "frames" / vid
     folder.mkdir()
-    for k, frame in enumerate(render_frames(scene, frame_size)):
+    for k, frame in enumerate(render_frames(scene, frame_size, cue=cue)):
         frame.save(folder / f"{k + 1:06d}.jpg", quality=jpeg_quality)
 
 
-def _write_media_batch(args: tuple[list[dict], str, int, int]) -> int:
-    scenes, root, frame_size, quality = args
+def _write_media_batch(args: tuple[list[dict], str, int, int, bool]) -> int:
+    scenes, root, frame_size, quality, cue = args
     for scene in scenes:
-        write_media(scene, Path(root), frame_size, quality)
+        write_media(scene, Path(root), frame_size, quality, cue)
     return len(scenes)
 
 
@@ -291,7 +298,8 @@ def generate_dataset(params: dict, seed: int) -> pd.DataFrame:
         (tmp / "audio").mkdir(parents=True)
         (tmp / "frames").mkdir()
         batches = [scenes[i : i + 16] for i in range(0, len(scenes), 16)]
-        jobs = [(b, str(tmp), cfg["frame_size"], cfg["jpeg_quality"]) for b in batches]
+        jobs = [(b, str(tmp), cfg["frame_size"], cfg["jpeg_quality"], cfg["visual_cue"])
+                for b in batches]  # fmt: skip
         with tqdm(total=len(scenes), desc="MiniMusic-AVQA videos", unit="video") as bar:
             if cfg["num_workers"] > 1 and len(batches) > 1:
                 import multiprocessing as mp
