@@ -477,10 +477,30 @@ def default_router_loads(root: Path) -> str:
                      "val accuracy"], rows)  # fmt: skip
 
 
+def best_expert_per_type(needs) -> tuple[float, float]:
+    """(overall % of the stage-I expert that is best alone on each question type, the full
+    model's overall %): what a router that picked one expert per type would score."""
+    types = needs[needs["level"] == "type"]
+    best = types[["audio_expert", "visual_expert", "text_expert"]].max(axis=1)
+    n = types["n"].astype(float)
+    overall = float(needs.loc[needs["level"] == "all", "r2scp_complete"].iloc[0])
+    return float((best * n).sum() / n.sum()), overall
+
+
 @renderer("default.modality_needs")
 def default_modality_needs(root: Path) -> str:
     """Per question type: each stage-I expert alone, the prior, the full model, zero-fill."""
     needs = _csv(root, "default", "modality_needs.csv")
+    return _modality_needs_table(needs) + _best_expert_line(needs)
+
+
+def _best_expert_line(needs) -> str:
+    best, overall = best_expert_per_type(needs)
+    return (f"\nThe expert that answers a question type best alone, picked per type: {best:.1f} % "
+            f"overall; the full model: {overall:.1f} %.\n")
+
+
+def _modality_needs_table(needs) -> str:
     keep = needs[needs["level"] != "template"]
     cols = [c for c in ("n", "prior", "audio_expert", "visual_expert", "text_expert",
                         "r2scp_complete", "zero_fill_audio_missing", "zero_fill_visual_missing")
@@ -588,6 +608,58 @@ def visual_probe(root: Path) -> str:
         f"thread, load average {r['machine']['load_average'][0]:.1f}.\n\n"
         + md_table(["input size", "feature map", "cpu ms / frame", "precision", "recall", "F1",
                     "exact set"], rows)  # fmt: skip
+    )
+
+
+@renderer("visual_cue")
+def visual_cue(root: Path) -> str:
+    """benchmarks/visual_cue.py: the stage-I experts on the test frames as written and drawn
+    again without the generator's visual cue (the glow / hop of a sounding instrument)."""
+    r = load_json(root, "visual_cue.json")
+    plain = {row["type"]: row for row in r["without_cue"]}
+    rows = []
+    for row in r["with_cue"]:
+        other = plain[row["type"]]
+        if (other["audio"], other["text"]) != (row["audio"], row["text"]):
+            raise ValueError(f"visual_cue.json: the audio / text experts moved on {row['type']}")
+        rows.append([row["type"], row["n"], float(row["visual"]), float(other["visual"]),
+                     float(other["visual"]) - float(row["visual"]), float(row["audio"])])  # fmt: skip
+    return (
+        f"`{r['command'].strip()}`: {r['questions']} {r['split']} questions about {r['videos']} "
+        f"videos; the cue changed {100 * r['tokens_changed']:.0f} % of their visual tokens "
+        f"(cells x seconds). The audio and text experts read no frame: their accuracies are the "
+        f"same on both (the audio expert's in the last column).\n\n"
+        + md_table(["question type", "n", "visual expert, frames as written",
+                    "visual expert, without the cue", "change", "audio expert"], rows)  # fmt: skip
+    )
+
+
+#: the reference run of the default configuration on MiniMusic-AVQA drawn without the visual
+#: cue (``scripts/reference_run.py --env nocue``)
+NOCUE_RUN = "nocue"
+
+
+@renderer("nocue.targets")
+def nocue_targets(root: Path) -> str:
+    """The base-model figures of the default reference run against the same configuration on
+    data drawn without the visual cue (the accuracy and modality-cost rows of the targets)."""
+    with_cue, without = _target_values(root, "default"), _target_values(root, NOCUE_RUN)
+    rows = [[what, target, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
+            for (what, target, a, _), (_, _, b, _) in zip(with_cue, without, strict=True)
+            if not what.startswith(("default `kedro run`", "peak RSS", "stage II time"))]  # fmt: skip
+    loads = []
+    for run, label in (("default", "with the cue"), (NOCUE_RUN, "without the cue")):
+        best = load_json(root, f"{run}/mix_history.json")["best"]
+        loads.append(f"{label} {float(best['val_load_none_audio']):.2f} audio / "
+                     f"{float(best['val_load_none_visual']):.2f} visual")  # fmt: skip
+    needs = _csv(root, NOCUE_RUN, "modality_needs.csv")
+    return (
+        _run_line(root, NOCUE_RUN)
+        + md_table(["what", "target", "default run (with the cue)", "without the cue", "change"],
+                   rows)  # fmt: skip
+        + f"\nMean router weight with both modalities on val: {'; '.join(loads)}.\n\n"
+        + "Per question type, without the cue:\n\n" + _modality_needs_table(needs)
+        + _best_expert_line(needs)
     )
 
 

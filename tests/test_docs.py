@@ -30,3 +30,31 @@ def test_a_block_is_rewritten_from_its_source_and_unknown_blocks_fail(tmp_path):
         del render_docs.RENDERERS["_probe"]
     with pytest.raises(KeyError, match="no renderer"):
         render_docs.render_text(doc, tmp_path)
+
+
+def test_best_expert_per_type_weights_each_type_by_its_questions():
+    import pandas as pd
+
+    needs = pd.DataFrame({
+        "level": ["all", "type", "type", "template"], "n": [4, 3, 1, 3],
+        "audio_expert": [0.0, 80.0, 10.0, 99.0], "visual_expert": [0.0, 20.0, 60.0, 99.0],
+        "text_expert": [0.0, 50.0, 0.0, 99.0], "r2scp_complete": [70.0, 0.0, 0.0, 0.0],
+    })  # fmt: skip
+    assert render_docs.best_expert_per_type(needs) == ((3 * 80.0 + 60.0) / 4, 70.0)
+
+
+def test_the_visual_cue_table_refuses_experts_that_do_not_read_frames_but_moved(tmp_path):
+    import json
+
+    row = {"type": "All", "n": 10, "audio": 50.0, "visual": 60.0, "text": 40.0}
+    result = {"command": "python benchmarks/visual_cue.py", "split": "test", "videos": 2,
+              "questions": 10, "tokens_changed": 0.5, "with_cue": [row],
+              "without_cue": [{**row, "visual": 55.0}]}  # fmt: skip
+    (tmp_path / render_docs.RESULTS).mkdir(parents=True)
+    path = tmp_path / render_docs.RESULTS / "visual_cue.json"
+    path.write_text(json.dumps(result))
+    assert "| All | 10 | 60.00 | 55.00 | -5.00 | 50.00 |" in render_docs.visual_cue(tmp_path)
+    result["without_cue"][0]["audio"] = 51.0
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="audio / text experts moved on All"):
+        render_docs.visual_cue(tmp_path)

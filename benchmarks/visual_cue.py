@@ -1,0 +1,163 @@
+"""How many audio questions do the frames answer? (the embedded generator's visual cue)
+
+The embedded generator draws a cue on every visible instrument in each second it sounds: a warm
+glow and a small hop (docs/dataset_embedded.md). A visual expert can then read from the pixels
+part of what the audio questions ask: which instrument sounds, and when it comes in. This
+diagnostic re-renders the test videos' frames *without* the cue (the same scenes, backgrounds,
+sway and JPEG quality: `render_frames(..., cue=False)`), encodes them with the run's visual
+feature settings through the features pipeline's own extraction, and scores the run's frozen
+stage-I experts on the test questions twice: with the frames as written and with the cue-free
+ones. Per question type it reports each expert's accuracy alone; only the visual expert reads
+frames, so the audio and text experts serve as a check (their scores must not move).
+
+What the visual expert loses without the cue, on questions of the Audio and Audio-Visual types,
+is what the pixels answered in place of the sound. Before scoring, one test video is re-rendered
+*with* the cue and compared with its stored frames: if they differ, the generator no longer
+draws what the run used and the benchmark stops.
+
+    python benchmarks/visual_cue.py --data data --out docs/results/visual_cue.json
+
+Needs a default run's data root (embedded dataset, `01_raw/embedded/scenes.json`, the features
+and `06_models/stage1_experts.pt`) and the project's `conf/` for the features parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from kedro.config import OmegaConfigLoader
+from PIL import Image
+
+from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.media import extract_visual_features
+from r2scp_pipeline.pipelines.dataset.generator import render_frames
+from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
+from r2scp_pipeline.tensors import frame_to_tokens
+from r2scp_pipeline.training import load_model, predict_expert_log_probs
+from r2scp_pipeline.vocabulary import EXPERTS
+
+
+def write_frames(scene: dict, folder: Path, size: int, quality: int, cue: bool) -> None:
+    """The scene's frames as the generator writes them (``{k+1:06d}.jpg``), cue on or off."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, frame in enumerate(render_frames(scene, size, cue=cue)):
+        frame.save(folder / f"{k + 1:06d}.jpg", quality=quality)
+
+
+def check_rerender(scene: dict, stored: Path, tmp: Path, size: int, quality: int) -> None:
+    """Re-rendering with the cue must give the stored frames, or the comparison is void."""
+    write_frames(scene, tmp, size, quality, cue=True)
+    for path in sorted(stored.glob("*.jpg")):
+        a, b = np.asarray(Image.open(path)), np.asarray(Image.open(tmp / path.name))
+        if a.shape != b.shape or np.abs(a.astype(int) - b.astype(int)).max() > 0:
+            raise SystemExit(f"{path}: re-rendering video {scene['video_id']} with the cue does "
+                             "not give the stored frame (was the generator changed since the "
+                             "run?): the comparison would not be fair")  # fmt: skip
+
+
+def accuracy_by_type(qa: pd.DataFrame, correct: dict[str, np.ndarray]) -> list[dict]:
+    """Rows ``{type, n, <expert>: accuracy %}`` per modality/sub-type, per modality, and all."""
+    frame = qa.assign(**{m: c.astype(float) for m, c in correct.items()})
+    out = []
+    groups = [("All", frame)]
+    groups += [(m, g) for m, g in frame.groupby("modality", sort=False)]
+    groups += [(f"{m} {s}", g) for (m, s), g in frame.groupby(["modality", "subtype"], sort=False)]
+    for name, g in groups:
+        out.append({"type": name, "n": len(g),
+                    **{m: round(100 * g[m].mean(), 2) for m in correct}})  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--conf", type=Path, default=Path("conf"), help="the project's conf folder")
+    ap.add_argument("--env", default=None, help="configuration environment of the run")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    read = lambda name: pd.read_parquet(args.data / name)  # noqa: E731
+    scenes_path = args.data / "01_raw/embedded/scenes.json"
+    if not scenes_path.exists():
+        raise SystemExit(f"{scenes_path} is missing: the cue exists in the embedded dataset only "
+                         "(run `kedro run --pipelines=dataset,features,pretrain` first)")  # fmt: skip
+    scenes = json.loads(scenes_path.read_text())
+    generator = scenes["generator"]["config"]
+    if not generator.get("visual_cue", True):
+        raise SystemExit(f"{scenes_path}: this dataset was drawn without the visual cue "
+                         "(dataset.embedded.visual_cue: false): there is nothing to remove")  # fmt: skip
+    by_id = {s["video_id"]: s for s in scenes["videos"]}
+    conf = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)
+    params = {**conf["parameters"]["features"], "progress": False}
+
+    qa = read("02_intermediate/qa_pairs.parquet")
+    visual = read("04_feature/visual_features.parquet")
+    tensors = build_tensors(qa, read("04_feature/audio_features.parquet"), visual,
+                            read("04_feature/question_features.parquet"))  # fmt: skip
+    rows = tensors.indices(args.split)
+    videos = [tensors.video_ids[i] for i in tensors.videos_of(args.split)]
+    missing = [v for v in videos if v not in by_id]
+    if missing:
+        raise SystemExit(f"{scenes_path}: no scene for video(s) {missing[:5]} of qa_pairs")
+    model = load_model(torch.load(args.data / "06_models/stage1_experts.pt", map_location="cpu",
+                                  weights_only=False)).eval()  # fmt: skip
+
+    def correct() -> dict[str, np.ndarray]:
+        logp = predict_expert_log_probs(model, tensors, args.split)
+        y = tensors.answer[rows]
+        return {m: (logp[m].argmax(-1) == y).numpy() for m in EXPERTS}
+
+    with_cue = correct()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        size, quality = int(generator["frame_size"]), int(generator["jpeg_quality"])
+        first = videos[0]
+        check_rerender(by_id[first], args.data / "01_raw/embedded/frames" / first,
+                       tmp / "check", size, quality)  # fmt: skip
+        for vid in videos:
+            write_frames(by_id[vid], tmp / "frames" / vid, size, quality, cue=False)
+        index = pd.DataFrame({"video_id": videos, "frames_dir": [str(tmp / "frames" / v)
+                                                                 for v in videos]})  # fmt: skip
+        table, _ = extract_visual_features(index, {**params, "source": "extracted",
+                                                   "on_error": "raise"})  # fmt: skip
+    _, x = frame_to_tokens(table, "video_id", ids=videos)  # [V', T, S, D]
+    if x.shape[1:] != tuple(tensors.visual.shape[1:]):
+        raise SystemExit(f"cue-free features have shape {x.shape[1:]}, the run's "
+                         f"{tuple(tensors.visual.shape[1:])}: pass the run's --conf / --env")  # fmt: skip
+    pos = torch.as_tensor([tensors.video_ids.index(v) for v in videos])
+    plain = torch.from_numpy(np.ascontiguousarray(x)).to(tensors.visual.dtype)
+    changed = (plain - tensors.visual[pos]).abs().amax(-1) > 1e-4  # [V', T, S]: cue removed
+    tensors.visual[pos] = plain
+    without_cue = correct()
+
+    qa_split = qa.set_index("question_id").loc[tensors.question_id[rows]].reset_index()
+    result = {
+        "command": "python benchmarks/visual_cue.py " + " ".join(argv or sys.argv[1:]),
+        "split": args.split, "videos": len(videos), "questions": len(rows),
+        "tokens_changed": round(changed.float().mean().item(), 4),
+        "with_cue": accuracy_by_type(qa_split, with_cue),
+        "without_cue": accuracy_by_type(qa_split, without_cue),
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average": list(os.getloadavg())},
+    }  # fmt: skip
+    print(json.dumps(result, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
