@@ -78,61 +78,75 @@ def accuracy_by_type(qa: pd.DataFrame, correct: dict[str, np.ndarray]) -> list[d
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("data"))
-    ap.add_argument("--conf", type=Path, default=Path("conf"), help="the project's conf folder")
-    ap.add_argument("--env", default=None, help="configuration environment of the run")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    read = lambda name: pd.read_parquet(args.data / name)  # noqa: E731
-    scenes_path = args.data / "01_raw/embedded/scenes.json"
-    if not scenes_path.exists():
-        raise SystemExit(f"{scenes_path} is missing: the cue exists in the embedded dataset only "
+def cue_free_features(scenes: dict[str, dict], videos: list[str], frames: Path,
+                      generator: dict, params: dict) -> np.ndarray:  # fmt: skip
+    """Visual features ``[V', T, S, D]`` of ``videos`` drawn without the cue, through the
+    features pipeline's own extraction (``params``: the run's ``features`` block). The first
+    video is drawn once with the cue and checked against its stored frames (``frames``)."""
+    size, quality = int(generator["frame_size"]), int(generator["jpeg_quality"])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        check_rerender(scenes[videos[0]], frames / videos[0], tmp / "check", size, quality)
+        for vid in videos:
+            write_frames(scenes[vid], tmp / "frames" / vid, size, quality, cue=False)
+        index = pd.DataFrame({"video_id": videos,
+                              "frames_dir": [str(tmp / "frames" / v) for v in videos]})  # fmt: skip
+        table, _ = extract_visual_features(
+            index, {**params, "progress": False, "source": "extracted", "on_error": "raise"}
+        )
+    return frame_to_tokens(table, "video_id", ids=videos)[1]
+
+
+def read_scenes(data: Path) -> tuple[dict[str, dict], dict]:
+    """The embedded dataset's scenes by video id and the generator's config; a dataset drawn
+    without the cue has nothing to remove."""
+    path = data / "01_raw/embedded/scenes.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: the cue exists in the embedded dataset only "
                          "(run `kedro run --pipelines=dataset,features,pretrain` first)")  # fmt: skip
-    scenes = json.loads(scenes_path.read_text())
+    scenes = json.loads(path.read_text())
     generator = scenes["generator"]["config"]
     if not generator.get("visual_cue", True):
-        raise SystemExit(f"{scenes_path}: this dataset was drawn without the visual cue "
+        raise SystemExit(f"{path}: this dataset was drawn without the visual cue "
                          "(dataset.embedded.visual_cue: false): there is nothing to remove")  # fmt: skip
-    by_id = {s["video_id"]: s for s in scenes["videos"]}
-    conf = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)
-    params = {**conf["parameters"]["features"], "progress": False}
+    return {s["video_id"]: s for s in scenes["videos"]}, generator
 
-    qa = read("02_intermediate/qa_pairs.parquet")
-    visual = read("04_feature/visual_features.parquet")
-    tensors = build_tensors(qa, read("04_feature/audio_features.parquet"), visual,
-                            read("04_feature/question_features.parquet"))  # fmt: skip
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--conf", type=Path, default=Path("conf"),
+                        help="the project's conf folder (features parameters)")  # fmt: skip
+    parser.add_argument("--env", default=None, help="configuration environment of the run")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    tick = time.perf_counter()
+    scenes, generator = read_scenes(args.data)
+    features = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)["parameters"][
+        "features"
+    ]
+    tables = {name: pd.read_parquet(args.data / folder / f"{name}.parquet") for folder, name in (
+        ("02_intermediate", "qa_pairs"), ("04_feature", "audio_features"),
+        ("04_feature", "visual_features"), ("04_feature", "question_features"))}  # fmt: skip
+    tensors = build_tensors(**tables)
     rows = tensors.indices(args.split)
     videos = [tensors.video_ids[i] for i in tensors.videos_of(args.split)]
-    missing = [v for v in videos if v not in by_id]
-    if missing:
-        raise SystemExit(f"{scenes_path}: no scene for video(s) {missing[:5]} of qa_pairs")
+    unknown = [v for v in videos if v not in scenes]
+    if unknown:
+        raise SystemExit(f"{args.data}/01_raw/embedded/scenes.json: no scene for video(s) "
+                         f"{unknown[:5]} of qa_pairs")  # fmt: skip
     model = load_model(torch.load(args.data / "06_models/stage1_experts.pt", map_location="cpu",
                                   weights_only=False)).eval()  # fmt: skip
 
     def correct() -> dict[str, np.ndarray]:
         logp = predict_expert_log_probs(model, tensors, args.split)
-        y = tensors.answer[rows]
-        return {m: (logp[m].argmax(-1) == y).numpy() for m in EXPERTS}
+        return {m: (logp[m].argmax(-1) == tensors.answer[rows]).numpy() for m in EXPERTS}
 
     with_cue = correct()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        size, quality = int(generator["frame_size"]), int(generator["jpeg_quality"])
-        first = videos[0]
-        check_rerender(by_id[first], args.data / "01_raw/embedded/frames" / first,
-                       tmp / "check", size, quality)  # fmt: skip
-        for vid in videos:
-            write_frames(by_id[vid], tmp / "frames" / vid, size, quality, cue=False)
-        index = pd.DataFrame({"video_id": videos, "frames_dir": [str(tmp / "frames" / v)
-                                                                 for v in videos]})  # fmt: skip
-        table, _ = extract_visual_features(index, {**params, "source": "extracted",
-                                                   "on_error": "raise"})  # fmt: skip
-    _, x = frame_to_tokens(table, "video_id", ids=videos)  # [V', T, S, D]
+    x = cue_free_features(scenes, videos, args.data / "01_raw/embedded/frames", generator,
+                          features)  # fmt: skip
     if x.shape[1:] != tuple(tensors.visual.shape[1:]):
         raise SystemExit(f"cue-free features have shape {x.shape[1:]}, the run's "
                          f"{tuple(tensors.visual.shape[1:])}: pass the run's --conf / --env")  # fmt: skip
@@ -142,20 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     tensors.visual[pos] = plain
     without_cue = correct()
 
-    qa_split = qa.set_index("question_id").loc[tensors.question_id[rows]].reset_index()
-    result = {
+    qa = tables["qa_pairs"].set_index("question_id").loc[tensors.question_id[rows]].reset_index()
+    report = json.dumps({
         "command": "python benchmarks/visual_cue.py " + " ".join(argv or sys.argv[1:]),
         "split": args.split, "videos": len(videos), "questions": len(rows),
         "tokens_changed": round(changed.float().mean().item(), 4),
-        "with_cue": accuracy_by_type(qa_split, with_cue),
-        "without_cue": accuracy_by_type(qa_split, without_cue),
-        "seconds": round(time.perf_counter() - start, 1),
+        "with_cue": accuracy_by_type(qa, with_cue),
+        "without_cue": accuracy_by_type(qa, without_cue),
+        "seconds": round(time.perf_counter() - tick, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": list(os.getloadavg())},
-    }  # fmt: skip
-    print(json.dumps(result, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    }, indent=1)  # fmt: skip
+    print(report)
+    if args.out is not None:
+        args.out.write_text(report + "\n")
     return 0
 
 
