@@ -634,6 +634,30 @@ def visual_cue(root: Path) -> str:
     )
 
 
+@renderer("stage1_seeds")
+def stage1_seeds(root: Path) -> str:
+    """benchmarks/stage1_seeds.py: each stage-I expert's best val and test accuracy per seed,
+    on the default run's data and on the data drawn without the visual cue."""
+    rows, lines = [], []
+    for name, label in (("stage1_seeds.json", "with the cue (default)"),
+                        ("stage1_seeds_nocue.json", "without the cue (nocue)")):  # fmt: skip
+        r = load_json(root, name)
+        seeds = list(r["seeds"])
+        same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
+        lines.append(f"- {label}: `{r['command'].strip()}`; seed {r['run_seed']} repeats the "
+                     f"reference run's stage I epoch for epoch: {same}; load average "
+                     f"{r['machine']['load_average'][0]:.1f}.")  # fmt: skip
+        for m in ("audio", "visual", "text"):
+            val, test = r["spread"][f"val_{m}"], r["spread"][f"test_{m}"]
+            rows.append([label, m, " / ".join(f"{100 * r['seeds'][s][f'val_{m}']:.1f}" for s in seeds),
+                         f"{100 * val['mean']:.1f} ({100 * val['sd']:.1f})",
+                         " / ".join(f"{100 * r['seeds'][s][f'test_{m}']:.1f}" for s in seeds),
+                         f"{100 * test['mean']:.1f} ({100 * test['sd']:.1f})"])  # fmt: skip
+    header = ["data", "expert", f"best val, seeds {', '.join(seeds)}", "val mean (sd)",
+              "test, same seeds", "test mean (sd)"]  # fmt: skip
+    return "\n".join(lines) + "\n\n" + md_table(header, rows)
+
+
 #: the reference run of the default configuration on MiniMusic-AVQA drawn without the visual
 #: cue (``scripts/reference_run.py --env nocue``)
 NOCUE_RUN = "nocue"

@@ -1,0 +1,102 @@
+"""How much does one stage-I run owe to its seed? (the spread behind single-run comparisons)
+
+Trains stage I (the three experts, eq. 10, with the run's grounding heads) on an existing run's
+features once per seed, with the configuration's own `model`, `pretrain` and `train_missing`
+parameters (read from `conf/` and `--env`; no checkpoints written), and reports per seed each
+expert's best val accuracy and its accuracy on the test questions, then the mean and the
+sample standard deviation over seeds. Two runs that differ by less than a couple of these
+standard deviations in an expert's score cannot tell their configurations apart.
+
+    python benchmarks/stage1_seeds.py --data data --seeds 42 43 44 --out docs/results/stage1_seeds.json
+
+The run's own seed (42 by default) must reproduce its `08_reporting/pretrain_history.json`
+epoch for epoch when that file is there; the benchmark says whether it does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from kedro.config import OmegaConfigLoader
+
+from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
+from r2scp_pipeline.training import predict_expert_log_probs, train_stage_one
+from r2scp_pipeline.vocabulary import EXPERTS
+
+TABLES = (("02_intermediate", "qa_pairs"), ("04_feature", "audio_features"),
+          ("04_feature", "visual_features"), ("04_feature", "question_features"))  # fmt: skip
+
+
+def spread(per_seed: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``{key: {"mean", "sd"}}`` over the seeds of ``{seed: {key: value}}`` (sd: sample, 0
+    for a single seed)."""
+    keys = next(iter(per_seed.values())).keys()
+    out = {}
+    for k in keys:
+        values = [float(v[k]) for v in per_seed.values()]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[k] = {"mean": round(statistics.fmean(values), 4), "sd": round(sd, 4)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--conf", type=Path, default=Path("conf"))
+    parser.add_argument("--env", default=None, help="configuration environment of the run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    tick = time.perf_counter()
+    params = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
+    pretrain = {**params["pretrain"], "checkpoint_dir": None, "progress_desc": None}
+    tables = {name: pd.read_parquet(args.data / folder / f"{name}.parquet")
+              for folder, name in TABLES}  # fmt: skip
+    labels = args.data / "04_feature/grounding_labels.parquet"
+    tensors = build_tensors(**tables,
+                            grounding_labels=pd.read_parquet(labels) if labels.exists() else None)  # fmt: skip
+    test = tensors.indices("test")
+    history_path = args.data / "08_reporting/pretrain_history.json"
+    reference = json.loads(history_path.read_text()) if history_path.exists() else None
+    per_seed, reproduced = {}, None
+    for seed in args.seeds:
+        model, summary = train_stage_one(tensors, params["model"], pretrain,
+                                         params.get("train_missing") or {}, seed)  # fmt: skip
+        logp = predict_expert_log_probs(model.eval(), tensors, "test")
+        y = tensors.answer[test]
+        per_seed[str(seed)] = {
+            **{f"val_{m}": round(float(summary["best"][f"val_acc_{m}"]), 4) for m in EXPERTS},
+            **{f"test_{m}": round(float((logp[m].argmax(-1) == y).float().mean()), 4)
+               for m in EXPERTS},
+            **{f"epoch_{m}": int(summary["best_epoch"][m]) for m in EXPERTS},
+        }  # fmt: skip
+        if reference is not None and seed == int(params["seed"]):
+            reproduced = summary["history"] == reference["history"]
+    result = {
+        "command": "python benchmarks/stage1_seeds.py " + " ".join(argv or sys.argv[1:]),
+        "env": args.env or "base", "train_questions": int((tensors.split == "train").sum()),
+        "test_questions": len(test), "seeds": per_seed, "spread": spread(per_seed),
+        "run_seed": int(params["seed"]), "run_history_reproduced": reproduced,
+        "seconds": round(time.perf_counter() - tick, 1), "torch": torch.__version__,
+    }  # fmt: skip
+    result["machine"] = dict(cpus=os.cpu_count(), platform=platform.platform(),
+                             load_average=list(os.getloadavg()))  # fmt: skip
+    text = json.dumps(result, indent=1) + "\n"
+    sys.stdout.write(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
