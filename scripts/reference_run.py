@@ -54,10 +54,15 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _parameters(env: str) -> dict:
+def parameters(env: str, conf: Path = ROOT / "conf") -> dict:
+    """The parameters ``kedro run [--env=env]`` runs with: the project's own config-loader
+    settings (``settings.CONFIG_LOADER_ARGS``: environments deep-merged over base, conf/local
+    when no env is named), so an environment that overrides one nested key keeps the rest."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(conf_source=str(ROOT / "conf"), base_env="base", default_run_env=env)
+    from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(str(conf), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)
     return json.loads(json.dumps(loader["parameters"], default=str))
 
 
@@ -161,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             print(f"kedro run failed with exit code {code}; nothing collected", file=sys.stderr)
             return code
-    parameters = _parameters(args.env)
-    run["seed"] = parameters.get("seed")
-    run["parameters"] = parameters
+    params = parameters(args.env)
+    run["seed"] = params.get("seed")
+    run["parameters"] = params
     reports = data_root / "08_reporting"
     out.mkdir(parents=True, exist_ok=True)
     run["files"], run["absent"] = [], []

@@ -37,3 +37,15 @@ def test_tree_memory_counts_the_children_of_the_process():
         with reference_run.TreeMemory(proc.pid, interval=0.1) as tree:
             proc.wait()
     assert tree.peak_bytes > 200 * 2**20
+
+
+def test_recorded_parameters_deep_merge_an_environment_over_base():
+    """``--env=nocue`` overrides one nested key (dataset.embedded.visual_cue): the recorded
+    parameters keep every other key of conf/base, as `kedro run --env=nocue` does."""
+    base, nocue = reference_run.parameters("base"), reference_run.parameters("nocue")
+    assert base["dataset"]["embedded"]["visual_cue"] is True
+    assert nocue["dataset"]["embedded"]["visual_cue"] is False
+    rest = {k: v for k, v in nocue["dataset"]["embedded"].items() if k not in ("visual_cue", "root")}
+    assert rest == {k: v for k, v in base["dataset"]["embedded"].items()
+                    if k not in ("visual_cue", "root")}  # fmt: skip
+    assert nocue["pretrain"]["epochs"] == base["pretrain"]["epochs"]
