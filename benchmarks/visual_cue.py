@@ -4,11 +4,12 @@ The embedded generator draws a cue on every visible instrument in each second it
 glow and a small hop (docs/dataset_embedded.md). A visual expert can then read from the pixels
 part of what the audio questions ask: which instrument sounds, and when it comes in. This
 diagnostic re-renders the test videos' frames *without* the cue (the same scenes, backgrounds,
-sway and JPEG quality: `render_frames(..., cue=False)`), encodes them with the run's visual
-feature settings through the features pipeline's own extraction, and scores the run's frozen
-stage-I experts on the test questions twice: with the frames as written and with the cue-free
-ones. Per question type it reports each expert's accuracy alone; only the visual expert reads
-frames, so the audio and text experts serve as a check (their scores must not move).
+sway and JPEG quality: the generator's `write_frames(..., cue=False)`), encodes them with the
+run's visual feature settings through the features pipeline's own extraction, scores the frozen
+stage-I experts of the run on the test questions twice: with the frames as written and with
+the cue-free ones. Per question type it reports each expert's accuracy alone; only the visual
+expert reads frames, so the audio and text experts serve as a check (their scores must not
+move).
 
 What the visual expert loses without the cue, on questions of the Audio and Audio-Visual types,
 is what the pixels answered in place of the sound. Before scoring, one test video is re-rendered
@@ -40,22 +41,16 @@ from PIL import Image
 
 from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.media import extract_visual_features
-from r2scp_pipeline.pipelines.dataset.generator import render_frames
+from r2scp_pipeline.pipelines.dataset.generator import write_frames
 from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 from r2scp_pipeline.tensors import frame_to_tokens
 from r2scp_pipeline.training import load_model, predict_expert_log_probs
 from r2scp_pipeline.vocabulary import EXPERTS
 
 
-def write_frames(scene: dict, folder: Path, size: int, quality: int, cue: bool) -> None:
-    """The scene's frames as the generator writes them (``{k+1:06d}.jpg``), cue on or off."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, frame in enumerate(render_frames(scene, size, cue=cue)):
-        frame.save(folder / f"{k + 1:06d}.jpg", quality=quality)
-
-
 def check_rerender(scene: dict, stored: Path, tmp: Path, size: int, quality: int) -> None:
     """Re-rendering with the cue must give the stored frames, or the comparison is void."""
+    tmp.mkdir(parents=True)
     write_frames(scene, tmp, size, quality, cue=True)
     for path in sorted(stored.glob("*.jpg")):
         a, b = np.asarray(Image.open(path)), np.asarray(Image.open(tmp / path.name))
@@ -88,6 +83,7 @@ def cue_free_features(scenes: dict[str, dict], videos: list[str], frames: Path,
         tmp = Path(tmp)
         check_rerender(scenes[videos[0]], frames / videos[0], tmp / "check", size, quality)
         for vid in videos:
+            (tmp / "frames" / vid).mkdir(parents=True)
             write_frames(scenes[vid], tmp / "frames" / vid, size, quality, cue=False)
         index = pd.DataFrame({"video_id": videos,
                               "frames_dir": [str(tmp / "frames" / v) for v in videos]})  # fmt: skip

@@ -34,7 +34,7 @@ from .scene import sample_scene
 __all__ = [
     "DEFAULTS", "GENERATOR_VERSION", "SPLITS", "generate_dataset", "instrument_boxes",
     "load_scenes", "make_questions", "mix_scene", "render_audio", "render_frames",
-    "render_stems", "render_voiceover", "resolve_config", "sample_scenes",
+    "render_stems", "render_voiceover", "resolve_config", "sample_scenes", "write_frames",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -206,6 +206,13 @@ def write_media(scene: dict[str, Any], root: Path, frame_size: int, jpeg_quality
     sf.write(str(root / "audio" / f"{vid}.wav"), audio, int(scene["sample_rate"]), subtype="PCM_16")
     folder = root / "frames" / vid
     folder.mkdir()
+    write_frames(scene, folder, frame_size, jpeg_quality, cue)
+
+
+def write_frames(scene: dict[str, Any], folder: Path, frame_size: int, jpeg_quality: int,
+                 cue: bool = True) -> None:  # fmt: skip
+    """The scene's frames as JPEG files ``{k+1:06d}.jpg`` (frame ``k`` = second ``[k, k+1)``)
+    in the existing ``folder``."""
     for k, frame in enumerate(render_frames(scene, frame_size, cue=cue)):
         frame.save(folder / f"{k + 1:06d}.jpg", quality=jpeg_quality)
 
