@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     tensors = build_tensors(**tables,
                             grounding_labels=pd.read_parquet(labels) if labels.exists() else None)  # fmt: skip
     test = tensors.indices("test")
+    y = tensors.answer[test]
     history_path = args.data / "08_reporting/pretrain_history.json"
     reference = json.loads(history_path.read_text()) if history_path.exists() else None
     per_seed, reproduced = {}, None
@@ -73,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         model, summary = train_stage_one(tensors, params["model"], pretrain,
                                          params.get("train_missing") or {}, seed)  # fmt: skip
         logp = predict_expert_log_probs(model.eval(), tensors, "test")
-        y = tensors.answer[test]
         per_seed[str(seed)] = {
             **{f"val_{m}": round(float(summary["best"][f"val_acc_{m}"]), 4) for m in EXPERTS},
             **{f"test_{m}": round(float((logp[m].argmax(-1) == y).float().mean()), 4)

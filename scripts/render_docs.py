@@ -638,10 +638,13 @@ def visual_cue(root: Path) -> str:
 def stage1_seeds(root: Path) -> str:
     """benchmarks/stage1_seeds.py: each stage-I expert's best val and test accuracy per seed,
     on the default run's data and on the data drawn without the visual cue."""
-    rows, lines = [], []
+    rows, lines, seeds = [], [], None
     for name, label in (("stage1_seeds.json", "with the cue (default)"),
                         ("stage1_seeds_nocue.json", "without the cue (nocue)")):  # fmt: skip
         r = load_json(root, name)
+        if seeds is not None and list(r["seeds"]) != seeds:
+            raise ValueError(f"{name}: seeds {list(r['seeds'])}, the other file's {seeds}: "
+                             "one table needs the same seeds in both")  # fmt: skip
         seeds = list(r["seeds"])
         same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
         lines.append(f"- {label}: `{r['command'].strip()}`; seed {r['run_seed']} repeats the "
