@@ -17,6 +17,7 @@ from r2scp_pipeline.model import (
     FeatureEncoder,
     GuidanceBlock,
     ModalityExpert,
+    MultiHeadAttention,
     R2ScP,
     R2ScPConfig,
     Router,
@@ -130,6 +131,30 @@ def test_readout_hops_read_the_tokens_again_and_keep_the_first_hops_weights():
     assert "readout_hops" in model.cfg.expert_dict()  # stage II must match stage I's heads
     with pytest.raises(ValueError, match="readout_hops"):
         ExpertReadout(D, 5, 2, 2, 0.0, hops=0)
+
+
+def test_single_query_attention_equals_full_attention_and_its_gradients():
+    # attend_one (the readouts' path) maps the query into the context's space instead of
+    # projecting every context token: the same output and gradients as forward, to rounding
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(D, 2)
+    for lin in (attn.q, attn.k, attn.v, attn.o):
+        torch.nn.init.normal_(lin.bias, std=0.5)  # nonzero biases: b_k cancels, b_v carries
+    x, ctx = torch.randn(B, 1, D), torch.randn(B, 11, D, requires_grad=True)
+    mask = torch.arange(11)[None] < torch.tensor([11, 5, 1])[:, None]  # [B, 11], padded rows
+    for m in (mask, None):
+        full = attn(x, ctx, m)[0]
+        one = attn.attend_one(x, ctx, m)
+        assert one.shape == (B, 1, D)
+        torch.testing.assert_close(one, full, rtol=1e-5, atol=1e-6)
+        g_full = torch.autograd.grad(full.square().sum(), [ctx, attn.q.weight, attn.v.bias])
+        g_one = torch.autograd.grad(one.square().sum(), [ctx, attn.q.weight, attn.v.bias])
+        for a, b in zip(g_one, g_full, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # a padded context token changes nothing
+    moved = ctx.detach().clone()
+    moved[2, 1:] += 10.0
+    torch.testing.assert_close(attn.attend_one(x, moved, mask)[2], attn.attend_one(x, ctx, mask)[2])
 
 
 def test_audio_front_end_tokens_hear_loudness_and_time():

@@ -191,6 +191,30 @@ class MultiHeadAttention(nn.Module):
         y = y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # [B, L, d]
         return self.o(y), weights, logits
 
+    def attend_one(
+        self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``forward(x, ctx, ctx_mask)[0]`` for a single query, x [B, 1, d] -> [B, 1, d],
+        without projecting every context token.
+
+        Per head h, q_h . (W_k^h c + b_k^h) = (W_k^h' q_h) . c + const: the constant is the same
+        for every token and cancels in the softmax. sum_j a_j (W_v^h c_j + b_v^h) =
+        W_v^h (sum_j a_j c_j) + b_v^h because the weights sum to one. So the query is mapped
+        into ctx's space and the weighted context is projected once: O(L d h) per row instead
+        of O(L d^2) for the keys and values of all L tokens (the readouts' main cost).
+        """
+        b, d = x.shape[0], x.shape[-1]
+        wk = self.k.weight.view(self.h, self.dk, d)  # [h, dk, d]
+        wv = self.v.weight.view(self.h, self.dk, d)
+        q = self.q(x).view(b, self.h, self.dk)  # [B, h, dk]
+        qk = torch.einsum("bhk,hkd->bhd", q, wk)  # [B, h, d]: the query in ctx's space
+        s = torch.einsum("bhd,bld->bhl", qk, ctx) / math.sqrt(self.dk)  # [B, h, Lc]
+        if ctx_mask is not None:
+            s = s.masked_fill(~ctx_mask[:, None, :], float("-inf"))
+        pooled = torch.einsum("bhl,bld->bhd", s.softmax(-1), ctx)  # [B, h, d]
+        y = torch.einsum("bhd,hkd->bhk", pooled, wv) + self.v.bias.view(self.h, self.dk)
+        return self.o(y.reshape(b, 1, d))  # [B, 1, d]
+
 
 class MLP(nn.Module):
     def __init__(self, d: int, ff_mult: int, dropout: float) -> None:
@@ -330,7 +354,7 @@ class ReadoutHop(nn.Module):
         self.ln1, self.ln2, self.mlp = nn.LayerNorm(d), nn.LayerNorm(d), MLP(d, ff_mult, dropout)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.ln1(x + self.attn(x, h, mask)[0])  # [B, 1, d]
+        x = self.ln1(x + self.attn.attend_one(x, h, mask))  # [B, 1, d]
         return x + self.mlp(self.ln2(x))  # [B, 1, d]
 
 
