@@ -126,9 +126,21 @@ def main(argv: list[str] | None = None) -> None:
             "d_model": model_params["d_model"], "runs": runs,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "torch": torch.__version__},
+            **code_version(),
         }  # fmt: skip
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
+
+
+def code_version() -> dict:
+    """The commit of the checkout that ran (this script's), and its changed files, if any."""
+
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line]
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty_files": changed}
 
 
 @contextlib.contextmanager

@@ -745,6 +745,43 @@ def training_threads(root: Path) -> str:
     )  # fmt: skip
 
 
+@renderer("readout_speed")
+def readout_speed(root: Path) -> str:
+    """docs/results/training_readout_{before,after}.json: ``benchmarks/training.py`` run on one
+    machine from the commit before the single-query readout and from the one that has it."""
+    names = ("training_readout_before.json", "training_readout_after.json")
+    missing = [n for n in names if not (root / RESULTS / n).exists()]
+    if missing:
+        return (f"Not measured yet: `python benchmarks/training.py --project P --epochs 2 --out "
+                f"docs/results/<file>` from each commit writes {', '.join(missing)}.\n")  # fmt: skip
+    rows, commands = [], []
+    runs = [load_json(root, n) for n in names]
+    for label, r in zip(("before", "after"), runs, strict=True):
+        if r["data"] != runs[0]["data"] or r["epochs"] != runs[0]["epochs"]:
+            raise ValueError("readout_speed: the two measurements read other data or epochs")
+        run = r["runs"][0]
+        changed = ", ".join(r.get("dirty_files") or []) or "none"
+        commands.append(f"{label}: `{r['command'].strip()}` at commit `{str(r['commit'])[:10]}` "
+                        f"(files changed in that checkout: {changed}; 1-minute load average "
+                        f"{run['load_average'][0]:.1f})")  # fmt: skip
+        rows.append([label, f"`{str(r['commit'])[:10]}`", run["threads"],
+                     float(run["stage_one"]["train_samples_per_s"]),
+                     float(run["stage_two"]["train_samples_per_s"]),
+                     float(run["stage_two_per_sample_vs_stage_one"])])  # fmt: skip
+    speed = {st: runs[1]["runs"][0][st]["train_samples_per_s"]
+             / runs[0]["runs"][0][st]["train_samples_per_s"] for st in ("stage_one", "stage_two")}  # fmt: skip
+    r = runs[0]
+    return (
+        f"{r['data']}, {r['train_questions']:,} training questions, {r['epochs']} epochs per "
+        f"stage; {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}. "
+        + "; ".join(commands) + ".\n\n"
+        + md_table(["readout", "commit", "torch threads", "stage I samples/s", "stage II samples/s",
+                    "stage II / stage I per sample"], rows)
+        + f"\nAfter / before: stage I {speed['stage_one']:.2f}x, stage II {speed['stage_two']:.2f}x "
+        "as many samples per second.\n"
+    )  # fmt: skip
+
+
 @renderer("ddp")
 def ddp(root: Path) -> str:
     """docs/results/ddp*.json, written by ``python benchmarks/ddp.py [--batch-size B --out ...]``:

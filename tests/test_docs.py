@@ -58,3 +58,31 @@ def test_the_visual_cue_table_refuses_experts_that_do_not_read_frames_but_moved(
     path.write_text(json.dumps(result))
     with pytest.raises(ValueError, match="audio / text experts moved on All"):
         render_docs.visual_cue(tmp_path)
+
+
+def test_the_readout_speed_block_compares_two_commits_on_the_same_data(tmp_path):
+    import json
+
+    def result(commit, one, two, data="project /p"):
+        run = {"threads": 1, "load_average": [0.5, 0.4],
+               "stage_one": {"train_samples_per_s": one}, "stage_two": {"train_samples_per_s": two},
+               "stage_two_per_sample_vs_stage_one": round(one / two, 2)}  # fmt: skip
+        return {"command": "python benchmarks/training.py --project /p", "data": data,
+                "train_questions": 100, "epochs": 2, "runs": [run], "commit": commit,
+                "dirty_files": ["benchmarks/training.py"] if commit == "a" * 40 else [],
+                "machine": {"cpus": 2, "torch": "2.13.0"}}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    assert "Not measured yet" in render_docs.readout_speed(tmp_path)
+    (folder / "training_readout_before.json").write_text(json.dumps(result("a" * 40, 800.0, 200.0)))
+    (folder / "training_readout_after.json").write_text(json.dumps(result("b" * 40, 1600.0, 500.0)))
+    text = render_docs.readout_speed(tmp_path)
+    assert "| before | `aaaaaaaaaa` | 1 | 800.00 | 200.00 | 4.00 |" in text
+    assert "| after | `bbbbbbbbbb` | 1 | 1600.00 | 500.00 | 3.20 |" in text
+    assert "stage I 2.00x, stage II 2.50x" in text
+    assert "files changed in that checkout: benchmarks/training.py" in text
+    other = result("b" * 40, 1600.0, 500.0, data="project /q")
+    (folder / "training_readout_after.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="other data or epochs"):
+        render_docs.readout_speed(tmp_path)
