@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
 def code_version() -> dict:
     """The commit of the checkout that ran (this script's), and its changed files, if any."""
 
-    def git(*cmd: str) -> str:
+    def git(*cmd: str) -> str:  # stdout as printed (porcelain lines start with a space)
         out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() if out.returncode == 0 else ""
+        return out.stdout if out.returncode == 0 else ""
 
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line]
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty_files": changed}
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
+    return {"commit": git("rev-parse", "HEAD").strip() or None, "dirty_files": changed}
 
 
 @contextlib.contextmanager
