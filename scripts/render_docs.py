@@ -639,17 +639,25 @@ def stage1_seeds(root: Path) -> str:
     """benchmarks/stage1_seeds.py: each stage-I expert's best val and test accuracy per seed,
     on the default run's data and on the data drawn without the visual cue."""
     rows, lines, seeds = [], [], None
-    for name, label in (("stage1_seeds.json", "with the cue (default)"),
-                        ("stage1_seeds_nocue.json", "without the cue (nocue)")):  # fmt: skip
+    files = [("stage1_seeds.json", "with the cue (default)"),
+             ("stage1_seeds_nocue.json", "without the cue (nocue)")]  # fmt: skip
+    if (root / RESULTS / "stage1_seeds_before_readout.json").exists():  # optional third file
+        files.append(("stage1_seeds_before_readout.json",
+                      "with the cue, before the single-query readout"))  # fmt: skip
+    for name, label in files:
         r = load_json(root, name)
         if seeds is not None and list(r["seeds"]) != seeds:
             raise ValueError(f"{name}: seeds {list(r['seeds'])}, the other file's {seeds}: "
                              "one table needs the same seeds in both")  # fmt: skip
         seeds = list(r["seeds"])
         same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
-        lines.append(f"- {label}: `{r['command'].strip()}`; seed {r['run_seed']} repeats the "
-                     f"reference run's stage I epoch for epoch: {same}; load average "
-                     f"{r['machine']['load_average'][0]:.1f}.")  # fmt: skip
+        code = ""
+        if r.get("commit"):  # recorded since the file of the code before the readout change
+            changed = ", ".join(r.get("dirty_files") or []) or "none"
+            code = f" (package at commit `{r['commit'][:10]}`, files changed there: {changed})"
+        lines.append(f"- {label}: `{r['command'].strip()}`{code}; seed {r['run_seed']} repeats "
+                     f"the stage I of the run whose data it read, epoch for epoch: {same}; load "
+                     f"average {r['machine']['load_average'][0]:.1f}.")  # fmt: skip
         for m in ("audio", "visual", "text"):
             val, test = r["spread"][f"val_{m}"], r["spread"][f"test_{m}"]
             rows.append([label, m, " / ".join(f"{100 * r['seeds'][s][f'val_{m}']:.1f}" for s in seeds),

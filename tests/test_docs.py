@@ -86,3 +86,27 @@ def test_the_readout_speed_block_compares_two_commits_on_the_same_data(tmp_path)
     (folder / "training_readout_after.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="other data or epochs"):
         render_docs.readout_speed(tmp_path)
+
+
+def test_the_stage1_seeds_table_adds_the_run_of_the_earlier_code_when_kept(tmp_path):
+    import json
+
+    def result(**extra):
+        seed = {f"{k}_{m}": 0.5 for k in ("val", "test") for m in ("audio", "visual", "text")}
+        spread = {f"{k}_{m}": {"mean": 0.5, "sd": 0.0}
+                  for k in ("val", "test") for m in ("audio", "visual", "text")}  # fmt: skip
+        return {"command": "python benchmarks/stage1_seeds.py", "seeds": {"42": seed},
+                "spread": spread, "run_seed": 42, "run_history_reproduced": True,
+                "machine": {"load_average": [1.0]}, **extra}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    for name in ("stage1_seeds.json", "stage1_seeds_nocue.json"):
+        (folder / name).write_text(json.dumps(result()))
+    assert "before the single-query readout" not in render_docs.stage1_seeds(tmp_path)
+    before = result(commit="f" * 40, dirty_files=[], run_history_reproduced=False)
+    (folder / "stage1_seeds_before_readout.json").write_text(json.dumps(before))
+    text = render_docs.stage1_seeds(tmp_path)
+    assert "| with the cue, before the single-query readout | audio |" in text
+    assert "(package at commit `ffffffffff`, files changed there: none)" in text
+    assert "epoch for epoch: **no**" in text
