@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,21 +30,14 @@ from kedro.config import OmegaConfigLoader
 
 import r2scp_pipeline
 from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.provenance import checkout
 from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 from r2scp_pipeline.training import predict_expert_log_probs, train_stage_one
 from r2scp_pipeline.vocabulary import EXPERTS
 
+PACKAGE = Path(r2scp_pipeline.__file__).resolve().parent
 TABLES = (("02_intermediate", "qa_pairs"), ("04_feature", "audio_features"),
           ("04_feature", "visual_features"), ("04_feature", "question_features"))  # fmt: skip
-
-
-def package_commit() -> dict[str, object]:
-    """The git commit of the checkout whose ``r2scp_pipeline`` ran (with ``PYTHONPATH`` it need
-    not be this script's) and the files changed there."""
-    src = Path(r2scp_pipeline.__file__).resolve().parent
-    git = lambda *a: subprocess.run(["git", "-C", str(src), *a], capture_output=True, text=True).stdout  # noqa: E731
-    return {"package": str(src), "commit": git("rev-parse", "HEAD").strip() or None,
-            "dirty_files": [x[3:] for x in git("status", "--porcelain", "--", ".").splitlines()]}  # fmt: skip
 
 
 def spread(per_seed: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -99,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "test_questions": len(test), "seeds": per_seed, "spread": spread(per_seed),
         "run_seed": int(params["seed"]), "run_history_reproduced": reproduced,
         "seconds": round(time.perf_counter() - tick, 1), "torch": torch.__version__,
-        **package_commit(),
+        # the checkout whose r2scp_pipeline ran (with PYTHONPATH, not necessarily this one)
+        "package": str(PACKAGE), **checkout(PACKAGE),
     }  # fmt: skip
     result["machine"] = dict(cpus=os.cpu_count(), platform=platform.platform(),
                              load_average=list(os.getloadavg()))  # fmt: skip

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(1, str(ROOT))  # the synthetic tables are a test fixture: tests/synthetic.py
 
 from r2scp_pipeline.data import build_tensors  # noqa: E402
+from r2scp_pipeline.provenance import checkout  # noqa: E402
 from r2scp_pipeline.training import model_checkpoint, train_stage_one, train_stage_two  # noqa: E402
 from tests.synthetic import make_synthetic_tables  # noqa: E402
 
@@ -126,21 +127,10 @@ def main(argv: list[str] | None = None) -> None:
             "d_model": model_params["d_model"], "runs": runs,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "torch": torch.__version__},
-            **code_version(),
+            **checkout(ROOT),  # the commit and changed files of the code that ran
         }  # fmt: skip
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
-
-
-def code_version() -> dict:
-    """The commit of the checkout that ran (this script's), and its changed files, if any."""
-
-    def git(*cmd: str) -> str:  # stdout as printed (porcelain lines start with a space)
-        out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout if out.returncode == 0 else ""
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
-    return {"commit": git("rev-parse", "HEAD").strip() or None, "dirty_files": changed}
 
 
 @contextlib.contextmanager
