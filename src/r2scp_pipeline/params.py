@@ -279,9 +279,21 @@ class LoopParams(_Schema):
     samples_per_epoch: int | None = None  # training questions drawn per epoch (None = all)
 
 
+class AudioEncoderParams(_Schema):
+    """``pretrain.audio_encoder``: the audio encoder's pretraining on generated videos."""
+
+    videos: int = 0  # generated audio-only videos (0 = no pretraining)
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 2.0e-3
+    weight_decay: float = 0.01
+    seed_offset: int = 2000  # generator seed = seed + seed_offset (>= 1)
+
+
 class PretrainParams(LoopParams):
     stage_one: bool
     grounding_weight: float = 0.0  # weight of the grounding heads' loss (0 = eq. 10 alone)
+    audio_encoder: AudioEncoderParams = AudioEncoderParams()
 
 
 class MixParams(LoopParams):

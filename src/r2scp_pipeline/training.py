@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__, avqa
+from .audio_pretraining import set_fingerprint, train_audio_encoder
 from .data import AVQATensors, exclude_missing_from_bank, train_missing_masks
 from .datasets.torch_checkpoint_dataset import atomic_torch_save
 from .distributed import DistContext
@@ -211,6 +212,24 @@ def draw_rows(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.n
     return np.sort(rows[rng.choice(len(rows), n, replace=False)])
 
 
+def _clip_sets(model: R2ScP, params: list[torch.nn.Parameter],
+               groups: dict[str, tuple[str, ...]]) -> list[list[torch.nn.Parameter]]:  # fmt: skip
+    """``params`` split by ``groups`` (name -> key prefixes), the rest in one more set: each
+    set's gradient norm is clipped on its own, so one group's gradients never scale another's
+    step (stage I's experts learn alone, eq. 10)."""
+    if set(groups) == {"all"}:  # one group: the whole list, in its own order
+        return [params]
+    wanted = {id(p) for p in params}
+    sets: dict[str, list[torch.nn.Parameter]] = {g: [] for g in groups}
+    rest: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if id(p) not in wanted:
+            continue
+        group = next((g for g, prefixes in groups.items() if name.startswith(prefixes)), None)
+        (rest if group is None else sets[group]).append(p)
+    return [s for s in (*sets.values(), rest) if s]
+
+
 def fit(
     *,
     stage: str,
@@ -236,7 +255,8 @@ def fit(
     val metrics with a ``score`` (higher is better); the best epoch's weights are loaded into
     ``model`` at the end. With ``groups`` (name -> state_dict key prefixes) each group keeps its
     own best epoch, scored by ``evaluate()["score_<name>"]`` (independent experts select their
-    epochs independently); training stops once no group improved for ``patience`` epochs.
+    epochs independently), and ``grad_clip`` bounds each group's gradient norm on its own;
+    training stops once no group improved for ``patience`` epochs.
     ``on_groups_done(done)`` is told, after each epoch, which groups have not improved for
     ``patience`` epochs: their best weights are what they will end with, so the caller may stop
     computing them (stage I then stops training a finished expert; not under ``dist``).
@@ -282,6 +302,7 @@ def fit(
             logger.info("%s: resuming after epoch %d from %s", stage, state["epoch"], ckpt_path)
             if on_groups_done is not None:
                 on_groups_done({g for g, n in state["group_bad"].items() if n >= loop.patience})
+    clip_sets = _clip_sets(model, params, groups)
     resumed_from, run_epochs = state["epoch"], 0
     forward = dist.wrap(params, step) if dist else step
     timing = {
@@ -314,7 +335,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             (loss * weight if dist else loss).backward()
             if loop.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, loop.grad_clip)
+                for clip_set in clip_sets:
+                    torch.nn.utils.clip_grad_norm_(clip_set, loop.grad_clip)
             optimizer.step()
             scheduler.step()
             logs = {"loss": _finite(loss.item(), f"{stage} loss at epoch {epoch + 1}"), **logs}
@@ -834,14 +856,21 @@ def history_to_mlflow(summary: dict[str, Any]) -> dict[str, Any]:
 
 # ---- stage I ---------------------------------------------------------------------------------
 def train_stage_one(
-    tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int
-) -> tuple[R2ScP, dict[str, Any]]:
+    tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int,
+    audio_set: dict[str, Any] | None = None,
+) -> tuple[R2ScP, dict[str, Any]]:  # fmt: skip
     """Stage I (section 3.4, eq. 10): each expert learns to answer alone on complete data.
 
     L_st1 = sum over m in (audio, visual, text) of CE(head_m(E_m(Phi_m(F_m)), question), y);
     with training-time missingness a sample without m is left out of m's term. With
     ``stage_one: false`` (Table 3, "w/o modality-specific expert pretraining") the experts
     stay at their seeded initialisation and stage II trains them.
+
+    ``audio_set`` (:func:`r2scp_pipeline.audio_pretraining.audio_pretraining_set`): with
+    ``pretrain.audio_encoder.videos > 0`` the audio front end, audio expert and its grounding
+    head first learn to tag the instruments sounding in each second of these generated videos
+    and of the training videos that have grounding labels (the audio encoder's pretraining,
+    like VGGish's on AudioSet; also before ``stage_one: false``), then stage I starts from them.
     Returns the model (best val epoch) and a summary with the per-epoch history.
     """
     cfg = build_config(model_params, tensors)
@@ -857,12 +886,22 @@ def train_stage_one(
     seed_everything(seed)
     model = R2ScP(cfg)
     summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
-    if not summary["stage_one"]:
-        logger.info("pretrain: stage_one is false, experts left untrained")
-        return model, summary
     loop = LoopConfig.from_params(params, "pretrain")
     device = resolve_device(loop.device)
     model.to(device)
+    encoder_set = _audio_encoder_set(tensors, params, audio_set)
+    if encoder_set is not None:
+        with torch_threads(loop.threads):
+            summary["audio_encoder"] = train_audio_encoder(
+                model, *encoder_set, params["audio_encoder"], seed, device
+            )
+        logger.info("pretrain: audio encoder pretrained on %d videos, loss %s -> %s",
+                    summary["audio_encoder"]["videos"], summary["audio_encoder"]["loss"][0],
+                    summary["audio_encoder"]["loss"][-1])  # fmt: skip
+    if not summary["stage_one"]:
+        logger.info("pretrain: stage_one is false, experts left untrained")
+        model.to("cpu")
+        return model, summary
     tm = dict(train_missing or {})
     masks = train_missing_masks(
         tensors, float(tm.get("rate", 0.0)), tm.get("modality", "both"), seed
@@ -872,6 +911,9 @@ def train_stage_one(
     params_list = [p for mod in model.expert_modules() for p in mod.parameters()]
     run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
                             "grounding": grounding,
+                            **({"audio_encoder": {**params["audio_encoder"],
+                                                  **set_fingerprint(audio_set)}}
+                               if encoder_set is not None else {}),
                             "loop": loop.hashed(), "train_missing": tm, "seed": seed,
                             "data": tensors.fingerprint()})  # fmt: skip
 
@@ -943,6 +985,40 @@ def train_stage_one(
     model.to("cpu")
     summary.update(_summary(res))
     return model, summary
+
+
+def _audio_encoder_set(
+    tensors: AVQATensors, params: dict, audio_set: dict[str, Any] | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The audio encoder's pretraining data ``(x [N, T, S_a, D_a], y [N, T, K])``: the first
+    ``pretrain.audio_encoder.videos`` generated videos of ``audio_set`` plus the training
+    videos with grounding labels; None when there is nothing to pretrain on."""
+    videos = int((params.get("audio_encoder") or {}).get("videos", 0))
+    if videos == 0 or audio_set is None or audio_set["x"].numel() == 0:
+        if videos and audio_set is not None:
+            logger.info("pretrain: no audio encoder pretraining (%s)",
+                        audio_set.get("meta", {}).get("skipped", "empty set"))  # fmt: skip
+        return None
+    x, y = audio_set["x"], audio_set["y"]
+    if len(x) < videos:
+        raise ValueError(
+            f"pretrain.audio_encoder.videos={videos} but audio_pretraining_set holds {len(x)} "
+            "videos: the set is built from params:pretrain; rerun its node (kedro run "
+            "--pipelines=pretrain) instead of raising videos in an ablation"
+        )
+    own = tensors.features("audio")
+    if tuple(x.shape[1:]) != tuple(own.shape[1:]):
+        raise ValueError(
+            f"audio_pretraining_set has features {list(x.shape[1:])} per video, the dataset "
+            f"{list(own.shape[1:])}: rebuild it with the same features parameters"
+        )
+    x, y = x[:videos], y[:videos]
+    if tensors.grounding:
+        train_videos = torch.unique(tensors.video[tensors.indices("train")])
+        train_videos = train_videos[tensors.grounding_known[train_videos]]
+        x = torch.cat([x, own[train_videos]])
+        y = torch.cat([y, tensors.grounding["audio"][train_videos].squeeze(2)])
+    return x, y
 
 
 def _summary(res: FitResult) -> dict[str, Any]:

@@ -2,12 +2,18 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import pretrain_experts, pretrain_metrics
+from .nodes import build_audio_pretraining_set, pretrain_experts, pretrain_metrics
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
+            Node(
+                build_audio_pretraining_set,
+                inputs=["params:dataset", "params:features", "params:pretrain", "params:seed"],
+                outputs="audio_pretraining_set",
+                name="build_audio_pretraining_set",
+            ),
             Node(
                 pretrain_experts,
                 inputs=[
@@ -16,6 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "visual_features",
                     "question_features",
                     "grounding_labels",
+                    "audio_pretraining_set",
                     "params:model",
                     "params:pretrain",
                     "params:train_missing",

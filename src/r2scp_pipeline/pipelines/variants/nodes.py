@@ -39,6 +39,7 @@ def pretrain_seed_experts(
     visual_features: pd.DataFrame,
     question_features: pd.DataFrame,
     grounding_labels: pd.DataFrame,
+    audio_pretraining_set: dict[str, Any],
     model_params: dict[str, Any],
     pretrain_params: dict[str, Any],
     train_missing: dict[str, Any],
@@ -64,7 +65,8 @@ def pretrain_seed_experts(
             cfg.variant_checkpoint_dir, pretrain_params.get("checkpoint_dir"), "stage1", f"seed_{s}"
         )
         block["progress_desc"] = f"stage I, seed {s}"
-        model, summary = train_stage_one(tensors, model_params, block, train_missing, s)
+        model, summary = train_stage_one(tensors, model_params, block, train_missing, s,
+                                         audio_pretraining_set)  # fmt: skip
         meta = {k: v for k, v in summary.items() if k != "history"}
         models[seed_key(s)] = model_checkpoint(model, meta)
     return {"models": models}
@@ -108,6 +110,7 @@ def train_variant(
     memory_bank_visual: pd.DataFrame,
     neighbors: pd.DataFrame,
     grounding_labels: pd.DataFrame,
+    audio_pretraining_set: dict[str, Any],
     model_params: dict[str, Any],
     pretrain_params: dict[str, Any],
     mix_params: dict[str, Any],
@@ -161,7 +164,8 @@ def train_variant(
             )
             block["progress_desc"] = f"{variant} (seed {s}): {stage}"
         if spec.changes_stage_one:
-            model1, s1_summary = train_stage_one(tensors, m_params, p_params, train_missing, s)
+            model1, s1_summary = train_stage_one(tensors, m_params, p_params, train_missing, s,
+                                                 audio_pretraining_set)  # fmt: skip
             stage1 = model_checkpoint(model1, {k: v for k, v in s1_summary.items() if k != "history"})
         else:
             stage1, s1_summary = seed_experts["models"][key], {"reused": f"stage I, seed {s}"}

@@ -17,6 +17,7 @@ from .nodes import pretrain_seed_experts, train_generative_imputers, train_varia
 FEATURES = ["qa_pairs", "audio_features", "visual_features", "question_features"]
 RETRIEVAL = ["memory_bank_audio", "memory_bank_visual", "neighbors"]
 GROUNDING = "grounding_labels"  # stage I's grounding targets (variants that retrain stage I)
+AUDIO_SET = "audio_pretraining_set"  # the audio encoder's pretraining data (ditto)
 
 
 #: train_variant's parameter -> dataset; only the ``r2scp`` variant reads ``r2scp_model`` (at
@@ -24,7 +25,7 @@ GROUNDING = "grounding_labels"  # stage I's grounding targets (variants that ret
 #: not wait for the mix pipeline and can train next to it (docs/scaling.md, DaskRunner)
 INPUTS = {
     "seed_experts": "seed_experts", "generative_imputers": "generative_imputers",
-    **{name: name for name in (*FEATURES, *RETRIEVAL, GROUNDING)},
+    **{name: name for name in (*FEATURES, *RETRIEVAL, GROUNDING, AUDIO_SET)},
     "model_params": "params:model", "pretrain_params": "params:pretrain",
     "mix_params": "params:mix", "train_missing": "params:train_missing", "seed": "params:seed",
     "evaluate_params": "params:evaluate",
@@ -51,8 +52,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 pretrain_seed_experts,
-                inputs=["stage1_experts", *FEATURES, GROUNDING, "params:model", "params:pretrain",
-                        "params:train_missing", "params:seed", "params:evaluate"],  # fmt: skip
+                inputs=["stage1_experts", *FEATURES, GROUNDING, AUDIO_SET, "params:model",
+                        "params:pretrain", "params:train_missing", "params:seed",
+                        "params:evaluate"],  # fmt: skip
                 outputs="seed_experts",
                 name="pretrain_seed_experts",
             ),
