@@ -14,6 +14,13 @@ learn much from questions alone on this much data. With ``04_feature/grounding_l
 (what sounds in each second, the targets of stage I's grounding heads) one more probe, the
 front end plus one expert layer, learns from those per-second labels and is scored on the
 same video-level sets (an instrument counts as found when any second has it above 0.5).
+
+``--generated N`` asks whether that probe is short of examples or of steps: it trains it again
+with N generated audio-only videos (:mod:`r2scp_pipeline.audio_pretraining`, the audio encoder's
+pretraining set, built with the run's ``conf/`` parameters) added to the training videos, and
+once more on the training videos alone for as many more epochs (the same number of steps).
+
+    python benchmarks/audio_probe.py --generated 2800 --out docs/results/audio_probe.json
 """
 
 from __future__ import annotations
@@ -29,9 +36,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from kedro.config import OmegaConfigLoader
 
 from r2scp_pipeline import avqa
+from r2scp_pipeline.audio_pretraining import audio_pretraining_set
 from r2scp_pipeline.model import AudioFrontEnd, ModalityExpert
+from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 from r2scp_pipeline.tensors import frame_to_tokens
 
 
@@ -105,10 +115,39 @@ def second_labels(path: Path, ids: list[str], segments: int) -> torch.Tensor | N
     return y
 
 
+def generated_probes(args, x, y, per_second, tr, te) -> dict[str, dict[str, float]]:
+    """The per-second probe with ``args.generated`` generated videos added to its training
+    videos, and on the training videos alone for as many steps (more epochs)."""
+    params = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
+    encoder = {**params["pretrain"]["audio_encoder"], "videos": args.generated}
+    extra = audio_pretraining_set(params["dataset"], params["features"], encoder,
+                                  int(params["seed"]))  # fmt: skip
+    if extra["x"].numel() == 0:
+        raise SystemExit(f"no generated videos: {extra['meta']['skipped']}")
+    n = len(extra["x"])
+    x_all, sec_all = torch.cat([x, extra["x"]]), torch.cat([per_second, extra["y"]])
+    y_all = torch.cat([y, extra["y"].amax(1)])  # a generated video's set: what sounds at all
+    no = torch.zeros(n, dtype=torch.bool)
+    tr_all, te_all = torch.cat([tr, torch.ones(n, dtype=torch.bool)]), torch.cat([te, no])
+    longer = round(args.epochs * (int(tr.sum()) + n) / int(tr.sum()))
+    name = "AudioFrontEnd + expert, per-second labels"
+    return {
+        f"{name}, + {n} generated videos ({args.epochs} epochs)": train(
+            SecondProbe(x.shape[3], x.shape[2]), x_all, sec_all, tr_all, te_all, args.epochs,
+            batch=32, y_eval=y_all),
+        f"{name} ({longer} epochs: as many steps)": train(
+            SecondProbe(x.shape[3], x.shape[2]), x, per_second, tr, te, longer, batch=32, y_eval=y),
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--epochs", type=int, default=40, help="front-end probe epochs")
+    ap.add_argument("--generated", type=int, default=0,
+                    help="also train the per-second probe with this many generated videos added")
+    ap.add_argument("--conf", type=Path, default=Path("conf"))
+    ap.add_argument("--env", default=None, help="configuration environment of the run")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -152,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                 SecondProbe(a.shape[3], a.shape[2]), x, per_second, tr, te, args.epochs, batch=32,
                 y_eval=y,
             )  # fmt: skip
+        if per_second is not None and args.generated:
+            result["generated_videos"] = args.generated
+            result["probes"].update(generated_probes(args, x, y, per_second, tr, te))
     result["labels_per_video"] = round(float(y.sum(1).mean()), 2)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -11,6 +11,11 @@ standard deviations in an expert's score cannot tell their configurations apart.
 
 The run's own seed (42 by default) must reproduce its `08_reporting/pretrain_history.json`
 epoch for epoch when that file is there; the benchmark says whether it does.
+
+The audio encoder's pretraining (`pretrain.audio_encoder`) reads the run's
+`04_feature/audio_pretraining_set.pt`; `--no-audio-pretraining` trains every seed without it
+(`pretrain.audio_encoder.videos: 0`, the `no_audio_pretraining` ablation's stage I), so the two
+files compare the pretraining on the same data and seeds.
 """
 
 from __future__ import annotations
@@ -58,11 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", type=Path, default=Path("conf"))
     parser.add_argument("--env", default=None, help="configuration environment of the run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--no-audio-pretraining", action="store_true",
+                        help="stage I without the audio encoder's pretraining")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     tick = time.perf_counter()
     params = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
     pretrain = {**params["pretrain"], "checkpoint_dir": None, "progress_desc": None}
+    if args.no_audio_pretraining:
+        pretrain["audio_encoder"] = {**pretrain.get("audio_encoder", {}), "videos": 0}
+    set_path = args.data / "04_feature/audio_pretraining_set.pt"
+    videos = int((pretrain.get("audio_encoder") or {}).get("videos", 0))
+    if videos and not set_path.exists():
+        raise SystemExit(f"{set_path} is missing: run kedro run --pipelines=pretrain first, or "
+                         "pass --no-audio-pretraining")  # fmt: skip
+    audio_set = torch.load(set_path, weights_only=True) if videos else None
     tables = {name: pd.read_parquet(args.data / folder / f"{name}.parquet")
               for folder, name in TABLES}  # fmt: skip
     labels = args.data / "04_feature/grounding_labels.parquet"
@@ -75,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     per_seed, reproduced = {}, None
     for seed in args.seeds:
         model, summary = train_stage_one(tensors, params["model"], pretrain,
-                                         params.get("train_missing") or {}, seed)  # fmt: skip
+                                         params.get("train_missing") or {}, seed, audio_set)  # fmt: skip
         logp = predict_expert_log_probs(model.eval(), tensors, "test")
         per_seed[str(seed)] = {
             **{f"val_{m}": round(float(summary["best"][f"val_acc_{m}"]), 4) for m in EXPERTS},
@@ -88,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "python benchmarks/stage1_seeds.py " + " ".join(argv or sys.argv[1:]),
         "env": args.env or "base", "train_questions": int((tensors.split == "train").sum()),
+        "audio_pretraining_videos": videos,
         "test_questions": len(test), "seeds": per_seed, "spread": spread(per_seed),
         "run_seed": int(params["seed"]), "run_history_reproduced": reproduced,
         "seconds": round(time.perf_counter() - tick, 1), "torch": torch.__version__,

@@ -110,3 +110,8 @@ def test_the_stage1_seeds_table_adds_the_run_of_the_earlier_code_when_kept(tmp_p
     assert "| with the cue, before the single-query readout | audio |" in text
     assert "(package at commit `ffffffffff`, files changed there: none)" in text
     assert "epoch for epoch: **no**" in text
+    assert "without audio encoder pretraining" not in text
+    (folder / "stage1_seeds_no_audio_pretraining.json").write_text(json.dumps(result()))
+    text = render_docs.stage1_seeds(tmp_path)
+    assert "| with the cue, without audio encoder pretraining | text |" in text
+    assert text.index("without audio encoder pretraining") < text.index("single-query readout")

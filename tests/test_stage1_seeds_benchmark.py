@@ -20,7 +20,8 @@ spec = importlib.util.spec_from_file_location("stage1_seeds", ROOT / "benchmarks
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 SMALL = {"model": {"d_model": 16, "n_heads": 2, "router_hidden": 8, "k_purge": 3, "n_retrieve": 2},
-         "pretrain": {"epochs": 2, "batch_size": 32, "grounding_weight": 0.0}, "seed": 7}  # fmt: skip
+         "pretrain": {"epochs": 2, "batch_size": 32, "grounding_weight": 0.0,
+                      "audio_encoder": {"videos": 0}}, "seed": 7}  # fmt: skip
 
 
 def test_spread_is_the_mean_and_sample_sd_over_seeds():
@@ -67,3 +68,25 @@ def test_every_seed_is_trained_and_the_run_seed_is_checked_against_its_history(t
     history.write_text(json.dumps(summary))
     bench.main(args)
     assert json.loads(out.read_text())["run_history_reproduced"] is False
+
+
+def test_the_audio_pretraining_set_of_the_run_is_required_unless_turned_off(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    for name in ("globals.yml", "parameters.yml", "parameters_model.yml",
+                 "parameters_pretrain.yml"):  # fmt: skip
+        shutil.copy(ROOT / "conf/base" / name, conf / "base" / name)
+    small = {**SMALL, "pretrain": {**SMALL["pretrain"], "audio_encoder": {"videos": 4}}}
+    (conf / "local").mkdir()
+    (conf / "local/parameters.yml").write_text(yaml.safe_dump(small))
+    tables = make_synthetic_tables(n_videos=30, seed=5)
+    data = tmp_path / "data"
+    for folder, name in bench.TABLES:
+        (data / folder).mkdir(parents=True, exist_ok=True)
+        tables[name].to_parquet(data / folder / f"{name}.parquet")
+    args = ["--data", str(data), "--conf", str(conf), "--seeds", "7"]
+    with pytest.raises(SystemExit, match="audio_pretraining_set.pt is missing"):
+        bench.main(args)
+    out = tmp_path / "r.json"
+    assert bench.main([*args, "--no-audio-pretraining", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["audio_pretraining_videos"] == 0

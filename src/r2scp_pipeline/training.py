@@ -1007,11 +1007,13 @@ def _audio_encoder_set(
             "--pipelines=pretrain) instead of raising videos in an ablation"
         )
     own = tensors.features("audio")
-    if tuple(x.shape[1:]) != tuple(own.shape[1:]):
-        raise ValueError(
-            f"audio_pretraining_set has features {list(x.shape[1:])} per video, the dataset "
-            f"{list(own.shape[1:])}: rebuild it with the same features parameters"
-        )
+    if tuple(x.shape[1:]) != tuple(own.shape[1:]):  # audio_features not made by this config
+        logger.warning(
+            "pretrain: no audio encoder pretraining: audio_pretraining_set has features %s per "
+            "video (params:features), audio_features %s; set pretrain.audio_encoder.videos=0 "
+            "for features made elsewhere", list(x.shape[1:]), list(own.shape[1:]),
+        )  # fmt: skip
+        return None
     x, y = x[:videos], y[:videos]
     if tensors.grounding:
         train_videos = torch.unique(tensors.video[tensors.indices("train")])

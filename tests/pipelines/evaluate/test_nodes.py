@@ -32,6 +32,7 @@ ABLATIONS = {
     "no_rank_loss": {"mix": {"rank_loss_weight": 0.0}},
     "no_mixing": {"description": "w/o mixing", "model": {"mixing": False}},
     "no_grounding": {"pretrain": {"grounding_weight": 0.0}},
+    "no_audio_pretraining": {"pretrain": {"audio_encoder": {"videos": 0}}},
     "no_votes": {"model": {"expert_votes": False}},
     **{f"sweep_{k}": {"model": v} for k, v in (("n1", {"n_retrieve": 1}), ("n5", {"n_retrieve": 5}),
        ("k0", {"k_purge": 0}), ("k1", {"k_purge": 1}), ("k10", {"k_purge": 10}))},
@@ -68,12 +69,13 @@ def _params(**over):
 def _train_variants(tables, params, seed, stage1, r2scp):
     """Every variant through the variants pipeline's nodes (what `kedro run` does)."""
     feats, retr = [tables[k] for k in FEATS], [tables[k] for k in RETR]
-    seed_experts = V.pretrain_seed_experts(stage1, *feats, None, MODEL, LOOP, {}, seed, params)
+    seed_experts = V.pretrain_seed_experts(stage1, *feats, None, None, MODEL, LOOP, {}, seed,
+                                           params)  # no grounding labels, no audio set
     imputers = V.train_generative_imputers(*feats, seed, params)
     out = {}
     for name in variant_names():
-        models, history = V.train_variant(r2scp, seed_experts, imputers, *feats, *retr, None, MODEL,
-                                          LOOP, LOOP, {}, seed, params, variant=name)  # fmt: skip
+        models, history = V.train_variant(r2scp, seed_experts, imputers, *feats, *retr, None, None,
+                                          MODEL, LOOP, LOOP, {}, seed, params, variant=name)  # fmt: skip
         out[name] = models
     return out, imputers, seed_experts
 

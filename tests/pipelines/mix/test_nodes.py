@@ -26,7 +26,7 @@ def tables():
 def outputs(tables):
     t = tables
     feats = (t["qa_pairs"], t["audio_features"], t["visual_features"], t["question_features"])
-    stage1, _ = pretrain_experts(*feats, None, MODEL, LOOP, {}, 0)
+    stage1, _ = pretrain_experts(*feats, None, None, MODEL, LOOP, {}, 0)
     return mix_experts(stage1, *feats, t["memory_bank_audio"], t["memory_bank_visual"], t["neighbors"],
                        MODEL, LOOP, {}, 0)  # fmt: skip
 

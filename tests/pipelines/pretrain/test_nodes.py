@@ -20,7 +20,7 @@ PRETRAIN = {"epochs": 2, "batch_size": 32, "checkpoint_dir": None}
 def outputs():
     t = make_synthetic_tables(n_videos=30, seed=1)
     args = (t["qa_pairs"], t["audio_features"], t["visual_features"], t["question_features"])
-    return pretrain_experts(*args, None, MODEL, PRETRAIN, {"rate": 0.0}, 0)
+    return pretrain_experts(*args, None, None, MODEL, PRETRAIN, {"rate": 0.0}, 0)
 
 
 def test_pretrain_experts_returns_a_loadable_checkpoint_and_history(outputs):

@@ -45,6 +45,7 @@ METHOD_LABELS: dict[str, str] = {
     "no_rank_loss": "w/o ranking loss",
     "no_mixing": "w/o expert mixing",
     "no_grounding": "w/o grounding heads",
+    "no_audio_pretraining": "w/o audio encoder pretraining",
     "no_votes": "w/o expert votes",
 }
 
@@ -486,6 +487,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("expert mixing training helps", "Table 3", "r2scp", "no_mixing"),
     ("the ranking loss helps", "Table 3", "r2scp", "no_rank_loss"),
     ("grounding heads help", "not in the paper", "r2scp", "no_grounding"),
+    ("audio encoder pretraining helps", "not in the paper", "r2scp", "no_audio_pretraining"),
     ("expert votes help", "not in the paper", "r2scp", "no_votes"),
 )
 
