@@ -448,10 +448,16 @@ def default_reproducibility(root: Path) -> str:
         a, b = load_json(root, f"default/{name}"), load_json(root, f"seeds/{name}")
         same = a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"]
         rows.append([label, a["epochs_run"], b["epochs_run"], "yes" if same else "**no**"])
+    note = ""
+    if runs["default"]["commit"] != runs["seeds"]["commit"]:
+        note = ("\nThe two runs are of different commits: where the training code changed "
+                "between them, their histories need not agree, and a **no** says nothing about "
+                "reproducibility.\n")  # fmt: skip
     return (
         f"{describe('default')} against seed {runs['seeds']['seed']} of {describe('seeds')}:\n\n"
         + md_table(["model", "epochs (default run)", "epochs (seeds run)",
                     "every per-epoch loss, accuracy and load equal"], rows)
+        + note
     )  # fmt: skip
 
 

@@ -115,3 +115,22 @@ def test_the_stage1_seeds_table_adds_the_run_of_the_earlier_code_when_kept(tmp_p
     text = render_docs.stage1_seeds(tmp_path)
     assert "| with the cue, without audio encoder pretraining | text |" in text
     assert text.index("without audio encoder pretraining") < text.index("single-query readout")
+
+
+def test_the_reproducibility_block_says_when_the_two_runs_are_of_different_code(tmp_path):
+    import json
+
+    history = {"history": {"train_loss": [1.0, 0.5]}, "best_epoch": 1, "epochs_run": 2}
+    for run, commit in (("default", "a" * 40), ("seeds", "a" * 40)):
+        folder = tmp_path / render_docs.RESULTS / run
+        folder.mkdir(parents=True)
+        params = {"pretrain": {"threads": 1}, "mix": {"threads": 1}}
+        (folder / "run.json").write_text(json.dumps({"commit": commit, "seed": 42, "parameters": params,
+                                                     "runner": "SequentialRunner"}))  # fmt: skip
+        for name in ("pretrain_history.json", "mix_history.json"):
+            (folder / name).write_text(json.dumps(history))
+    text = render_docs.default_reproducibility(tmp_path)
+    assert text.count("| yes |") == 2 and "different commits" not in text
+    seeds = tmp_path / render_docs.RESULTS / "seeds/run.json"
+    seeds.write_text(seeds.read_text().replace("a" * 40, "b" * 40))
+    assert "different commits" in render_docs.default_reproducibility(tmp_path)
