@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                for m in EXPERTS},
             **{f"epoch_{m}": int(summary["best_epoch"][m]) for m in EXPERTS},
         }  # fmt: skip
-        if reference is not None and seed == int(params["seed"]):
+        # the run's own configuration only: with or without the audio encoder's pretraining
+        same_config = reference is not None and ("audio_encoder" in reference) == bool(
+            summary.get("audio_encoder"))  # fmt: skip
+        if same_config and seed == int(params["seed"]):
             reproduced = summary["history"] == reference["history"]
     result = {
         "command": "python benchmarks/stage1_seeds.py " + " ".join(argv or sys.argv[1:]),

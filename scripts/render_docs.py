@@ -640,6 +640,12 @@ def visual_cue(root: Path) -> str:
     )
 
 
+def _run_pretrains_audio(root: Path) -> bool:
+    """Does the default reference run pretrain its audio encoder (``pretrain.audio_encoder``)?"""
+    run = load_json(root, "default/run.json")
+    return int(((run["parameters"]["pretrain"].get("audio_encoder")) or {}).get("videos", 0)) > 0
+
+
 #: further stage-I seed files the table shows when they are kept: (file, label)
 STAGE1_SEEDS_OPTIONAL = (
     ("stage1_seeds_no_audio_pretraining.json", "with the cue, without audio encoder pretraining"),
@@ -664,6 +670,8 @@ def stage1_seeds(root: Path) -> str:
                              "one table needs the same seeds in both")  # fmt: skip
         seeds = list(r["seeds"])
         same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
+        if r.get("audio_pretraining_videos") == 0 and _run_pretrains_audio(root):
+            same = "not compared (the run pretrained its audio encoder, these seeds did not)"
         code = ""
         if r.get("commit"):  # recorded since the file of the code before the readout change
             changed = ", ".join(r.get("dirty_files") or []) or "none"

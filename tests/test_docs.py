@@ -111,9 +111,14 @@ def test_the_stage1_seeds_table_adds_the_run_of_the_earlier_code_when_kept(tmp_p
     assert "(package at commit `ffffffffff`, files changed there: none)" in text
     assert "epoch for epoch: **no**" in text
     assert "without audio encoder pretraining" not in text
-    (folder / "stage1_seeds_no_audio_pretraining.json").write_text(json.dumps(result()))
+    without = result(audio_pretraining_videos=0, run_history_reproduced=False)
+    (folder / "stage1_seeds_no_audio_pretraining.json").write_text(json.dumps(without))
+    (folder / "default").mkdir()
+    run = {"parameters": {"pretrain": {"audio_encoder": {"videos": 8}}}}
+    (folder / "default/run.json").write_text(json.dumps(run))
     text = render_docs.stage1_seeds(tmp_path)
     assert "| with the cue, without audio encoder pretraining | text |" in text
+    assert "not compared (the run pretrained its audio encoder, these seeds did not)" in text
     assert text.index("without audio encoder pretraining") < text.index("single-query readout")
 
 

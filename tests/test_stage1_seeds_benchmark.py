@@ -30,19 +30,26 @@ def test_spread_is_the_mean_and_sample_sd_over_seeds():
     assert bench.spread({"1": {"a": 0.5}})["a"] == {"mean": 0.5, "sd": 0.0}
 
 
-def test_every_seed_is_trained_and_the_run_seed_is_checked_against_its_history(tmp_path):
+def _project(tmp_path: Path, local: dict) -> tuple[Path, Path, dict]:
+    """conf/ (conf/base's model and pretrain parameters, ``local`` over them) and data/ with
+    the synthetic tables the benchmark reads."""
     conf = tmp_path / "conf"
     (conf / "base").mkdir(parents=True)
     for name in ("globals.yml", "parameters.yml", "parameters_model.yml",
                  "parameters_pretrain.yml"):  # fmt: skip
         shutil.copy(ROOT / "conf/base" / name, conf / "base" / name)
     (conf / "local").mkdir()
-    (conf / "local/parameters.yml").write_text(yaml.safe_dump(SMALL))
+    (conf / "local/parameters.yml").write_text(yaml.safe_dump(local))
     tables = make_synthetic_tables(n_videos=30, seed=5)
     data = tmp_path / "data"
     for folder, name in bench.TABLES:
         (data / folder).mkdir(parents=True, exist_ok=True)
         tables[name].to_parquet(data / folder / f"{name}.parquet")
+    return conf, data, tables
+
+
+def test_every_seed_is_trained_and_the_run_seed_is_checked_against_its_history(tmp_path):
+    conf, data, tables = _project(tmp_path, SMALL)
     out = tmp_path / "r.json"
     args = ["--data", str(data), "--conf", str(conf), "--seeds", "7", "8", "--out", str(out)]
     assert bench.main(args) == 0
@@ -71,19 +78,8 @@ def test_every_seed_is_trained_and_the_run_seed_is_checked_against_its_history(t
 
 
 def test_the_audio_pretraining_set_of_the_run_is_required_unless_turned_off(tmp_path):
-    conf = tmp_path / "conf"
-    (conf / "base").mkdir(parents=True)
-    for name in ("globals.yml", "parameters.yml", "parameters_model.yml",
-                 "parameters_pretrain.yml"):  # fmt: skip
-        shutil.copy(ROOT / "conf/base" / name, conf / "base" / name)
     small = {**SMALL, "pretrain": {**SMALL["pretrain"], "audio_encoder": {"videos": 4}}}
-    (conf / "local").mkdir()
-    (conf / "local/parameters.yml").write_text(yaml.safe_dump(small))
-    tables = make_synthetic_tables(n_videos=30, seed=5)
-    data = tmp_path / "data"
-    for folder, name in bench.TABLES:
-        (data / folder).mkdir(parents=True, exist_ok=True)
-        tables[name].to_parquet(data / folder / f"{name}.parquet")
+    conf, data, _ = _project(tmp_path, small)
     args = ["--data", str(data), "--conf", str(conf), "--seeds", "7"]
     with pytest.raises(SystemExit, match="audio_pretraining_set.pt is missing"):
         bench.main(args)
