@@ -34,6 +34,7 @@ from r2scp_pipeline import avqa
 from r2scp_pipeline.encoders import LogMelEncoder
 from r2scp_pipeline.media import feature_param, segment_indices
 from r2scp_pipeline.model import R2ScP
+from r2scp_pipeline.params import AudioEncoderParams
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,8 @@ _IGNORED_KEYS = ("root", "answer_format", "split_fractions", "splits_sound_sourc
                  "questions_per_video", "train_questions_per_video", "num_workers")  # fmt: skip
 
 
-#: ``pretrain.audio_encoder`` keys left out of a configuration (``params.AudioEncoderParams``)
-DEFAULTS = {"videos": 0, "epochs": 15, "batch_size": 32, "lr": 2.0e-3, "weight_decay": 0.01,
-            "seed_offset": 2000}  # fmt: skip
+#: ``pretrain.audio_encoder`` keys left out of a configuration: the schema's defaults
+DEFAULTS = AudioEncoderParams().model_dump()
 
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
