@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(1, str(ROOT))  # the synthetic tables are a test fixture: tests/synthetic.py
 
 from r2scp_pipeline.data import build_tensors  # noqa: E402
-from r2scp_pipeline.provenance import checkout  # noqa: E402
+from r2scp_pipeline.provenance import checkout, cpu_model  # noqa: E402
 from r2scp_pipeline.training import model_checkpoint, train_stage_one, train_stage_two  # noqa: E402
 from tests.synthetic import make_synthetic_tables  # noqa: E402
 
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
             "command": "python benchmarks/training.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "data": source, "train_questions": n_train, "epochs": args.epochs, "busy": args.busy,
             "d_model": model_params["d_model"], "runs": runs,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "torch": torch.__version__},
+            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                        "platform": platform.platform(), "torch": torch.__version__},
             **checkout(ROOT),  # the commit and changed files of the code that ran
         }  # fmt: skip
         args.out.write_text(json.dumps(result, indent=1) + "\n")

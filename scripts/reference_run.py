@@ -44,16 +44,6 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def parameters(env: str, conf: Path = ROOT / "conf") -> dict:
     """The parameters ``kedro run [--env=env]`` runs with: the project's own config-loader
     settings (``settings.CONFIG_LOADER_ARGS``: environments deep-merged over base, conf/local
@@ -64,6 +54,12 @@ def parameters(env: str, conf: Path = ROOT / "conf") -> dict:
 
     loader = OmegaConfigLoader(str(conf), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)
     return json.loads(json.dumps(loader["parameters"], default=str))
+
+
+def _cpu_model() -> str:
+    from r2scp_pipeline.provenance import cpu_model  # the project's src on sys.path (as above)
+
+    return cpu_model()
 
 
 def _versions() -> dict[str, str]:

@@ -774,11 +774,10 @@ def training_threads(root: Path) -> str:
     )  # fmt: skip
 
 
-@renderer("readout_speed")
-def readout_speed(root: Path) -> str:
-    """docs/results/training_readout_{before,after}.json: ``benchmarks/training.py`` run on one
-    machine from the commit before the single-query readout and from the one that has it."""
-    names = ("training_readout_before.json", "training_readout_after.json")
+def _speed_pair(root: Path, stem: str, column: str) -> str:
+    """docs/results/<stem>_{before,after}.json: ``benchmarks/training.py`` run on one machine
+    from the commit before a change and from the one that has it (``column`` names the rows)."""
+    names = (f"{stem}_before.json", f"{stem}_after.json")
     missing = [n for n in names if not (root / RESULTS / n).exists()]
     if missing:
         return (f"Not measured yet: `python benchmarks/training.py --project P --epochs 2 --out "
@@ -787,7 +786,7 @@ def readout_speed(root: Path) -> str:
     runs = [load_json(root, n) for n in names]
     for label, r in zip(("before", "after"), runs, strict=True):
         if r["data"] != runs[0]["data"] or r["epochs"] != runs[0]["epochs"]:
-            raise ValueError("readout_speed: the two measurements read other data or epochs")
+            raise ValueError(f"{stem}: the two measurements read other data or epochs")
         run = r["runs"][0]
         changed = ", ".join(r.get("dirty_files") or []) or "none"
         commands.append(f"{label}: `{r['command'].strip()}` at commit `{str(r['commit'])[:10]}` "
@@ -800,15 +799,29 @@ def readout_speed(root: Path) -> str:
     speed = {st: runs[1]["runs"][0][st]["train_samples_per_s"]
              / runs[0]["runs"][0][st]["train_samples_per_s"] for st in ("stage_one", "stage_two")}  # fmt: skip
     r = runs[0]
+    cpu = f" ({r['machine']['cpu_model']})" if r["machine"].get("cpu_model") else ""
     return (
         f"{r['data']}, {r['train_questions']:,} training questions, {r['epochs']} epochs per "
-        f"stage; {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}. "
+        f"stage; {r['machine']['cpus']} CPUs{cpu}, torch {r['machine']['torch']}. "
         + "; ".join(commands) + ".\n\n"
-        + md_table(["readout", "commit", "torch threads", "stage I samples/s", "stage II samples/s",
+        + md_table([column, "commit", "torch threads", "stage I samples/s", "stage II samples/s",
                     "stage II / stage I per sample"], rows)
         + f"\nAfter / before: stage I {speed['stage_one']:.2f}x, stage II {speed['stage_two']:.2f}x "
         "as many samples per second.\n"
     )  # fmt: skip
+
+
+@renderer("readout_speed")
+def readout_speed(root: Path) -> str:
+    """The single-query readout: ``training_readout_{before,after}.json``."""
+    return _speed_pair(root, "training_readout", "readout")
+
+
+@renderer("cap_votes_speed")
+def cap_votes_speed(root: Path) -> str:
+    """CAP's MLP on the k kept tokens and the cached expert votes:
+    ``training_cap_votes_{before,after}.json``."""
+    return _speed_pair(root, "training_cap_votes", "code")
 
 
 @renderer("ddp")

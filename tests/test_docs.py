@@ -75,6 +75,7 @@ def test_the_readout_speed_block_compares_two_commits_on_the_same_data(tmp_path)
     folder = tmp_path / render_docs.RESULTS
     folder.mkdir(parents=True)
     assert "Not measured yet" in render_docs.readout_speed(tmp_path)
+    assert "training_cap_votes_before.json" in render_docs.cap_votes_speed(tmp_path)
     (folder / "training_readout_before.json").write_text(json.dumps(result("a" * 40, 800.0, 200.0)))
     (folder / "training_readout_after.json").write_text(json.dumps(result("b" * 40, 1600.0, 500.0)))
     text = render_docs.readout_speed(tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -489,3 +491,27 @@ def test_torch_threads_sets_and_restores_the_count(monkeypatch):
     with training.torch_threads(None):  # null: torch's default, left as it is
         assert torch.get_num_threads() == before
     assert torch.get_num_threads() == before
+
+
+def test_cached_expert_votes_equal_the_heads_run_on_every_row(tensors, stage1):
+    """Expert votes from the cache (the heads' answers on the own tokens) give the same fused
+    logits as running every head on every row; a head then runs only on its recovered rows."""
+    from r2scp_pipeline.training import batch_encodings
+
+    model = load_model(stage1[0], "cpu")
+    model.cfg.expert_votes = True
+    model.eval()
+    cache = build_cache(model, tensors)
+    rows = tensors.indices("test")[:12]
+    miss = torch.tensor([0, 1, 2] * 4)
+    enc = batch_encodings(model, tensors, rows, torch.device("cpu"), cache)
+    assert enc.votes.shape == (12, 3, 42)
+    calls = {m: [] for m in EXPERTS}
+    hooks = [model.heads[m].register_forward_hook(
+        lambda mod, args, out, m=m: calls[m].append(args[0].shape[0])) for m in EXPERTS]  # fmt: skip
+    cached, _ = model.fuse(enc, miss)
+    for h in hooks:
+        h.remove()
+    assert calls == {"audio": [4], "visual": [4], "text": []}
+    live, _ = model.fuse(dataclasses.replace(enc, votes=None), miss)
+    torch.testing.assert_close(cached, live, rtol=1e-5, atol=1e-5)

@@ -481,7 +481,12 @@ class CrossModalRetrieval(nn.Module):
 
 
 class GuidanceBlock(nn.Module):
-    """Eq. 6: SA over H_com, then MCA with queries H_com and keys/values the question H_t."""
+    """Eq. 6: SA over H_com, then MCA with queries H_com and keys/values the question H_t.
+
+    ``forward`` guides every token. CAP keeps only the k most salient guided tokens, and the
+    saliency (eq. 7) reads the attention maps, which ``attend`` gives for every token; so CAP
+    runs ``attend`` on all tokens and the token-wise ``refine`` (MLP, LayerNorm) on its k.
+    """
 
     def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
         super().__init__()
@@ -490,7 +495,7 @@ class GuidanceBlock(nn.Module):
         self.ln3, self.mlp = nn.LayerNorm(d), MLP(d, ff_mult, dropout)
         self.ln_out, self.drop = nn.LayerNorm(d), nn.Dropout(dropout)
 
-    def forward(
+    def attend(
         self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # h_com [B, L, d]; h_t [B, Lq, d]; t_mask [B, Lq]
@@ -498,10 +503,18 @@ class GuidanceBlock(nn.Module):
         a, a_self, _ = self.sa(x, x, None, need_weights=True)  # A_self [B, h, L, L]
         x = h_com + self.drop(a)
         c, _, cross_logits = self.mca(self.ln2(x), h_t, t_mask, need_weights=True)  # [B, h, L, Lq]
-        x = x + self.drop(c)
-        x = x + self.mlp(self.ln3(x))
-        # final LayerNorm: guided tokens live in the experts' output space (they end with LN too)
-        return self.ln_out(x), a_self, cross_logits  # H_guided [B, L, d]
+        return x + self.drop(c), a_self, cross_logits  # [B, L, d]
+
+    def refine(self, x: torch.Tensor) -> torch.Tensor:
+        # token-wise [..., d] -> [..., d]; final LayerNorm: guided tokens live in the experts'
+        # output space (they end with LN too)
+        return self.ln_out(x + self.mlp(self.ln3(x)))
+
+    def forward(
+        self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, a_self, cross_logits = self.attend(h_com, h_t, t_mask)
+        return self.refine(x), a_self, cross_logits  # H_guided [B, L, d]
 
 
 def token_saliency(
@@ -566,11 +579,10 @@ class ContextAwarePurification(nn.Module):
         info = {"delta": delta}
         if k == 0:
             return h_miss, info
-        h_guided, sigma = self._guide(h_com, h_t, t_mask, key)  # eqs. 6-7: [B, L', d], [B, L']
         top = delta.topk(min(k + 1, length), dim=1)
         noise_idx = top.indices[:, :k]  # Omega_noise [B, k] (eq. 5), most dissonant first
-        sal_idx = sigma.topk(k, dim=1).indices  # Omega_salient [B, k] (eq. 7), most salient first
-        src = h_guided.gather(1, sal_idx.unsqueeze(-1).expand(-1, -1, d))  # [B, k, d]
+        # Omega_salient [B, k] (eq. 7), most salient first, and those guided tokens (eq. 6)
+        src, sal_idx, sigma = self._guide(h_com, h_t, t_mask, k, key)  # [B, k, d], [B, k], [B, L']
         # eq. 8/9: the j-th noise position takes the j-th salient guided token, the rest is kept
         injected = h_miss.scatter(1, noise_idx.unsqueeze(-1).expand(-1, -1, d), src)  # [B, L, d]
         # Straight-through mask: the forward value is exactly eq. 9 (the added term is 0), the
@@ -582,9 +594,10 @@ class ContextAwarePurification(nn.Module):
         info.update(noise_idx=noise_idx, salient_idx=sal_idx, saliency=sigma)
         return h_pur, info  # H_miss^pur [B, L, d]
 
-    def _guide(self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor,
-               key: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """H_guided (eq. 6) and the saliency sigma (eq. 7), once per distinct ``key``."""
+    def _guide(self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor, k: int,
+               key: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The k most salient guided tokens [B, k, d] (eq. 6), their positions [B, k] and the
+        saliency sigma [B, L'] (eq. 7), computed once per distinct ``key``."""
         inv = None
         if key is not None:
             uniq, inv = torch.unique(key, return_inverse=True)
@@ -595,12 +608,15 @@ class ContextAwarePurification(nn.Module):
                 h_com, h_t, t_mask = h_com[first], h_t[first], t_mask[first]
             else:
                 inv = None
-        h_guided, a_self, cross_logits = self.guidance(h_com, h_t, t_mask)  # eq. 6
+        x, a_self, cross_logits = self.guidance.attend(h_com, h_t, t_mask)  # [B', L', d]
         with torch.no_grad():
             sigma = token_saliency(a_self, cross_logits, t_mask, self.saliency)  # [B', L']
+        sal_idx = sigma.topk(k, dim=1).indices  # [B', k]
+        # the MLP and LayerNorm of eq. 6 act per token: only the k kept tokens need them
+        src = self.guidance.refine(x.gather(1, sal_idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])))
         if inv is not None:
-            h_guided, sigma = h_guided[inv], sigma[inv]
-        return h_guided, sigma
+            src, sal_idx, sigma = src[inv], sal_idx[inv], sigma[inv]
+        return src, sal_idx, sigma
 
 
 class Router(nn.Module):
@@ -666,13 +682,16 @@ class Encodings:
     choices: torch.Tensor | None = None  # [B, C, d] candidates through E_t(Phi_t), pooled
     choice_sent: torch.Tensor | None = None  # [B, C, Dt] candidates' raw sentence vectors
     key: torch.Tensor | None = None
+    # [B, 3, n_answers]: the frozen stage-I heads' log P_m on each expert's *own* tokens (eq. 10),
+    # from the cache; ``fuse`` then runs a head only where its modality is recovered
+    votes: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> Encodings:
         pick = lambda d: {m: v[rows] for m, v in d.items()}  # noqa: E731
         opt = lambda x: None if x is None else x[rows]  # noqa: E731
         return Encodings(pick(self.h), pick(self.cand), pick(self.com), self.h_text[rows],
                          self.text_mask[rows], self.q_sent[rows], opt(self.choices),
-                         opt(self.choice_sent), opt(self.key))  # fmt: skip
+                         opt(self.choice_sent), opt(self.key), opt(self.votes))  # fmt: skip
 
     def with_cand(self, modality: str, cand: torch.Tensor) -> Encodings:
         return dataclasses.replace(self, cand={**self.cand, modality: cand})
@@ -889,12 +908,33 @@ class R2ScP(nn.Module):
         else:
             logits = self.decoder(z)  # [B, n_answers]
         if cfg.expert_votes:  # + sum_m alpha_m log P_m(y | own or recovered tokens), eq. 10 heads
-            logp = self._expert_log_probs(
+            logp = self._votes(enc, owns, missing)  # [B, 3, n_answers]
+            logits = logits + (alpha.unsqueeze(-1) * logp).sum(1)
+        return logits, alpha
+
+    def _votes(self, enc: Encodings, owns: dict[str, torch.Tensor],
+               missing: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """log P_m [B, 3, n_answers] of the stage-I heads on ``owns[m]`` (own or recovered tokens).
+
+        With ``enc.votes`` (frozen experts: the heads' answers on the own tokens, cached) a head
+        runs only on the rows whose modality is recovered; the result is the same.
+        """
+        if enc.votes is None:
+            return self._expert_log_probs(
                 {**owns, "text": enc.h_text}, {"audio": None, "visual": None, "text": enc.text_mask},
                 enc.q_sent, enc.choice_sent,
             )  # fmt: skip
-            logits = logits + (alpha.unsqueeze(-1) * logp).sum(1)
-        return logits, alpha
+        per_expert = []
+        for i, m in enumerate(EXPERTS):
+            lp = enc.votes[:, i]  # [B, n_answers]
+            if m in MODALITIES:
+                rows = (missing == MISSING_CODES[m]).nonzero().squeeze(1)
+                if len(rows):
+                    choice = None if enc.choice_sent is None else enc.choice_sent[rows]
+                    live = self.heads[m](owns[m][rows], None, enc.q_sent[rows], choice)
+                    lp = lp.index_copy(0, rows, live.log_softmax(-1).to(lp.dtype))
+            per_expert.append(lp)
+        return torch.stack(per_expert, 1)
 
     def _expert_log_probs(self, seqs, masks, q_sent, choice_sent=None) -> torch.Tensor:
         """Each stage-I head's answer on ``seqs[m]`` (eq. 10): log P_m [B, 3, n_answers]."""

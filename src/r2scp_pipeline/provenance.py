@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,3 +18,15 @@ def checkout(path: Path) -> dict[str, Any]:
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", ".").splitlines() if line.strip()]
     return {"commit": git("rev-parse", "HEAD").strip() or None, "dirty_files": changed}
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``; else :func:`platform.processor`): runs
+    on other CPUs may differ in float rounding, so results record it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

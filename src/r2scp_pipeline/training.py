@@ -468,6 +468,9 @@ class ExpertCache:
     q_sent: torch.Tensor  # [Nt, Dt]
     choices: torch.Tensor | None = None  # [Nc, d] candidate answers, model.encode_choices
     choice_sent: torch.Tensor | None = None  # [Nc, Dt] their raw sentence vectors
+    # [Q, 3, n_answers] per question row: the frozen stage-I heads' log P_m on the row's own
+    # tokens (what expert votes add where no modality is recovered)
+    votes: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -499,16 +502,29 @@ def build_cache(model: R2ScP, tensors: AVQATensors, device: torch.device | None 
     if tensors.choices is not None:
         choices = chunks(model.encode_choices, tensors.choice_tokens, tensors.choice_mask)
         choice_sent = sentence_vector(tensors.choice_tokens, tensors.choice_mask).to(device)
+    # the stage-I heads' answers on every question's own tokens (eq. 10; expert votes)
+    video, text_id, text_mask = (x.to(device) for x in (tensors.video, tensors.text,
+                                                         tensors.question_mask))  # fmt: skip
+    ids = None if tensors.choices is None else tensors.choices.to(device)
+    parts = []
+    for i in range(0, len(video), batch_size):
+        v, t = video[i : i + batch_size], text_id[i : i + batch_size]
+        csent = None if ids is None else choice_sent[ids[i : i + batch_size]]
+        seqs = {m: h[m][v] for m in MODALITIES} | {"text": text[t]}
+        masks = {"audio": None, "visual": None, "text": text_mask[t]}
+        parts.append(model._expert_log_probs(seqs, masks, q_sent[t], csent))
+    votes = torch.cat(parts)  # [Q, 3, n_answers]
     model.train(was_training)
     return ExpertCache(h, com, bank, fill, text, tensors.question_mask.to(device), q_sent,
-                       choices, choice_sent)  # fmt: skip
+                       choices, choice_sent, votes)  # fmt: skip
 
 
 def cache_key(model: R2ScP) -> str:
-    """What :func:`build_cache` reads of ``model``: a hash of the weights of Phi_m and E_m.
-    Models that share it (variants trained on the same frozen stage I) share one cache."""
+    """What :func:`build_cache` reads of ``model``: a hash of the weights of Phi_m, E_m and
+    the stage-I heads (their votes). Models that share it (variants trained on the same frozen
+    stage I) share one cache."""
     return _state_hash({k: v for k, v in model.state_dict().items()
-                        if k.split(".")[0] in ("phi", "experts")})  # fmt: skip
+                        if k.split(".")[0] in ("phi", "experts", "heads")})  # fmt: skip
 
 
 def batch_encodings(
@@ -567,7 +583,10 @@ def batch_encodings(
             choices = model.encode_choices(x, mk).view(*ids.shape, -1)
             choice_sent = sentence_vector(x, mk).view(*ids.shape, -1)
     key = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device)
-    return Encodings(h, cand, com, h_text, text_mask, q_sent, choices, choice_sent, key)
+    votes = None
+    if cache is not None and cache.votes is not None:
+        votes = cache.votes[key]  # [B, 3, n_answers]
+    return Encodings(h, cand, com, h_text, text_mask, q_sent, choices, choice_sent, key, votes)
 
 
 def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
@@ -587,7 +606,8 @@ def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
                      torch.cat([pad(a.h_text), pad(b.h_text)]),
                      torch.cat([pad(a.text_mask, False), pad(b.text_mask, False)]),
                      torch.cat([a.q_sent, b.q_sent]), opt(a.choices, b.choices),
-                     opt(a.choice_sent, b.choice_sent), opt(a.key, b.key))  # fmt: skip
+                     opt(a.choice_sent, b.choice_sent), opt(a.key, b.key),
+                     opt(a.votes, b.votes))  # fmt: skip
 
 
 # ---- inference -------------------------------------------------------------------------------
