@@ -367,6 +367,39 @@ def default_targets(root: Path) -> str:
     return _run_line(root, run) + md_table(header, rows) + note
 
 
+#: a reference run of the same training code and configuration as ``PREVIOUS_RUN`` on
+#: another processor: how far float rounding alone moves a run's figures
+OTHER_CPU_RUN = "default_other_cpu"
+
+
+@renderer("default.other_cpu")
+def default_other_cpu(root: Path) -> str:
+    """The base-model targets of ``PREVIOUS_RUN`` next to those of ``OTHER_CPU_RUN`` (the same
+    training code on another processor), and whether their stage-I histories agree."""
+    if not (root / RESULTS / OTHER_CPU_RUN / "run.json").exists():
+        return f"Not kept: `docs/results/{OTHER_CPU_RUN}/` holds no run.\n"
+    names = (OTHER_CPU_RUN, PREVIOUS_RUN)
+    runs = {n: load_json(root, f"{n}/run.json") for n in names}
+    cpus = {n: runs[n].get("machine", {}).get("cpu_model", "unknown") for n in names}
+    if cpus[names[0]] == cpus[names[1]]:
+        raise ValueError(f"{OTHER_CPU_RUN} ran on the same processor as {PREVIOUS_RUN}")
+    values = {n: _target_values(root, n) for n in names}
+    header = ["what", *(f"{cpus[n]} (`{runs[n]['commit'][:10]}`)" for n in names), "difference"]
+    rows = []
+    for i, (what, _, v, _) in enumerate(values[names[0]]):
+        if "wall time" in what or "RSS" in what or "time per sample" in what:
+            continue  # speed differs between processors anyway
+        w = values[names[1]][i][2]
+        rows.append([what, f"{v:.1f}", f"{w:.1f}", f"{w - v:+.1f}"])
+    hist = [load_json(root, f"{n}/pretrain_history.json")["history"] for n in names]
+    same = "the same" if hist[0] == hist[1] else "**not** the same"
+    seeds = sorted({runs[n]["seed"] for n in names})
+    seed = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]} and {seeds[1]}"
+    return (f"`docs/results/{names[0]}/` and `docs/results/{names[1]}/`: `kedro run`, {seed}, "
+            f"each on a fresh install; stage I's per-epoch histories are {same}.\n\n"
+            + md_table(header, rows))  # fmt: skip
+
+
 #: the reference run of the default configuration on the project's DaskRunner (worker
 #: processes), kept to show what it costs and saves against the default SequentialRunner
 DASK_RUN = "default_dask"
@@ -376,11 +409,16 @@ COMPARED_TABLES = ("results_table.csv", "ablation_table.csv", "comparison_table.
                    "claims_verdicts.csv")  # fmt: skip
 
 
+#: the sequential reference run of the DaskRunner run's configuration, kept for that pair
+#: after newer default runs replaced it
+SEQUENTIAL_PAIR_RUN = "default_sequential"
+
+
 def _same_configuration_run(root: Path, other: dict) -> tuple[str, dict] | None:
-    """The kept sequential reference run (``default``, else ``PREVIOUS_RUN``) whose
-    configuration (environment and every parameter) is ``other``'s, with its ``run.json``;
-    None when there is none."""
-    for name in ("default", PREVIOUS_RUN):
+    """The kept sequential reference run (``default``, else ``PREVIOUS_RUN``, else
+    ``SEQUENTIAL_PAIR_RUN``) whose configuration (environment and every parameter) is
+    ``other``'s, with its ``run.json``; None when there is none."""
+    for name in ("default", PREVIOUS_RUN, SEQUENTIAL_PAIR_RUN):
         if (root / RESULTS / name / "run.json").exists():
             r = load_json(root, f"{name}/run.json")
             if (r["env"], r["parameters"]) == (other["env"], other["parameters"]):
@@ -448,11 +486,17 @@ def default_reproducibility(root: Path) -> str:
         a, b = load_json(root, f"default/{name}"), load_json(root, f"seeds/{name}")
         same = a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"]
         rows.append([label, a["epochs_run"], b["epochs_run"], "yes" if same else "**no**"])
-    note = ""
+    notes = []
     if runs["default"]["commit"] != runs["seeds"]["commit"]:
-        note = ("\nThe two runs are of different commits: where the training code changed "
-                "between them, their histories need not agree, and a **no** says nothing about "
-                "reproducibility.\n")  # fmt: skip
+        notes.append("The two runs are of different commits: where the training code changed "
+                     "between them, their histories need not agree, and a **no** says nothing "
+                     "about reproducibility.")  # fmt: skip
+    cpus = [runs[n].get("machine", {}).get("cpu_model", "unknown") for n in ("default", "seeds")]
+    if cpus[0] != cpus[1]:
+        notes.append(f"They ran on different processors ({cpus[0]}; {cpus[1]}): floating-point "
+                     "sums may round otherwise there, so the histories need not agree either; "
+                     "the same numbers are promised on one machine.")  # fmt: skip
+    note = "".join(f"\n{n}\n" for n in notes)
     return (
         f"{describe('default')} against seed {runs['seeds']['seed']} of {describe('seeds')}:\n\n"
         + md_table(["model", "epochs (default run)", "epochs (seeds run)",
@@ -695,24 +739,45 @@ def stage1_seeds(root: Path) -> str:
 NOCUE_RUN = "nocue"
 
 
+def _default_run_on_cpu_of(root: Path, run: str) -> str:
+    """The kept default-configuration reference run on ``run``'s processor (``default``, else
+    ``PREVIOUS_RUN``, else ``OTHER_CPU_RUN``); ``default`` when none ran there."""
+    cpu = _cpu_of(root, run)
+    for name in ("default", PREVIOUS_RUN, OTHER_CPU_RUN):
+        if (root / RESULTS / name / "run.json").exists() and _cpu_of(root, name) == cpu:
+            return name
+    return "default"
+
+
+def _cpu_of(root: Path, run: str) -> str:
+    """The processor model a kept reference run ran on ("unknown" when not recorded)."""
+    return load_json(root, f"{run}/run.json").get("machine", {}).get("cpu_model", "unknown")
+
+
 @renderer("nocue.targets")
 def nocue_targets(root: Path) -> str:
-    """The base-model figures of the default reference run against the same configuration on
-    data drawn without the visual cue (the accuracy and modality-cost rows of the targets)."""
-    with_cue, without = _target_values(root, "default"), _target_values(root, NOCUE_RUN)
+    """The base-model figures of the default configuration against the same configuration on
+    data drawn without the visual cue (the accuracy and modality-cost rows of the targets),
+    both on one processor: the kept default run on the nocue run's processor."""
+    base = _default_run_on_cpu_of(root, NOCUE_RUN)
+    with_cue, without = _target_values(root, base), _target_values(root, NOCUE_RUN)
     rows = [[what, target, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
             for (what, target, a, _), (_, _, b, _) in zip(with_cue, without, strict=True)
             if not what.startswith(("default `kedro run`", "peak RSS", "stage II time"))]  # fmt: skip
     loads = []
-    for run, label in (("default", "with the cue"), (NOCUE_RUN, "without the cue")):
+    for run, label in ((base, "with the cue"), (NOCUE_RUN, "without the cue")):
         best = load_json(root, f"{run}/mix_history.json")["best"]
         loads.append(f"{label} {float(best['val_load_none_audio']):.2f} audio / "
                      f"{float(best['val_load_none_visual']):.2f} visual")  # fmt: skip
     needs = _csv(root, NOCUE_RUN, "modality_needs.csv")
+    r = load_json(root, f"{base}/run.json")
+    same = _cpu_of(root, NOCUE_RUN) == _cpu_of(root, base)
+    where = "the same processor" if same else "**another processor**"
     return (
         _run_line(root, NOCUE_RUN)
-        + md_table(["what", "target", "default run (with the cue)", "without the cue", "change"],
-                   rows)  # fmt: skip
+        + f"With the cue: `docs/results/{base}/` (commit `{r['commit'][:10]}`, {where}).\n\n"
+        + md_table(["what", "target", "default configuration (with the cue)", "without the cue",
+                    "change"], rows)  # fmt: skip
         + f"\nMean router weight with both modalities on val: {'; '.join(loads)}.\n\n"
         + "Per question type, without the cue:\n\n" + _modality_needs_table(needs)
         + _best_expert_line(needs)

@@ -140,3 +140,39 @@ def test_the_reproducibility_block_says_when_the_two_runs_are_of_different_code(
     seeds = tmp_path / render_docs.RESULTS / "seeds/run.json"
     seeds.write_text(seeds.read_text().replace("a" * 40, "b" * 40))
     assert "different commits" in render_docs.default_reproducibility(tmp_path)
+    default = tmp_path / render_docs.RESULTS / "default/run.json"
+    run = json.loads(default.read_text())
+    default.write_text(json.dumps({**run, "machine": {"cpu_model": "AMD EPYC"}}))
+    assert "different processors (AMD EPYC; unknown)" in render_docs.default_reproducibility(tmp_path)
+
+
+def test_the_processor_and_nocue_blocks_pair_runs_by_processor(tmp_path):
+    """The nocue pair uses the kept default run of the nocue run's processor; the processor
+    block refuses two runs of one processor."""
+    import json
+    import shutil
+
+    shutil.copytree(ROOT / render_docs.RESULTS, tmp_path / render_docs.RESULTS)
+    results = tmp_path / render_docs.RESULTS
+
+    def set_cpu(run, cpu):
+        path = results / run / "run.json"
+        r = json.loads(path.read_text())
+        r["machine"]["cpu_model"] = cpu
+        path.write_text(json.dumps(r))
+
+    set_cpu("default", "Z")
+    set_cpu("default_previous", "Y")
+    set_cpu("default_other_cpu", "X")
+    set_cpu("nocue", "Y")
+    assert "`docs/results/default_previous/` (commit" in render_docs.nocue_targets(tmp_path)
+    assert "| what | X (`" in render_docs.default_other_cpu(tmp_path)
+    set_cpu("nocue", "W")
+    assert "`docs/results/default/` (commit" in render_docs.nocue_targets(tmp_path)
+    assert "**another processor**" in render_docs.nocue_targets(tmp_path)
+    set_cpu("default_other_cpu", "Y")
+    with pytest.raises(ValueError, match="same processor"):
+        render_docs.default_other_cpu(tmp_path)
+    shutil.rmtree(results / "default_other_cpu")
+    assert "Not kept" in render_docs.default_other_cpu(tmp_path)
+
