@@ -468,22 +468,25 @@ def default_runners(root: Path) -> str:
 
 @renderer("default.reproducibility")
 def default_reproducibility(root: Path) -> str:
-    """Stage I and the R2ScP stage II of the default reference run against seed 42 of the
+    """Stage I and the R2ScP stage II of the default configuration's reference run on the
+    evidence run's processor (``default`` when none is kept there) against seed 42 of the
     two-seed evidence run (the same seed and configuration, another environment, maybe another
     runner or commit): are their per-epoch histories equal, value for value?"""
-    runs = {name: load_json(root, f"{name}/run.json") for name in ("default", "seeds")}
+    base = _default_run_on_cpu_of(root, "seeds")  # float rounding differs between processors
+    runs = {"default": load_json(root, f"{base}/run.json"), "seeds": load_json(root, "seeds/run.json")}
+    folder = {"default": base, "seeds": "seeds"}
 
     def describe(name: str) -> str:
         r = runs[name]
         threads = {st: r["parameters"][st].get("threads") for st in ("pretrain", "mix")}
-        return (f"`docs/results/{name}/` (commit `{r['commit'][:10]}`, runner "
+        return (f"`docs/results/{folder[name]}/` (commit `{r['commit'][:10]}`, runner "
                 f"`{_runner(r)}`, torch threads per node: stage I "
                 f"{threads['pretrain'] or 'one per core'}, stage II {threads['mix'] or 'one per core'})")  # fmt: skip
 
     rows = []
     for name, label in (("pretrain_history.json", "stage I (all experts)"),
                         ("mix_history.json", "stage II (R2ScP)")):  # fmt: skip
-        a, b = load_json(root, f"default/{name}"), load_json(root, f"seeds/{name}")
+        a, b = load_json(root, f"{base}/{name}"), load_json(root, f"seeds/{name}")
         same = a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"]
         rows.append([label, a["epochs_run"], b["epochs_run"], "yes" if same else "**no**"])
     notes = []
