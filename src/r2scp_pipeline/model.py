@@ -917,10 +917,11 @@ class R2ScP(nn.Module):
         """log P_m [B, 3, n_answers] of the stage-I heads on ``owns[m]`` (own or recovered tokens).
 
         With ``enc.votes`` (frozen experts: the heads' answers on the own tokens, cached) a head
-        runs only on the rows whose modality is recovered; the result is the same.
+        runs only on the rows whose modality is recovered; the values are the same to float
+        rounding.
         """
         if enc.votes is None:
-            return self._expert_log_probs(
+            return self.heads_log_probs(
                 {**owns, "text": enc.h_text}, {"audio": None, "visual": None, "text": enc.text_mask},
                 enc.q_sent, enc.choice_sent,
             )  # fmt: skip
@@ -936,7 +937,7 @@ class R2ScP(nn.Module):
             per_expert.append(lp)
         return torch.stack(per_expert, 1)
 
-    def _expert_log_probs(self, seqs, masks, q_sent, choice_sent=None) -> torch.Tensor:
+    def heads_log_probs(self, seqs, masks, q_sent, choice_sent=None) -> torch.Tensor:
         """Each stage-I head's answer on ``seqs[m]`` (eq. 10): log P_m [B, 3, n_answers]."""
         return torch.stack(
             [self.heads[m](seqs[m], masks[m], q_sent, choice_sent).log_softmax(-1)
@@ -944,7 +945,7 @@ class R2ScP(nn.Module):
         )  # fmt: skip
 
     def _average_experts(self, seqs, masks, q_sent, expert_mask, choice_sent=None):
-        logp = self._expert_log_probs(seqs, masks, q_sent, choice_sent)  # [B, 3, n_answers]
+        logp = self.heads_log_probs(seqs, masks, q_sent, choice_sent)  # [B, 3, n_answers]
         b = logp.shape[0]
         keep = (
             torch.ones(b, len(EXPERTS), device=logp.device)

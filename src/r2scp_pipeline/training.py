@@ -512,7 +512,7 @@ def build_cache(model: R2ScP, tensors: AVQATensors, device: torch.device | None 
         csent = None if ids is None else choice_sent[ids[i : i + batch_size]]
         seqs = {m: h[m][v] for m in MODALITIES} | {"text": text[t]}
         masks = {"audio": None, "visual": None, "text": text_mask[t]}
-        parts.append(model._expert_log_probs(seqs, masks, q_sent[t], csent))
+        parts.append(model.heads_log_probs(seqs, masks, q_sent[t], csent))
     votes = torch.cat(parts)  # [Q, 3, n_answers]
     model.train(was_training)
     return ExpertCache(h, com, bank, fill, text, tensors.question_mask.to(device), q_sent,
