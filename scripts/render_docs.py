@@ -367,6 +367,11 @@ def default_targets(root: Path) -> str:
     return _run_line(root, run) + md_table(header, rows) + note
 
 
+#: the target rows about speed and memory: they compare no model (the nocue and processor
+#: blocks leave them out)
+SPEED_TARGETS = ("default `kedro run`", "peak RSS", "stage II time")
+
+
 #: a reference run of the same training code and configuration as ``PREVIOUS_RUN`` on
 #: another processor: how far float rounding alone moves a run's figures
 OTHER_CPU_RUN = "default_other_cpu"
@@ -380,14 +385,14 @@ def default_other_cpu(root: Path) -> str:
         return f"Not kept: `docs/results/{OTHER_CPU_RUN}/` holds no run.\n"
     names = (OTHER_CPU_RUN, PREVIOUS_RUN)
     runs = {n: load_json(root, f"{n}/run.json") for n in names}
-    cpus = {n: runs[n].get("machine", {}).get("cpu_model", "unknown") for n in names}
+    cpus = {n: _cpu_of(root, n) for n in names}
     if cpus[names[0]] == cpus[names[1]]:
         raise ValueError(f"{OTHER_CPU_RUN} ran on the same processor as {PREVIOUS_RUN}")
     values = {n: _target_values(root, n) for n in names}
     header = ["what", *(f"{cpus[n]} (`{runs[n]['commit'][:10]}`)" for n in names), "difference"]
     rows = []
     for i, (what, _, v, _) in enumerate(values[names[0]]):
-        if "wall time" in what or "RSS" in what or "time per sample" in what:
+        if what.startswith(SPEED_TARGETS):
             continue  # speed differs between processors anyway
         w = values[names[1]][i][2]
         rows.append([what, f"{v:.1f}", f"{w:.1f}", f"{w - v:+.1f}"])
@@ -494,7 +499,7 @@ def default_reproducibility(root: Path) -> str:
         notes.append("The two runs are of different commits: where the training code changed "
                      "between them, their histories need not agree, and a **no** says nothing "
                      "about reproducibility.")  # fmt: skip
-    cpus = [runs[n].get("machine", {}).get("cpu_model", "unknown") for n in ("default", "seeds")]
+    cpus = [_cpu_of(root, folder[n]) for n in ("default", "seeds")]
     if cpus[0] != cpus[1]:
         notes.append(f"They ran on different processors ({cpus[0]}; {cpus[1]}): floating-point "
                      "sums may round otherwise there, so the histories need not agree either; "
@@ -766,7 +771,7 @@ def nocue_targets(root: Path) -> str:
     with_cue, without = _target_values(root, base), _target_values(root, NOCUE_RUN)
     rows = [[what, target, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
             for (what, target, a, _), (_, _, b, _) in zip(with_cue, without, strict=True)
-            if not what.startswith(("default `kedro run`", "peak RSS", "stage II time"))]  # fmt: skip
+            if not what.startswith(SPEED_TARGETS)]  # fmt: skip
     loads = []
     for run, label in ((base, "with the cue"), (NOCUE_RUN, "without the cue")):
         best = load_json(root, f"{run}/mix_history.json")["best"]
