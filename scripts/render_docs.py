@@ -372,22 +372,25 @@ def default_targets(root: Path) -> str:
 SPEED_TARGETS = ("default `kedro run`", "peak RSS", "stage II time")
 
 
-#: a reference run of the same training code and configuration as ``PREVIOUS_RUN`` on
+#: a reference run of the same training code and configuration as ``OTHER_CPU_PAIR_RUN`` on
 #: another processor: how far float rounding alone moves a run's figures
 OTHER_CPU_RUN = "default_other_cpu"
+#: the run of ``OTHER_CPU_RUN``'s training code on this project's other processor
+OTHER_CPU_PAIR_RUN = "default_other_cpu_pair"
 
 
 @renderer("default.other_cpu")
 def default_other_cpu(root: Path) -> str:
-    """The base-model targets of ``PREVIOUS_RUN`` next to those of ``OTHER_CPU_RUN`` (the same
-    training code on another processor), and whether their stage-I histories agree."""
-    if not (root / RESULTS / OTHER_CPU_RUN / "run.json").exists():
-        return f"Not kept: `docs/results/{OTHER_CPU_RUN}/` holds no run.\n"
-    names = (OTHER_CPU_RUN, PREVIOUS_RUN)
+    """The base-model targets of ``OTHER_CPU_PAIR_RUN`` next to those of ``OTHER_CPU_RUN``
+    (the same training code on another processor), and whether their stage-I histories agree."""
+    names = (OTHER_CPU_RUN, OTHER_CPU_PAIR_RUN)
+    for n in names:
+        if not (root / RESULTS / n / "run.json").exists():
+            return f"Not kept: `docs/results/{n}/` holds no run.\n"
     runs = {n: load_json(root, f"{n}/run.json") for n in names}
     cpus = {n: _cpu_of(root, n) for n in names}
     if cpus[names[0]] == cpus[names[1]]:
-        raise ValueError(f"{OTHER_CPU_RUN} ran on the same processor as {PREVIOUS_RUN}")
+        raise ValueError(f"{OTHER_CPU_RUN} ran on the same processor as {OTHER_CPU_PAIR_RUN}")
     values = {n: _target_values(root, n) for n in names}
     header = ["what", *(f"{cpus[n]} (`{runs[n]['commit'][:10]}`)" for n in names), "difference"]
     rows = []
@@ -749,9 +752,10 @@ NOCUE_RUN = "nocue"
 
 def _default_run_on_cpu_of(root: Path, run: str) -> str:
     """The kept default-configuration reference run on ``run``'s processor (``default``, else
-    ``PREVIOUS_RUN``, else ``OTHER_CPU_RUN``); ``default`` when none ran there."""
+    ``PREVIOUS_RUN``, else ``OTHER_CPU_PAIR_RUN``, else ``OTHER_CPU_RUN``); ``default`` when
+    none ran there."""
     cpu = _cpu_of(root, run)
-    for name in ("default", PREVIOUS_RUN, OTHER_CPU_RUN):
+    for name in ("default", PREVIOUS_RUN, OTHER_CPU_PAIR_RUN, OTHER_CPU_RUN):
         if (root / RESULTS / name / "run.json").exists() and _cpu_of(root, name) == cpu:
             return name
     return "default"
@@ -895,6 +899,13 @@ def cap_votes_speed(root: Path) -> str:
     """CAP's MLP on the k kept tokens and the cached expert votes:
     ``training_cap_votes_{before,after}.json``."""
     return _speed_pair(root, "training_cap_votes", "code")
+
+
+@renderer("video_batch_speed")
+def video_batch_speed(root: Path) -> str:
+    """Stage-II batches by video with CAP's SA once per video, the MCA read on the k kept
+    tokens: ``training_video_batch_{before,after}.json``."""
+    return _speed_pair(root, "training_video_batch", "code")
 
 
 @renderer("ddp")

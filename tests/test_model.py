@@ -241,6 +241,49 @@ def test_rows_sharing_a_key_share_one_guidance_computation_with_the_same_result(
     assert model.cap["audio"].guidance.mca.q.weight.grad.abs().sum() > 0
 
 
+def test_rows_of_one_video_share_the_self_attention_over_h_com_with_the_same_result():
+    """Questions of one video share H_com: CAP's SA over it runs once per group (video), the
+    MCA over each question still once per question."""
+    torch.manual_seed(0)
+    model = R2ScP(cfg()).eval()
+    e = encodings()
+    rows = torch.tensor([0, 0, 1, 2, 2, 2])  # three videos, other questions of the same video
+    big = e.select(rows)
+    big = dataclasses.replace(big, h_text=torch.randn(len(rows), LQ, D),
+                              text_mask=text_mask((7, 3, 4, 2, 5, 6)),
+                              key=torch.arange(len(rows)))  # fmt: skip
+    miss = torch.tensor([1, 0, 1, 2, 0, 1])
+    grouped = dataclasses.replace(big, group=rows)
+    a, _ = model.fuse(big, miss)
+    b, _ = model.fuse(grouped, miss)
+    torch.testing.assert_close(a, b)
+    sa, mca = [], []
+    hooks = [model.cap["audio"].guidance.sa.register_forward_hook(
+                 lambda mod, args, out: sa.append(args[0].shape[0])),
+             model.cap["audio"].guidance.mca.k.register_forward_hook(
+                 lambda mod, args, out: mca.append(args[0].shape[0]))]  # fmt: skip
+    model.fuse(grouped, miss)
+    for hook in hooks:
+        hook.remove()
+    # audio is recovered for rows 0, 1 (complete), 2, 4, 5 (videos 0, 1, 2): SA on 3, MCA on 5
+    assert sa == [3] and mca == [5]
+    model.train()
+    b, _ = model.fuse(grouped, miss)
+    b.sum().backward()
+    assert model.cap["audio"].guidance.sa.q.weight.grad.abs().sum() > 0
+
+
+def test_guidance_of_selected_tokens_equals_the_full_guidance_at_those_tokens():
+    torch.manual_seed(0)
+    block = GuidanceBlock(D, 2, 2, 0.0).eval()
+    e = encodings()
+    full, _, _ = block(e.com["audio"], e.h_text, e.text_mask)
+    x, _, logits, v = block.maps(e.com["audio"], e.h_text, e.text_mask)
+    idx = torch.tensor([[4, 0], [9, 3], [1, 2]])
+    picked = full.gather(1, idx[..., None].expand(-1, -1, D))  # [B, 2, D]
+    torch.testing.assert_close(block.guide(x, logits, v, idx), picked)
+
+
 def test_cap_delta_is_one_minus_cosine_with_the_available_anchor():
     cap = ContextAwarePurification(cfg()).eval()
     e = encodings(2)

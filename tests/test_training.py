@@ -189,6 +189,28 @@ def test_stage_two_moves_the_mixing_weights(tensors, stage1):
         assert not torch.equal(model.state_dict()[name], init.state_dict()[name]), name
 
 
+def test_stage_two_batch_by_video_keeps_a_videos_questions_together(tensors, stage1, monkeypatch):
+    ckpt, _ = stage1
+    seen, real_fit = [], training.fit
+
+    def spy(**kw):
+        seen.append(kw["permute"])
+        return real_fit(**kw)
+
+    monkeypatch.setattr(training, "fit", spy)
+    train_stage_two(ckpt, tensors, MODEL, {**LOOP, "epochs": 1}, {}, seed=0)
+    by_video, _ = train_stage_two(ckpt, tensors, MODEL, {**LOOP, "epochs": 1, "batch_by_video": True},
+                                  {}, seed=0)  # fmt: skip
+    assert seen[0] is None and seen[1] is not None  # default: uniform shuffle
+    rows = tensors.indices("train")
+    order = seen[1](np.random.default_rng(0), rows)
+    assert sorted(order) == sorted(rows)
+    videos = tensors.video[order].numpy()
+    runs = videos[np.r_[True, videos[1:] != videos[:-1]]]  # one run per video
+    assert len(runs) == len(set(videos.tolist()))
+    assert np.isfinite(predict(by_video, tensors, "val").logits).all()
+
+
 def test_stage_two_without_stage_one_trains_the_experts(tensors):
     model0, s0 = train_stage_one(tensors, MODEL, {**LOOP, "stage_one": False}, {}, seed=0)
     ckpt = model_checkpoint(model0, {"stage_one": False})

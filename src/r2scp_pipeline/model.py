@@ -176,20 +176,32 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         # x [B, L, d] queries; ctx [B, Lc, d] keys/values; ctx_mask [B, Lc] True = real token
+        if need_weights:
+            logits, v = self.scores(self.q(x), ctx, ctx_mask)  # [B, h, L, Lc]
+            weights = logits.softmax(-1)  # [B, h, L, Lc], rows sum to 1
+            return self.mix(weights, v), weights, logits
         q, k, v = self._split(self.q(x)), self._split(self.k(ctx)), self._split(self.v(ctx))
         attn_mask = None if ctx_mask is None else ctx_mask[:, None, None, :]  # [B, 1, 1, Lc]
         # no dropout on attention weights (residual branches have it): cheaper on CPU
-        if not need_weights:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-            weights = logits = None
-        else:
-            logits = q @ k.transpose(-2, -1) / math.sqrt(self.dk)  # [B, h, L, Lc]
-            if attn_mask is not None:
-                logits = logits.masked_fill(~attn_mask, float("-inf"))
-            weights = logits.softmax(-1)  # [B, h, L, Lc], rows sum to 1
-            y = weights @ v
-        y = y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # [B, L, d]
-        return self.o(y), weights, logits
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.o(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)), None, None
+
+    def scores(
+        self, q_proj: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-softmax logits [B, h, L, Lc] (-inf at padded ctx tokens) of projected queries
+        q_proj = self.q(x) [B, L, d], and the values [B, h, Lc, dk]: with :meth:`mix`, the
+        attention of any subset of the queries."""
+        q, k, v = self._split(q_proj), self._split(self.k(ctx)), self._split(self.v(ctx))
+        logits = q @ k.transpose(-2, -1) / math.sqrt(self.dk)  # [B, h, L, Lc]
+        if ctx_mask is not None:
+            logits = logits.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))
+        return logits, v
+
+    def mix(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention output of ``weights`` [B, h, L, Lc] over values ``v`` [B, h, Lc, dk] -> [B, L, d]."""
+        y = (weights @ v).transpose(1, 2)  # [B, L, h, dk]
+        return self.o(y.reshape(y.shape[0], y.shape[1], -1))
 
     def attend_one(
         self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None = None
@@ -484,8 +496,10 @@ class GuidanceBlock(nn.Module):
     """Eq. 6: SA over H_com, then MCA with queries H_com and keys/values the question H_t.
 
     ``forward`` guides every token. CAP keeps only the k most salient guided tokens, and the
-    saliency (eq. 7) reads the attention maps, which ``attend`` gives for every token; so CAP
-    runs ``attend`` on all tokens and the token-wise ``refine`` (MLP, LayerNorm) on its k.
+    saliency (eq. 7) reads only the attention maps; so CAP takes the maps of every token
+    (``maps``) and guides only its k tokens (``guide``: MCA output, residual, MLP, LayerNorm,
+    all token-wise). SA and the MCA queries read H_com alone, a video's: ``maps`` computes them
+    once per distinct H_com, and only the MCA over the question per question.
     """
 
     def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
@@ -495,26 +509,47 @@ class GuidanceBlock(nn.Module):
         self.ln3, self.mlp = nn.LayerNorm(d), MLP(d, ff_mult, dropout)
         self.ln_out, self.drop = nn.LayerNorm(d), nn.Dropout(dropout)
 
-    def attend(
-        self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # h_com [B, L, d]; h_t [B, Lq, d]; t_mask [B, Lq]
-        x = self.ln1(h_com)
-        a, a_self, _ = self.sa(x, x, None, need_weights=True)  # A_self [B, h, L, L]
-        x = h_com + self.drop(a)
-        c, _, cross_logits = self.mca(self.ln2(x), h_t, t_mask, need_weights=True)  # [B, h, L, Lq]
-        return x + self.drop(c), a_self, cross_logits  # [B, L, d]
+    def maps(
+        self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor,
+        com_of: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """SA over each distinct H_com, the MCA logits of every token over each question.
 
-    def refine(self, x: torch.Tensor) -> torch.Tensor:
-        # token-wise [..., d] -> [..., d]; final LayerNorm: guided tokens live in the experts'
-        # output space (they end with LN too)
-        return self.ln_out(x + self.mlp(self.ln3(x)))
+        h_com [V, L, d]; h_t [B, Lq, d]; t_mask [B, Lq]; com_of [B]: each question's row of
+        h_com (None: one row per question, V = B). Returns x [V, L, d] (H_com after SA),
+        A_self [B, h, L, L], the MCA logits [B, h, L, Lq] and values [B, h, Lq, dk].
+        """
+        x = self.ln1(h_com)
+        a, a_self, _ = self.sa(x, x, None, need_weights=True)  # A_self [V, h, L, L]
+        x = h_com + self.drop(a)  # [V, L, d]
+        q = self.mca.q(self.ln2(x))  # MCA queries [V, L, d]
+        if com_of is not None:
+            q, a_self = q[com_of], a_self[com_of]  # [B, L, d], [B, h, L, L]
+        cross_logits, v = self.mca.scores(q, h_t, t_mask)  # [B, h, L, Lq], [B, h, Lq, dk]
+        return x, a_self, cross_logits, v
+
+    def guide(
+        self, x: torch.Tensor, cross_logits: torch.Tensor, v: torch.Tensor, idx: torch.Tensor,
+        com_of: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """H_guided at token positions ``idx`` [B, k] of each question (``maps``' outputs):
+        MCA output, residual, MLP and final LayerNorm -> [B, k, d]. The LayerNorm puts guided
+        tokens in the experts' output space (they end with LN too)."""
+        b, h, _, lq = cross_logits.shape
+        row = torch.arange(b, device=x.device) if com_of is None else com_of
+        x_k = x[row[:, None], idx]  # [B, k, d]
+        logits = cross_logits.gather(2, idx[:, None, :, None].expand(b, h, idx.shape[1], lq))
+        x_k = x_k + self.drop(self.mca.mix(logits.softmax(-1), v))  # [B, k, d]
+        return self.ln_out(x_k + self.mlp(self.ln3(x_k)))
 
     def forward(
         self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, a_self, cross_logits = self.attend(h_com, h_t, t_mask)
-        return self.refine(x), a_self, cross_logits  # H_guided [B, L, d]
+        # h_com [B, L, d]; h_t [B, Lq, d]; t_mask [B, Lq]
+        x, a_self, cross_logits, v = self.maps(h_com, h_t, t_mask)
+        b, length = h_com.shape[:2]
+        every = torch.arange(length, device=h_com.device).expand(b, length)
+        return self.guide(x, cross_logits, v, every), a_self, cross_logits  # H_guided [B, L, d]
 
 
 def token_saliency(
@@ -567,10 +602,12 @@ class ContextAwarePurification(nn.Module):
         t_mask: torch.Tensor,
         k: int | None = None,
         key: torch.Tensor | None = None,
+        group: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # h_miss [B, L, d] (eq. 4); h_avl [B, L', d]; h_com = E_miss(Phi_avl(F_avl)) [B, L', d]
         # k: purification budget of this call (default the configured k_purge; Fig. 4 sweep)
         # key [B]: rows with equal keys have equal h_com / h_t / t_mask (Encodings.key)
+        # group [B]: rows with equal groups have equal h_com (Encodings.group: the video)
         b, length, d = h_miss.shape
         k = min(self.k if k is None else k, length, h_com.shape[1])
         g = h_avl.mean(1)  # g_avl [B, d] (eq. 2)
@@ -582,7 +619,7 @@ class ContextAwarePurification(nn.Module):
         top = delta.topk(min(k + 1, length), dim=1)
         noise_idx = top.indices[:, :k]  # Omega_noise [B, k] (eq. 5), most dissonant first
         # Omega_salient [B, k] (eq. 7), most salient first, and those guided tokens (eq. 6)
-        src, sal_idx, sigma = self._guide(h_com, h_t, t_mask, k, key)  # [B, k, d], [B, k], [B, L']
+        src, sal_idx, sigma = self._guide(h_com, h_t, t_mask, k, key, group)  # [B, k, d], [B, k], [B, L']
         # eq. 8/9: the j-th noise position takes the j-th salient guided token, the rest is kept
         injected = h_miss.scatter(1, noise_idx.unsqueeze(-1).expand(-1, -1, d), src)  # [B, L, d]
         # Straight-through mask: the forward value is exactly eq. 9 (the added term is 0), the
@@ -595,28 +632,38 @@ class ContextAwarePurification(nn.Module):
         return h_pur, info  # H_miss^pur [B, L, d]
 
     def _guide(self, h_com: torch.Tensor, h_t: torch.Tensor, t_mask: torch.Tensor, k: int,
-               key: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+               key: torch.Tensor | None,
+               group: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """The k most salient guided tokens [B, k, d] (eq. 6), their positions [B, k] and the
-        saliency sigma [B, L'] (eq. 7), computed once per distinct ``key``."""
-        inv = None
-        if key is not None:
-            uniq, inv = torch.unique(key, return_inverse=True)
-            if len(uniq) < len(key):  # duplicates: one representative row per key
-                first = torch.full((len(uniq),), len(key), dtype=torch.long, device=key.device)
-                first = first.scatter_reduce(0, inv, torch.arange(len(key), device=key.device),
-                                             "amin")  # fmt: skip
-                h_com, h_t, t_mask = h_com[first], h_t[first], t_mask[first]
-            else:
-                inv = None
-        x, a_self, cross_logits = self.guidance.attend(h_com, h_t, t_mask)  # [B', L', d]
+        saliency sigma [B, L'] (eq. 7), computed once per distinct ``key``; the SA over H_com
+        once per distinct ``group``."""
+        first, inv = _first_of_each(key)
+        if first is not None:  # duplicates: one representative row per key
+            h_com, h_t, t_mask = h_com[first], h_t[first], t_mask[first]
+            group = None if group is None else group[first]
+        first_com, com_of = _first_of_each(group)
+        if first_com is not None:
+            h_com = h_com[first_com]  # [V, L', d], one per distinct group
+        x, a_self, cross_logits, v = self.guidance.maps(h_com, h_t, t_mask, com_of)
         with torch.no_grad():
             sigma = token_saliency(a_self, cross_logits, t_mask, self.saliency)  # [B', L']
         sal_idx = sigma.topk(k, dim=1).indices  # [B', k]
-        # the MLP and LayerNorm of eq. 6 act per token: only the k kept tokens need them
-        src = self.guidance.refine(x.gather(1, sal_idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])))
+        src = self.guidance.guide(x, cross_logits, v, sal_idx, com_of)  # [B', k, d]
         if inv is not None:
             src, sal_idx, sigma = src[inv], sal_idx[inv], sigma[inv]
         return src, sal_idx, sigma
+
+
+def _first_of_each(key: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """For ``key`` [B] with repeats: the first row of each distinct key [U] and each row's
+    index into them [B]; ``(None, None)`` when ``key`` is None or has no repeats."""
+    if key is None:
+        return None, None
+    uniq, inv = torch.unique(key, return_inverse=True)
+    if len(uniq) == len(key):
+        return None, None
+    first = torch.full((len(uniq),), len(key), dtype=torch.long, device=key.device)
+    return first.scatter_reduce(0, inv, torch.arange(len(key), device=key.device), "amin"), inv
 
 
 class Router(nn.Module):
@@ -671,6 +718,8 @@ class Encodings:
     ``key`` [B] (optional): rows with equal keys share ``com``, ``h_text`` and ``text_mask``
     (the same question of the same video, e.g. the ranking loss's extra passes), so CAP's
     question-guided block (eq. 6), which reads only those, is computed once per key.
+    ``group`` [B] (optional): rows with equal groups share ``com`` (the same video), so the
+    guidance block's SA over it is computed once per group.
     """
 
     h: dict[str, torch.Tensor]
@@ -685,13 +734,15 @@ class Encodings:
     # [B, 3, n_answers]: the frozen stage-I heads' log P_m on each expert's *own* tokens (eq. 10),
     # from the cache; ``fuse`` then runs a head only where its modality is recovered
     votes: torch.Tensor | None = None
+    group: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> Encodings:
         pick = lambda d: {m: v[rows] for m, v in d.items()}  # noqa: E731
         opt = lambda x: None if x is None else x[rows]  # noqa: E731
         return Encodings(pick(self.h), pick(self.cand), pick(self.com), self.h_text[rows],
                          self.text_mask[rows], self.q_sent[rows], opt(self.choices),
-                         opt(self.choice_sent), opt(self.key), opt(self.votes))  # fmt: skip
+                         opt(self.choice_sent), opt(self.key), opt(self.votes),
+                         opt(self.group))  # fmt: skip
 
     def with_cand(self, modality: str, cand: torch.Tensor) -> Encodings:
         return dataclasses.replace(self, cand={**self.cand, modality: cand})
@@ -848,7 +899,8 @@ class R2ScP(nn.Module):
         if not use_cap:
             return cand
         h_pur, _ = self.cap[target](
-            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask, k_purge, enc.key
+            cand, enc.h[OTHER[target]], enc.com[target], enc.h_text, enc.text_mask, k_purge,
+            enc.key, enc.group,
         )
         return h_pur
 

@@ -301,6 +301,7 @@ class MixParams(LoopParams):
     drop_modalities: list[str]
     rank_loss_weight: float
     val_settings: list[str]
+    batch_by_video: bool = False  # a batch holds whole videos' drawn questions (CAP's SA once per video)
 
 
 # ---- evaluate (conf/base/parameters_evaluate.yml; checked further by evaluate/config.py) -------

@@ -583,10 +583,13 @@ def batch_encodings(
             choices = model.encode_choices(x, mk).view(*ids.shape, -1)
             choice_sent = sentence_vector(x, mk).view(*ids.shape, -1)
     key = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device)
-    votes = None
-    if cache is not None and cache.votes is not None:
-        votes = cache.votes[key]  # [B, 3, n_answers]
-    return Encodings(h, cand, com, h_text, text_mask, q_sent, choices, choice_sent, key, votes)
+    votes = group = None
+    if cache is not None:  # frozen experts: com is the same for every row of a video
+        group = vd
+        if cache.votes is not None:
+            votes = cache.votes[key]  # [B, 3, n_answers]
+    return Encodings(h, cand, com, h_text, text_mask, q_sent, choices, choice_sent, key, votes,
+                     group)  # fmt: skip
 
 
 def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
@@ -607,7 +610,7 @@ def _cat_encodings(a: Encodings, b: Encodings) -> Encodings:
                      torch.cat([pad(a.text_mask, False), pad(b.text_mask, False)]),
                      torch.cat([a.q_sent, b.q_sent]), opt(a.choices, b.choices),
                      opt(a.choice_sent, b.choice_sent), opt(a.key, b.key),
-                     opt(a.votes, b.votes))  # fmt: skip
+                     opt(a.votes, b.votes), opt(a.group, b.group))  # fmt: skip
 
 
 # ---- inference -------------------------------------------------------------------------------
@@ -1115,7 +1118,9 @@ def train_stage_two(
     sample's neighbours, never its own video). With ``rank_loss_weight > 0`` one more pass
     gives L(X_gt) (the true features in the slot: L_rank+, eq. 13) and, when the recovery has
     an R- (retrieval: the least similar neighbours), another gives L(R-) (L_rank-, eq. 14).
-    A recovery's ``extra_loss`` is added to the total.
+    A recovery's ``extra_loss`` is added to the total. With ``batch_by_video`` the epoch's
+    drawn questions are shuffled by video (a video's questions share a batch), so CAP's SA over
+    a video's H_com runs once per batch instead of once per question.
     """
     recovery = recovery or Retrieval()
     cfg = build_config(model_params, tensors)
@@ -1151,6 +1156,7 @@ def train_stage_two(
     trainable = [p for p in model.parameters() if p.requires_grad]
     weight = float(params.get("rank_loss_weight", 0.1))
     drop_rate = float(params.get("drop_rate", 0.5))
+    by_video = bool(params.get("batch_by_video", False))
     drop_mods = list(params.get("drop_modalities", ["audio", "visual"]))
     val_settings = list(params.get("val_settings", ["none", "audio", "visual"]))
     bad = [m for m in drop_mods if m not in MODALITIES] + [
@@ -1266,7 +1272,8 @@ def train_stage_two(
     with torch_threads(loop.threads):
         res = fit(stage="mix", model=model, params=trainable, train_rows=train_rows, loop=loop,
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=epoch_setup,
-                  step=step, evaluate=evaluate, train_mode=train_mode, dist=dist_context())  # fmt: skip
+                  step=step, evaluate=evaluate, train_mode=train_mode, dist=dist_context(),
+                  permute=shuffle_by_video(tensors) if by_video else None)  # fmt: skip
     model.to("cpu").eval()
     summary.update(_summary(res))
     summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
