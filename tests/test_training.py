@@ -537,3 +537,34 @@ def test_cached_expert_votes_equal_the_heads_run_on_every_row(tensors, stage1):
     assert calls == {"audio": [4], "visual": [4], "text": []}
     live, _ = model.fuse(dataclasses.replace(enc, votes=None), miss)
     torch.testing.assert_close(cached, live, rtol=1e-5, atol=1e-5)
+
+
+def test_fills_are_computed_only_on_the_rows_that_read_them(tensors, r2scp):
+    """Given the missing codes, a recovery fills only the rows ``fuse`` reads (the missing
+    modality's, and complete rows when recoveries are appended), with the same logits."""
+    from r2scp_pipeline.recovery import Retrieval
+    from r2scp_pipeline.training import batch_encodings
+
+    class Spy(Retrieval):
+        name = "spy"  # not registered
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def fill(self, src, modality):
+            self.calls.append((modality, len(src.rows), int(src.video[0])))
+            return super().fill(src, modality)
+
+    cache = build_cache(r2scp, tensors)
+    rows = tensors.indices("test")[:12]
+    miss = torch.tensor([1, 2, 1, 1, 2, 2, 2, 1, 1, 2, 0, 1])  # 6 audio, 5 visual, 1 complete
+    cpu = torch.device("cpu")
+    every, lazy = Spy(), Spy()
+    full = batch_encodings(r2scp, tensors, rows, cpu, cache, every)
+    some = batch_encodings(r2scp, tensors, rows, cpu, cache, lazy, missing=miss)
+    assert r2scp.appends_recovery  # complete rows read both recoveries
+    assert [c[:2] for c in every.calls] == [("audio", 12), ("visual", 12)]
+    assert [c[:2] for c in lazy.calls] == [("audio", 7), ("visual", 6)]
+    assert lazy.calls[0][2] == int(tensors.video[rows[0]])  # the rows' own videos
+    torch.testing.assert_close(r2scp.fuse(some, miss)[0], r2scp.fuse(full, miss)[0])

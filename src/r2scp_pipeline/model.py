@@ -923,13 +923,13 @@ class R2ScP(nn.Module):
         cfg = self.cfg
         b = missing.shape[0]
         complete = missing == MISSING_CODES["none"]  # [B]
-        # without expert mixing (Table 3) nothing after the experts is trained: no CAP, no append
-        append = cfg.recovers_complete and cfg.mixing
+        append = self.appends_recovery
         use_cap = (cfg.use_cap if use_cap is None else use_cap) and cfg.mixing
+        recovered = self.recovered_rows(missing)
         seqs, masks, owns = {}, {}, {}
         for m in MODALITIES:
             is_missing = missing == MISSING_CODES[m]  # [B]
-            need = is_missing | complete if append else is_missing  # rows that use a recovery
+            need = recovered[m]  # rows that use a recovery
             rec = None
             if need.all():
                 rec = self.recover(m, enc, use_cap, k_purge)  # [B, L_m, d]
@@ -963,6 +963,20 @@ class R2ScP(nn.Module):
             logp = self._votes(enc, owns, missing)  # [B, 3, n_answers]
             logits = logits + (alpha.unsqueeze(-1) * logp).sum(1)
         return logits, alpha
+
+    @property
+    def appends_recovery(self) -> bool:
+        """Whether complete samples get both recovered sequences appended (``complete_mode:
+        append``); without expert mixing (Table 3) nothing after the experts is trained: no
+        CAP, no append."""
+        return self.cfg.recovers_complete and self.cfg.mixing
+
+    def recovered_rows(self, missing: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{m: [B] bool}: the rows whose ``Encodings.cand[m]`` :meth:`fuse` reads (m missing,
+        or complete with ``complete_mode: append``); the other rows' fills are never read."""
+        complete = missing == MISSING_CODES["none"]
+        return {m: (missing == MISSING_CODES[m]) | (complete & self.appends_recovery)
+                for m in MODALITIES}  # fmt: skip
 
     def _votes(self, enc: Encodings, owns: dict[str, torch.Tensor],
                missing: torch.Tensor) -> torch.Tensor:  # fmt: skip

@@ -28,6 +28,7 @@ with :func:`register`, and add the name to ``evaluate.methods``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,6 +66,13 @@ class Source:
     cache: Any  # training.ExpertCache | None
     n: int  # n of eq. 4
     h: dict[str, torch.Tensor]
+
+    def select(self, idx: torch.Tensor) -> Source:
+        """The same batch restricted to positions ``idx`` [B'] (CPU or device)."""
+        pos = idx.cpu()
+        return dataclasses.replace(self, rows=np.asarray(self.rows)[pos.numpy()],
+                                   video=self.video[pos],
+                                   h={m: v[idx.to(v.device)] for m, v in self.h.items()})  # fmt: skip
 
     def retrieved(self, modality: str, bank_rows: torch.Tensor) -> torch.Tensor:
         """Encodings of memory-bank rows ``[B, n]`` of ``modality`` -> ``[B, n, L_m, d]``."""

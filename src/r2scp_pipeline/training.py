@@ -536,12 +536,15 @@ def batch_encodings(
     recovery: Recovery | None = None,
     polarity: str = "pos",
     n: int | None = None,
+    missing: torch.Tensor | None = None,
 ) -> Encodings:
     """:class:`Encodings` of question ``rows``: from ``cache`` when given (frozen experts), else
     computed with gradients (experts trained in stage II, the ``stage_one: false`` ablation).
 
     ``cand`` of both modalities: what ``recovery`` (default R2ScP's retrieval, eq. 4) puts in
-    the missing slot; ``polarity='neg'`` gives its R- of eq. 14 instead.
+    the missing slot; ``polarity='neg'`` gives its R- of eq. 14 instead. With ``missing`` [B]
+    (the codes ``model.fuse`` will get) a fill is computed only on the rows that read it
+    (``model.recovered_rows``); the others hold their own encoding, which ``fuse`` never reads.
     """
     recovery = recovery or Retrieval()
     n = model.cfg.n_retrieve if n is None else n
@@ -562,15 +565,25 @@ def batch_encodings(
         q, text_mask = _question_batch(tensors, rows, device)
         h_text, q_sent = model.encode("text", q, text_mask), sentence_vector(q, text_mask)
     src = Source(model, tensors, rows, v, device, cache, n, h)
-    cand = {}
-    for m in MODALITIES:
+    need = None if missing is None else model.recovered_rows(missing.to(device))
+
+    def fill(s: Source, m: str) -> torch.Tensor:
         if polarity == "neg":
-            neg = recovery.negative(src, m)
+            neg = recovery.negative(s, m)
             if neg is None:
                 raise ValueError(f"recovery {recovery.name!r} has no negative (R-) fill")
-            cand[m] = neg
-        else:
-            cand[m] = recovery.fill(src, m)
+            return neg
+        return recovery.fill(s, m)
+
+    cand = {}
+    for m in MODALITIES:
+        if need is None or need[m].all():
+            cand[m] = fill(src, m)
+        elif not need[m].any():
+            cand[m] = h[m]  # placeholder, never read
+        else:  # fill only the rows that read it
+            idx = need[m].nonzero().squeeze(1)
+            cand[m] = h[m].index_copy(0, idx, fill(src.select(idx), m).to(h[m].dtype))
     choices = choice_sent = None
     if tensors.choices is not None:  # multiple choice: the candidates, as the decoder reads them
         ids = tensors.choices[rows]  # [B, C]
@@ -713,8 +726,9 @@ def predict(
     try:
         for i in range(0, len(rows), batch_size):
             r = rows[i : i + batch_size]
-            enc = batch_encodings(model, tensors, r, device, cache, recovery, polarity, n_retrieve)
             miss = torch.as_tensor(code[i : i + batch_size], dtype=torch.long, device=device)
+            enc = batch_encodings(model, tensors, r, device, cache, recovery, polarity, n_retrieve,
+                                  missing=miss)  # fmt: skip
             out, alpha = model.fuse(enc, miss, _router_mask(recovery, miss), use_cap, k_purge)
             logits.append(out.float().cpu())
             alphas.append(alpha.float().cpu())
@@ -1209,7 +1223,7 @@ def train_stage_two(
         idx = np.array([row_pos[int(r)] for r in rows])
         miss = torch.as_tensor(setup["code"][idx], device=device)
         y = tensors.answer[rows].to(device)
-        enc = batch_encodings(model, tensors, rows, device, cache, recovery, "pos")
+        enc = batch_encodings(model, tensors, rows, device, cache, recovery, "pos", missing=miss)
         dropped = (miss > 0).nonzero().squeeze(1) if use_rank else miss.new_zeros(0)
         nb, nd = len(rows), len(dropped)
         if nd:  # one forward for every pass: fill (all rows), X_gt and R- (dropped rows)
@@ -1218,9 +1232,8 @@ def train_stage_two(
             miss = torch.cat([miss, miss[dropped]])
             y = torch.cat([y, y[dropped]])
             if use_neg:
-                neg = batch_encodings(
-                    model, tensors, rows[dropped.cpu().numpy()], device, cache, recovery, "neg"
-                )
+                neg = batch_encodings(model, tensors, rows[dropped.cpu().numpy()], device, cache,
+                                      recovery, "neg", missing=miss[dropped])  # fmt: skip
                 enc = _cat_encodings(enc, neg)
                 miss = torch.cat([miss, miss[nb:]])
                 y = torch.cat([y, y[nb:]])
