@@ -745,6 +745,48 @@ def stage1_seeds(root: Path) -> str:
     return "\n".join(lines) + "\n\n" + md_table(header, rows)
 
 
+#: (column, key of benchmarks/stage2_seeds.py, percent) of the stage-II seed table
+STAGE2_COLUMNS = (("best val score", "val_score", True), ("test, complete", "test_none", True),
+                  ("test, audio missing", "test_audio", True),
+                  ("test, visual missing", "test_visual", True),
+                  ("train (memorisation check)", "train_none", True), ("epochs", "epochs", False),
+                  ("samples/s", "samples_per_s", False))  # fmt: skip
+
+
+@renderer("stage2_batching")
+def stage2_batching(root: Path) -> str:
+    """benchmarks/stage2_seeds.py on the default run's data and experts: R2ScP's stage II per
+    seed with stage-II batches by video (as configured) and with a uniform shuffle."""
+    name = "stage2_batching.json"
+    if not (root / RESULTS / name).exists():
+        return (f"Not measured yet: `python benchmarks/stage2_seeds.py --data DATA --variant "
+                f"uniform_batches mix.batch_by_video=false --out docs/results/{name}`.\n")  # fmt: skip
+    r = load_json(root, name)
+    same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
+    changed = ", ".join(r.get("dirty_files") or []) or "none"
+    seeds = list(next(iter(r["variants"].values()))["seeds"])
+    rows = []
+    for variant, v in r["variants"].items():
+        over = ", ".join(f"`{b}.{k}: {json.dumps(x)}`" for b, kv in v["overrides"].items()
+                         for k, x in kv.items()) or "none"  # fmt: skip
+        cells = []
+        for _, key, pct in STAGE2_COLUMNS:
+            scale, digits = (100, 1) if pct else (1, 0)
+            per = " / ".join(f"{scale * v['seeds'][s][key]:.{digits}f}" for s in seeds)
+            sd = v["spread"][key]
+            cells.append(f"{per}; {scale * sd['mean']:.1f} ({scale * sd['sd']:.1f})")
+        rows.append([variant, over, *cells])
+    header = ["variant", "changed parameters", *(f"{c}, seeds {', '.join(seeds)}; mean (sd)"
+                                                  if i == 0 else c
+                                                  for i, (c, _, _) in enumerate(STAGE2_COLUMNS))]  # fmt: skip
+    return (f"`{r['command'].strip()}` (package at commit `{str(r['commit'])[:10]}`, files changed "
+            f"there: {changed}; {r['machine']['cpus']} CPUs, {r['machine']['cpu_model']}; load "
+            f"average {r['machine']['load_average'][0]:.1f}); {r['train_questions']:,} training "
+            f"questions, {r['test_questions']:,} test questions; seed {r['run_seed']} as "
+            f"configured repeats the stage II of the run whose data it read, epoch for epoch: "
+            f"{same}.\n\n" + md_table(header, rows))  # fmt: skip
+
+
 #: the reference run of the default configuration on MiniMusic-AVQA drawn without the visual
 #: cue (``scripts/reference_run.py --env nocue``)
 NOCUE_RUN = "nocue"

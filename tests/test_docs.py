@@ -178,3 +178,34 @@ def test_the_processor_and_nocue_blocks_pair_runs_by_processor(tmp_path):
     shutil.rmtree(results / "default_other_cpu")
     assert "Not kept" in render_docs.default_other_cpu(tmp_path)
 
+
+
+def test_the_stage2_batching_block_shows_every_variant_per_seed(tmp_path):
+    import json
+
+    def seed(val, epochs):
+        return {"val_score": val, "test_none": 0.6, "test_audio": 0.5, "test_visual": 0.4,
+                "train_none": 0.8, "epochs": epochs, "samples_per_s": 600.0}  # fmt: skip
+
+    def variant(over, a, b):
+        seeds = {"42": a, "43": b}
+        keys = a.keys()
+        return {"overrides": {"mix": over, "model": {}}, "seeds": seeds,
+                "spread": {k: {"mean": (a[k] + b[k]) / 2, "sd": abs(a[k] - b[k]) / 2 ** 0.5}
+                           for k in keys}}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    assert "Not measured yet" in render_docs.stage2_batching(tmp_path)
+    r = {"command": "python benchmarks/stage2_seeds.py --data d", "commit": "c" * 40,
+         "dirty_files": [], "machine": {"cpus": 2, "cpu_model": "X", "load_average": [1.0]},
+         "train_questions": 1000, "test_questions": 200, "run_seed": 42,
+         "run_history_reproduced": True,
+         "variants": {"configured": variant({}, seed(0.5, 3), seed(0.6, 5)),
+                      "uniform": variant({"batch_by_video": False}, seed(0.5, 4), seed(0.5, 4))}}  # fmt: skip
+    (folder / "stage2_batching.json").write_text(json.dumps(r))
+    text = render_docs.stage2_batching(tmp_path)
+    assert "epoch for epoch: yes" in text and "`cccccccccc`" in text
+    assert "| configured | none | 50.0 / 60.0; 55.0 (7.1) |" in text
+    assert "| uniform | `mix.batch_by_video: false` | 50.0 / 50.0; 50.0 (0.0) |" in text
+    assert "| 3 / 5; 4.0 (1.4) |" in text

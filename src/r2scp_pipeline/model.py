@@ -179,7 +179,7 @@ class MultiHeadAttention(nn.Module):
         if need_weights:
             logits, v = self.scores(self.q(x), ctx, ctx_mask)  # [B, h, L, Lc]
             weights = logits.softmax(-1)  # [B, h, L, Lc], rows sum to 1
-            return self.mix(weights, v), weights, logits
+            return self.combine(weights, v), weights, logits
         q, k, v = self._split(self.q(x)), self._split(self.k(ctx)), self._split(self.v(ctx))
         attn_mask = None if ctx_mask is None else ctx_mask[:, None, None, :]  # [B, 1, 1, Lc]
         # no dropout on attention weights (residual branches have it): cheaper on CPU
@@ -190,7 +190,7 @@ class MultiHeadAttention(nn.Module):
         self, q_proj: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-softmax logits [B, h, L, Lc] (-inf at padded ctx tokens) of projected queries
-        q_proj = self.q(x) [B, L, d], and the values [B, h, Lc, dk]: with :meth:`mix`, the
+        q_proj = self.q(x) [B, L, d], and the values [B, h, Lc, dk]: with :meth:`combine`, the
         attention of any subset of the queries."""
         q, k, v = self._split(q_proj), self._split(self.k(ctx)), self._split(self.v(ctx))
         logits = q @ k.transpose(-2, -1) / math.sqrt(self.dk)  # [B, h, L, Lc]
@@ -198,7 +198,7 @@ class MultiHeadAttention(nn.Module):
             logits = logits.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))
         return logits, v
 
-    def mix(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def combine(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention output of ``weights`` [B, h, L, Lc] over values ``v`` [B, h, Lc, dk] -> [B, L, d]."""
         y = (weights @ v).transpose(1, 2)  # [B, L, h, dk]
         return self.o(y.reshape(y.shape[0], y.shape[1], -1))
@@ -539,7 +539,7 @@ class GuidanceBlock(nn.Module):
         row = torch.arange(b, device=x.device) if com_of is None else com_of
         x_k = x[row[:, None], idx]  # [B, k, d]
         logits = cross_logits.gather(2, idx[:, None, :, None].expand(b, h, idx.shape[1], lq))
-        x_k = x_k + self.drop(self.mca.mix(logits.softmax(-1), v))  # [B, k, d]
+        x_k = x_k + self.drop(self.mca.combine(logits.softmax(-1), v))  # [B, k, d]
         return self.ln_out(x_k + self.mlp(self.ln3(x_k)))
 
     def forward(
