@@ -145,6 +145,35 @@ def test_stage_one_starts_the_audio_expert_from_its_pretraining(tensors):
     assert "audio_encoder" in untrained and not untrained["history"]
 
 
+def test_a_resumed_stage_one_takes_the_pretrained_audio_encoder_from_its_checkpoint(
+    tensors, tmp_path, monkeypatch
+):
+    """Resuming stage I does not pretrain the audio encoder again (its weights and summary are
+    in the checkpoint) and ends like an uninterrupted run."""
+    from r2scp_pipeline import training
+
+    audio_set = _set_for(tensors, 8)
+    params = {**LOOP, "epochs": 3, "audio_encoder": {**ENCODER, "videos": 6},
+              "checkpoint_dir": str(tmp_path)}  # fmt: skip
+    with pytest.raises(training.TrainingInterrupted):
+        train_stage_one(tensors, MODEL, {**params, "max_epochs_this_run": 1}, {}, 0, audio_set)
+    calls, real = [], training.train_audio_encoder
+    monkeypatch.setattr(training, "train_audio_encoder",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
+    resumed, s_res = train_stage_one(tensors, MODEL, params, {}, 0, audio_set)
+    assert calls == [] and s_res["resumed_from"] == 1
+    full, s_full = train_stage_one(tensors, MODEL, {**params, "checkpoint_dir": None}, {}, 0,
+                                   audio_set)  # fmt: skip
+    assert calls == [1]  # no checkpoint: pretrained
+    assert s_res["audio_encoder"]["loss"] == s_full["audio_encoder"]["loss"]
+    assert s_res["history"] == s_full["history"]
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+    # another audio set is another configuration: no resume, pretrained afresh
+    train_stage_one(tensors, MODEL, params, {}, 0, _set_for(tensors, 8, seed=1))
+    assert calls == [1, 1]
+
+
 def test_a_set_that_does_not_fit_the_data_is_refused_or_skipped(tensors, caplog):
     params = {**LOOP, "audio_encoder": {**ENCODER, "videos": 6}}
     with pytest.raises(ValueError, match="audio_encoder.videos=6 but audio_pretraining_set holds 4"):

@@ -248,6 +248,7 @@ def fit(
     permute: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
     dist: DistContext | None = None,
     on_groups_done: Callable[[set[str]], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> FitResult:
     """Generic epoch loop with per-epoch checkpoints, resume and early stopping.
 
@@ -263,8 +264,9 @@ def fit(
     ``permute(rng, train_rows)`` replaces the epoch's uniform shuffle (same rows, other order).
     A checkpoint (``<checkpoint_dir>/last.pt``)
     holds model, optimizer, scheduler, torch RNG, history, best state and patience counter,
-    tagged with ``run_hash``; on restart with the same hash training continues where it
-    stopped, and a finished run is returned as is.
+    tagged with ``run_hash``, and ``extra`` (plain values the caller computed before training,
+    read back with :func:`checkpoint_extra`); on restart with the same hash training continues
+    where it stopped, and a finished run is returned as is.
     With ``dist`` (one rank of a torchrun job, :mod:`r2scp_pipeline.distributed`) each rank
     steps on its slice of every batch through DistributedDataParallel; rank 0 evaluates and
     writes the checkpoint; the result is the one-process result within ``docs/scaling.md``'s
@@ -385,7 +387,8 @@ def fit(
         if ckpt_path is not None and (not dist or dist.is_main):
             atomic_torch_save(
                 {"run_hash": run_hash, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **state},
+                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "extra": extra or {}, **state},
                 ckpt_path,
             )  # fmt: skip
         if dist:  # nobody reads or stops before last.pt is complete
@@ -406,6 +409,20 @@ def fit(
         epochs_run=state["epoch"], stopped_early=state["epoch"] < loop.epochs,
         resumed_from=resumed_from, timing=timing,
     )  # fmt: skip
+
+
+def checkpoint_extra(loop: LoopConfig, run_hash: str) -> dict[str, Any] | None:
+    """The ``extra`` that :func:`fit` saved in ``<checkpoint_dir>/last.pt`` when ``fit`` will
+    resume from it (resume on, same ``run_hash``); None otherwise (also for an unreadable file:
+    ``fit`` reports that one)."""
+    path = Path(loop.checkpoint_dir) / "last.pt" if loop.checkpoint_dir else None
+    if path is None or not loop.resume or not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return saved.get("extra", {}) if saved.get("run_hash") == run_hash else None
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -927,7 +944,22 @@ def train_stage_one(
     device = resolve_device(loop.device)
     model.to(device)
     encoder_set = _audio_encoder_set(tensors, params, audio_set)
-    if encoder_set is not None:
+    tm = dict(train_missing or {})
+    run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
+                            "grounding": grounding,
+                            **({"audio_encoder": {**params["audio_encoder"],
+                                                  **set_fingerprint(audio_set)}}
+                               if encoder_set is not None else {}),
+                            "loop": loop.hashed(), "train_missing": tm, "seed": seed,
+                            "data": tensors.fingerprint()})  # fmt: skip
+    # a run that resumes from its checkpoint gets the pretrained weights from it: the
+    # pretraining is not repeated, its summary comes from the checkpoint too
+    saved = checkpoint_extra(loop, run_hash) if summary["stage_one"] else None
+    if encoder_set is not None and saved and "audio_encoder" in saved:
+        summary["audio_encoder"] = saved["audio_encoder"]
+        logger.info("pretrain: resuming from %s; the audio encoder's pretraining is in it",
+                    loop.checkpoint_dir)  # fmt: skip
+    elif encoder_set is not None:
         with torch_threads(loop.threads):
             summary["audio_encoder"] = train_audio_encoder(
                 model, *encoder_set, params["audio_encoder"], seed, device
@@ -939,20 +971,12 @@ def train_stage_one(
         logger.info("pretrain: stage_one is false, experts left untrained")
         model.to("cpu")
         return model, summary
-    tm = dict(train_missing or {})
     masks = train_missing_masks(
         tensors, float(tm.get("rate", 0.0)), tm.get("modality", "both"), seed
     )
     absent = {m: torch.as_tensor(masks[m]) for m in MODALITIES}
     train_rows, val_rows = tensors.indices("train"), tensors.indices("val")
     params_list = [p for mod in model.expert_modules() for p in mod.parameters()]
-    run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
-                            "grounding": grounding,
-                            **({"audio_encoder": {**params["audio_encoder"],
-                                                  **set_fingerprint(audio_set)}}
-                               if encoder_set is not None else {}),
-                            "loop": loop.hashed(), "train_missing": tm, "seed": seed,
-                            "data": tensors.fingerprint()})  # fmt: skip
 
     active = list(EXPERTS)  # experts still training (a finished one keeps its best epoch)
 
@@ -1016,7 +1040,8 @@ def train_stage_one(
                   step=step, evaluate=evaluate, train_mode=model.train,
                   groups={m: stage_one_prefixes(m) for m in EXPERTS},
                   permute=shuffle_by_video(tensors), dist=dist_context(),
-                  on_groups_done=None if dist_context() else stop_training)  # fmt: skip
+                  on_groups_done=None if dist_context() else stop_training,
+                  extra={k: summary[k] for k in ("audio_encoder",) if k in summary})  # fmt: skip
     for p in params_list:  # the returned model is a plain module again
         p.requires_grad_(True)
     model.to("cpu")
