@@ -57,12 +57,27 @@ def spread(per_seed: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def seeds_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every seeds benchmark takes: a run's data, its configuration, the seeds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--conf", type=Path, default=Path("conf"))
     parser.add_argument("--env", default=None, help="configuration environment of the run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    return parser
+
+
+def emit(result: dict, out: Path | None) -> int:
+    """Print ``result`` as JSON and write it to ``out`` when given; the exit status (0)."""
+    text = json.dumps(result, indent=1) + "\n"
+    sys.stdout.write(text)
+    if out:
+        out.write_text(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = seeds_parser(__doc__)
     parser.add_argument("--no-audio-pretraining", action="store_true",
                         help="stage I without the audio encoder's pretraining")
     parser.add_argument("--out", type=Path, default=None)
@@ -115,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     result["machine"] = dict(cpus=os.cpu_count(), platform=platform.platform(),
                              load_average=list(os.getloadavg()))  # fmt: skip
-    text = json.dumps(result, indent=1) + "\n"
-    sys.stdout.write(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ and processor are this one's); the benchmark says whether it does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 from r2scp_pipeline.training import predict, train_stage_two
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stage1_seeds import spread  # noqa: E402
+from stage1_seeds import emit, seeds_parser, spread  # noqa: E402
 
 PACKAGE = Path(r2scp_pipeline.__file__).resolve().parent
 TABLES = (("02_intermediate", "qa_pairs"), ("04_feature", "audio_features"),
@@ -63,11 +62,7 @@ def parse_variant(name: str, assignments: str) -> tuple[str, dict[str, dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data"))
-    parser.add_argument("--conf", type=Path, default=Path("conf"))
-    parser.add_argument("--env", default=None, help="configuration environment of the run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser = seeds_parser(__doc__)
     parser.add_argument("--variant", nargs=2, action="append", default=[],
                         metavar=("NAME", "KEY=VALUE,..."),
                         help="also train with these mix./model. parameters changed")  # fmt: skip
@@ -119,11 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": dict(cpus=os.cpu_count(), cpu_model=cpu_model(), platform=platform.platform(),
                         load_average=list(os.getloadavg())),
     }  # fmt: skip
-    text = json.dumps(result, indent=1) + "\n"
-    sys.stdout.write(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":
