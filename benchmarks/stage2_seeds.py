@@ -5,8 +5,9 @@ stage-I experts once per seed: the configuration as it is (`conf/` and `--env`),
 per `--variant NAME KEY=VALUE[,KEY=VALUE...]` with those `mix.` or `model.` parameters changed.
 Reports per variant and seed the best val score, the test accuracy with both modalities, with
 the audio missing and with the picture missing (every test video, rate 1.0), the accuracy on
-the memorisation check's training questions, the epochs run and the training samples/s, then
-mean and sample sd over seeds. No checkpoints are written.
+the memorisation check's training questions, the epochs run, the training samples/s and the
+complete test accuracy per question type, then mean and sample sd over seeds. No checkpoints
+are written.
 
     python benchmarks/stage2_seeds.py --data data --seeds 42 43 44 \\
         --variant uniform_batches mix.batch_by_video=false --out docs/results/stage2_batching.json
@@ -34,7 +35,7 @@ import r2scp_pipeline
 from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.provenance import checkout, cpu_model
 from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
-from r2scp_pipeline.training import predict, train_stage_two
+from r2scp_pipeline.training import Predictions, predict, train_stage_two
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stage1_seeds import emit, seeds_parser, spread  # noqa: E402
@@ -61,6 +62,13 @@ def parse_variant(name: str, assignments: str) -> tuple[str, dict[str, dict]]:
     return name, over
 
 
+def by_type(pred: Predictions, types: pd.Series, prefix: str) -> dict[str, float]:
+    """Accuracy per question type (``"<prefix>/<modality> <subtype>"``) of ``pred``;
+    ``types`` maps question_id to its type."""
+    right = pd.Series(pred.pred == pred.answer, index=types.loc[pred.question_id].to_numpy())
+    return {f"{prefix}/{t}": round(float(v), 4) for t, v in right.groupby(level=0).mean().items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = seeds_parser(__doc__)
     parser.add_argument("--variant", nargs=2, action="append", default=[],
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
               for folder, name in TABLES}  # fmt: skip
     model_params = params["model"]
     tensors = build_tensors(**tables, n_neighbors=int(model_params["n_retrieve"]))
+    qa = tables["qa_pairs"]
+    types = pd.Series((qa["modality"] + " " + qa["subtype"]).to_numpy(), index=qa["question_id"])
     history_path = args.data / "08_reporting/mix_history.json"
     reference = json.loads(history_path.read_text()) if history_path.exists() else None
     runs, reproduced = {}, None
@@ -92,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             model, summary = train_stage_two(stage1, tensors, model_cfg, mix,
                                              params.get("train_missing") or {}, seed)  # fmt: skip
             best = summary["best"]
+            preds = {s: predict(model, tensors, "test", s) for s in ("none", "audio", "visual")}
             per_seed[str(seed)] = {
                 "val_score": round(float(best["val_score"]), 4),
-                **{f"test_{s}": round(predict(model, tensors, "test", s).accuracy, 4)
-                   for s in ("none", "audio", "visual")},
+                **{f"test_{s}": round(p.accuracy, 4) for s, p in preds.items()},
                 "train_none": round(float(best["train_acc_none"]), 4),
                 "epochs": int(summary["epochs_run"]),
                 "samples_per_s": float(summary["timing"]["train_samples_per_s"]),
+                **by_type(preds["none"], types, "test_none"),
             }  # fmt: skip
             if name == "configured" and reference is not None and seed == int(params["seed"]):
                 reproduced = summary["history"] == reference["history"]

@@ -416,6 +416,36 @@ def test_expert_votes_add_the_router_weighted_stage_one_answers_to_the_decoder()
     torch.testing.assert_close(logits, base + votes)
 
 
+def test_binding_hops_let_each_readout_see_what_the_other_modality_found():
+    """Choice 19: with binding_hops the visual readout depends on the audio tokens (and back);
+    without them each readout reads its own modality only, and the module has no binding
+    weights (checkpoints written before the field load unchanged)."""
+    e, complete = encodings(13), torch.zeros(B, dtype=torch.long)
+    torch.manual_seed(0)
+    plain = R2ScP(cfg(complete_mode="off"))
+    assert len(plain.binding) == 0 and not any("binding" in k for k in plain.state_dict())
+    bound = R2ScP(cfg(complete_mode="off", binding_hops=2)).eval()
+    assert len(bound.binding) == 2
+    # W of every hop starts at zero, so at first a hop re-reads its own tokens only
+    assert all(hop[m].other.weight.abs().sum() == 0 for hop in bound.binding for m in hop)
+    for hop in bound.binding:
+        for m in hop:
+            torch.nn.init.normal_(hop[m].other.weight, std=0.3)  # as after training
+    reads = {}
+
+    def keep(name):
+        return lambda _mod, _inp, out: reads.__setitem__(name, out)
+
+    for m in ("audio", "visual"):
+        bound.binding[-1][m].register_forward_hook(keep(m))
+    audio = e.h["audio"].clone().requires_grad_(True)
+    bound.fuse(dataclasses.replace(e, h={**e.h, "audio": audio}), complete)
+    (grad,) = torch.autograd.grad(reads["visual"].sum(), audio)
+    assert grad.abs().sum() > 0  # the visual side's last read used what the audio readout found
+    with pytest.raises(ValueError, match="binding_hops"):
+        cfg(binding_hops=-1)
+
+
 def test_ranking_loss_is_zero_when_the_order_holds_and_positive_otherwise():
     ordered = ranking_loss(
         torch.tensor([0.1, 0.5]), torch.tensor([0.2, 0.6]), torch.tensor([0.3, 0.9])

@@ -72,6 +72,11 @@ class R2ScPConfig:
     st_temperature: float = 0.1  # straight-through noise mask (trains W_proj), see CAP
     mixing: bool = True  # False: Table 3 "w/o expert mixing" (average the stage-I experts)
     router_hidden: int = 64
+    # binding hops (docs/model.md choice 19, not in the paper): after the stage-II readouts, each
+    # modality's readout reads its own tokens again with a query that carries what the *other*
+    # modality's readout found ("where is the instrument that sounds first?"); 0 = eq. 12 on the
+    # unimodal readouts alone, as written before the field
+    binding_hops: int = 0
     # expert_votes (docs/model.md "Expert votes"; not in the paper): the frozen stage-I heads'
     # answers (eq. 10) on each expert's own or recovered tokens, weighted by the router's alpha,
     # are added to the decoder's logits, so stage II starts from the router-weighted experts.
@@ -107,6 +112,8 @@ class R2ScPConfig:
             )
         if self.n_grounding < 0:
             raise ValueError(f"model.n_grounding must be >= 0, got {self.n_grounding}")
+        if self.binding_hops < 0:
+            raise ValueError(f"model.binding_hops must be >= 0, got {self.binding_hops}")
         for name in ("s_audio", "s_visual", "audio_tokens", "audio_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
@@ -396,6 +403,25 @@ class ExpertReadout(ReadoutHop):
         for hop in self.more:
             x = hop(x, h, mask)
         return x.squeeze(1)  # [B, d]
+
+
+class BindingHop(nn.Module):
+    """One cross-modal hop of the stage-II readouts (choice 19): h_m [B, d] asks H_m [B, L, d]
+    again with what the other modality's readout found, h_o [B, d] -> updated h_m [B, d].
+
+    The experts stay unimodal and frozen; only the fusion side binds a sound to a place or an
+    order. The query is h_m + W h_o (W starts at zero, so the hop starts as a plain re-read).
+    """
+
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.other = nn.Linear(d, d, bias=False)
+        self.hop = ReadoutHop(d, n_heads, ff_mult, dropout)
+
+    def forward(self, h_m: torch.Tensor, h_o: torch.Tensor, tokens: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        x = (h_m + self.other(h_o)).unsqueeze(1)  # [B, 1, d]
+        return self.hop(x, tokens, mask).squeeze(1)  # [B, d]
 
 
 class ChoiceDecoder(nn.Module):
@@ -790,6 +816,12 @@ class R2ScP(nn.Module):
                 for m in EXPERTS
             }
         )
+        # choice 19: binding_hops rounds, each one hop per modality (empty when 0)
+        self.binding = nn.ModuleList(
+            nn.ModuleDict({m: BindingHop(d, cfg.n_heads, cfg.ff_mult, cfg.dropout)
+                           for m in MODALITIES})
+            for _ in range(cfg.binding_hops)
+        )  # fmt: skip
         self.router = Router(d, cfg.router_hidden, len(EXPERTS))
         self.decoder = (
             ChoiceDecoder(d, d, cfg.dropout)
@@ -806,6 +838,8 @@ class R2ScP(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, FeatureEncoder):
             nn.init.normal_(module.pos, std=0.02)
+        elif isinstance(module, BindingHop):  # after its Linear children (apply is post-order)
+            nn.init.zeros_(module.other.weight)
         elif isinstance(module, TokenEncoder | AudioFrontEnd):
             for pos in (p for n, p in module.named_parameters(recurse=False) if n.startswith("pos")):
                 nn.init.normal_(pos, std=0.02)
@@ -817,7 +851,7 @@ class R2ScP(nn.Module):
 
     def mixing_modules(self) -> list[nn.Module]:
         """Stage-II parameters: CAP (W_proj, guidance block), readouts, router, decoder."""
-        return [self.cap, self.readouts, self.router, self.decoder]
+        return [self.cap, self.readouts, self.binding, self.router, self.decoder]
 
     def init_readouts_from_heads(self) -> None:
         """Warm-start the stage-II readouts from the stage-I heads' readouts."""
@@ -950,9 +984,11 @@ class R2ScP(nn.Module):
         seqs["text"], masks["text"] = enc.h_text, enc.text_mask
         if not cfg.mixing:  # Table 3 "w/o expert mixing training": average the stage-I experts
             return self._average_experts(seqs, masks, enc.q_sent, expert_mask, enc.choice_sent)
-        h = torch.stack(
-            [self.readouts[m](seqs[m], masks[m], enc.q_sent) for m in EXPERTS], 1
-        )  # [B, 3, d]
+        read = {m: self.readouts[m](seqs[m], masks[m], enc.q_sent) for m in EXPERTS}  # [B, d]
+        for hop in self.binding:  # choice 19: each modality asks again with the other's answer
+            read = read | {m: hop[m](read[m], read[OTHER[m]], seqs[m], masks[m])
+                           for m in MODALITIES}  # fmt: skip
+        h = torch.stack([read[m] for m in EXPERTS], 1)  # [B, 3, d]
         alpha = self.router(h, expert_mask)  # [B, 3] (eq. 11)
         z = (alpha.unsqueeze(-1) * h).sum(1)  # Z_joint [B, d] (eq. 12)
         if self.cfg.answer_format == "choices":

@@ -240,6 +240,7 @@ class ModelParams(_Schema):
     audio_channels: int
     readout_hops: int | dict[str, int]  # one for every expert, or {audio, visual, text}
     router_hidden: int
+    binding_hops: int  # choice 19: cross-modal re-reads after the stage-II readouts (0 = off)
     expert_votes: bool
     use_cmr: bool
     use_cap: bool
