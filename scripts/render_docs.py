@@ -757,28 +757,52 @@ STAGE2_COLUMNS = (("best val score", "val_score", True), ("test, complete", "tes
 def stage2_batching(root: Path) -> str:
     """benchmarks/stage2_seeds.py on the default run's data and experts: R2ScP's stage II per
     seed with stage-II batches by video (as configured) and with a uniform shuffle."""
-    name = "stage2_batching.json"
+    return _stage2_seeds(root, "stage2_batching.json",
+                         "--variant uniform_batches mix.batch_by_video=false")  # fmt: skip
+
+
+#: question types whose complete test accuracy the binding-hop table adds (choice 19 is for them)
+BINDING_TYPES = ("Audio-Visual Location", "Audio-Visual Temporal")
+
+
+@renderer("stage2_binding")
+def stage2_binding(root: Path) -> str:
+    """benchmarks/stage2_seeds.py on the default run's data and experts: R2ScP's stage II per
+    seed without binding hops (as configured) and with one (choice 19), with the complete test
+    accuracy of the audio-visual Location and Temporal questions."""
+    return _stage2_seeds(root, "stage2_binding.json", "--variant binding model.binding_hops=1",
+                         BINDING_TYPES)  # fmt: skip
+
+
+def _stage2_seeds(root: Path, name: str, variant: str, types: tuple[str, ...] = ()) -> str:
+    """The table of one benchmarks/stage2_seeds.py file: per variant, each STAGE2_COLUMNS
+    figure per seed with its mean (sd), then the complete test accuracy of ``types``."""
     if not (root / RESULTS / name).exists():
-        return (f"Not measured yet: `python benchmarks/stage2_seeds.py --data DATA --variant "
-                f"uniform_batches mix.batch_by_video=false --out docs/results/{name}`.\n")  # fmt: skip
+        return (f"Not measured yet: `python benchmarks/stage2_seeds.py --data DATA {variant} "
+                f"--out docs/results/{name}`.\n")  # fmt: skip
     r = load_json(root, name)
     same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
     changed = ", ".join(r.get("dirty_files") or []) or "none"
     seeds = list(next(iter(r["variants"].values()))["seeds"])
+    columns = STAGE2_COLUMNS[:1] + tuple((f"test, complete, {t}", f"test_none/{t}", True)
+                                         for t in types) + STAGE2_COLUMNS[1:]  # fmt: skip
     rows = []
-    for variant, v in r["variants"].items():
+    for variant_name, v in r["variants"].items():
         over = ", ".join(f"`{b}.{k}: {json.dumps(x)}`" for b, kv in v["overrides"].items()
                          for k, x in kv.items()) or "none"  # fmt: skip
         cells = []
-        for _, key, pct in STAGE2_COLUMNS:
+        for _, key, pct in columns:
+            if key not in v["spread"]:
+                raise ValueError(f"docs/results/{name}: variant {variant_name} has no {key!r}; "
+                                 f"run benchmarks/stage2_seeds.py again")  # fmt: skip
             scale, digits = (100, 1) if pct else (1, 0)
             per = " / ".join(f"{scale * v['seeds'][s][key]:.{digits}f}" for s in seeds)
             sd = v["spread"][key]
             cells.append(f"{per}; {scale * sd['mean']:.1f} ({scale * sd['sd']:.1f})")
-        rows.append([variant, over, *cells])
+        rows.append([variant_name, over, *cells])
     header = ["variant", "changed parameters", *(f"{c}, seeds {', '.join(seeds)}; mean (sd)"
                                                   if i == 0 else c
-                                                  for i, (c, _, _) in enumerate(STAGE2_COLUMNS))]  # fmt: skip
+                                                  for i, (c, _, _) in enumerate(columns))]  # fmt: skip
     return (f"`{r['command'].strip()}` (package at commit `{str(r['commit'])[:10]}`, files changed "
             f"there: {changed}; {r['machine']['cpus']} CPUs, {r['machine']['cpu_model']}; load "
             f"average {r['machine']['load_average'][0]:.1f}); {r['train_questions']:,} training "

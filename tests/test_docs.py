@@ -180,6 +180,20 @@ def test_the_processor_and_nocue_blocks_pair_runs_by_processor(tmp_path):
 
 
 
+def _stage2_variant(block: str, over: dict, a: dict, b: dict) -> dict:
+    """One variant of a benchmarks/stage2_seeds.py file: seeds 42 and 43, their mean and sd."""
+    return {"overrides": {"mix": {}, "model": {}, block: over}, "seeds": {"42": a, "43": b},
+            "spread": {k: {"mean": (a[k] + b[k]) / 2, "sd": abs(a[k] - b[k]) / 2 ** 0.5}
+                       for k in a}}  # fmt: skip
+
+
+def _stage2_file(variants: dict, reproduced: bool | None) -> dict:
+    return {"command": "python benchmarks/stage2_seeds.py --data d", "commit": "c" * 40,
+            "dirty_files": [], "machine": {"cpus": 2, "cpu_model": "X", "load_average": [1.0]},
+            "train_questions": 1000, "test_questions": 200, "run_seed": 42,
+            "run_history_reproduced": reproduced, "variants": variants}  # fmt: skip
+
+
 def test_the_stage2_batching_block_shows_every_variant_per_seed(tmp_path):
     import json
 
@@ -187,25 +201,42 @@ def test_the_stage2_batching_block_shows_every_variant_per_seed(tmp_path):
         return {"val_score": val, "test_none": 0.6, "test_audio": 0.5, "test_visual": 0.4,
                 "train_none": 0.8, "epochs": epochs, "samples_per_s": 600.0}  # fmt: skip
 
-    def variant(over, a, b):
-        seeds = {"42": a, "43": b}
-        keys = a.keys()
-        return {"overrides": {"mix": over, "model": {}}, "seeds": seeds,
-                "spread": {k: {"mean": (a[k] + b[k]) / 2, "sd": abs(a[k] - b[k]) / 2 ** 0.5}
-                           for k in keys}}  # fmt: skip
-
     folder = tmp_path / render_docs.RESULTS
     folder.mkdir(parents=True)
     assert "Not measured yet" in render_docs.stage2_batching(tmp_path)
-    r = {"command": "python benchmarks/stage2_seeds.py --data d", "commit": "c" * 40,
-         "dirty_files": [], "machine": {"cpus": 2, "cpu_model": "X", "load_average": [1.0]},
-         "train_questions": 1000, "test_questions": 200, "run_seed": 42,
-         "run_history_reproduced": True,
-         "variants": {"configured": variant({}, seed(0.5, 3), seed(0.6, 5)),
-                      "uniform": variant({"batch_by_video": False}, seed(0.5, 4), seed(0.5, 4))}}  # fmt: skip
+    r = _stage2_file({"configured": _stage2_variant("mix", {}, seed(0.5, 3), seed(0.6, 5)),
+                      "uniform": _stage2_variant("mix", {"batch_by_video": False},
+                                                 seed(0.5, 4), seed(0.5, 4))}, True)  # fmt: skip
     (folder / "stage2_batching.json").write_text(json.dumps(r))
     text = render_docs.stage2_batching(tmp_path)
     assert "epoch for epoch: yes" in text and "`cccccccccc`" in text
     assert "| configured | none | 50.0 / 60.0; 55.0 (7.1) |" in text
     assert "| uniform | `mix.batch_by_video: false` | 50.0 / 50.0; 50.0 (0.0) |" in text
     assert "| 3 / 5; 4.0 (1.4) |" in text
+
+
+def test_the_stage2_binding_block_adds_the_audio_visual_types_and_names_a_missing_one(tmp_path):
+    import json
+
+    def seed(val, loc):
+        return {"val_score": val, "test_none": 0.6, "test_audio": 0.5, "test_visual": 0.4,
+                "train_none": 0.8, "epochs": 3, "samples_per_s": 600.0,
+                "test_none/Audio-Visual Location": loc, "test_none/Audio-Visual Temporal": 0.3}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    assert "--variant binding model.binding_hops=1" in render_docs.stage2_binding(tmp_path)
+    r = _stage2_file({"configured": _stage2_variant("model", {}, seed(0.5, 0.4), seed(0.6, 0.5)),
+                      "binding": _stage2_variant("model", {"binding_hops": 1},
+                                                 seed(0.5, 0.45), seed(0.5, 0.45))}, None)  # fmt: skip
+    (folder / "stage2_binding.json").write_text(json.dumps(r))
+    text = render_docs.stage2_binding(tmp_path)
+    assert "epoch for epoch: not compared" in text
+    assert "| test, complete, Audio-Visual Location | test, complete, Audio-Visual Temporal |" in text
+    assert "| configured | none | 50.0 / 60.0; 55.0 (7.1) | 40.0 / 50.0; 45.0 (7.1) |" in text
+    assert "| binding | `model.binding_hops: 1` | 50.0 / 50.0; 50.0 (0.0) | 45.0 / 45.0;" in text
+    del r["variants"]["binding"]["seeds"]["42"]["test_none/Audio-Visual Temporal"]
+    del r["variants"]["binding"]["spread"]["test_none/Audio-Visual Temporal"]
+    (folder / "stage2_binding.json").write_text(json.dumps(r))
+    with pytest.raises(ValueError, match="binding has no 'test_none/Audio-Visual Temporal'"):
+        render_docs.stage2_binding(tmp_path)
