@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -73,6 +74,15 @@ def test_every_variant_and_seed_is_trained_and_the_run_seed_checked_against_its_
         assert {"mean", "sd"} == set(v["spread"]["test_audio"])
     assert r["variants"]["configured"]["seeds"]["7"] != r["variants"]["uniform"]["seeds"]["7"]
     assert r["run_history_reproduced"] is None and r["run_seed"] == 7
+    # accuracy per question type: one key per type of the test split, weighted back to the whole
+    qa = pd.read_parquet(data / "02_intermediate/qa_pairs.parquet")
+    test = qa[qa["split"] == "test"]
+    counts = (test["modality"] + " " + test["subtype"]).value_counts()
+    got = r["variants"]["configured"]["seeds"]["7"]
+    per_type = {k.split("/", 1)[1]: v for k, v in got.items() if k.startswith("test_none/")}
+    assert set(per_type) == set(counts.index)
+    overall = sum(per_type[t] * n for t, n in counts.items()) / counts.sum()
+    assert overall == pytest.approx(got["test_none"], abs=1e-3)
     # the run's own history: repeated by its seed with the configuration as it is
     _, summary = train_stage_two(stage1, tensors, params["model"], params["mix"], {}, 7)
     (data / "08_reporting").mkdir()
