@@ -850,7 +850,8 @@ class R2ScP(nn.Module):
         return [self.phi, self.experts, self.heads] + ([self.grounding] if self.grounding else [])
 
     def mixing_modules(self) -> list[nn.Module]:
-        """Stage-II parameters: CAP (W_proj, guidance block), readouts, router, decoder."""
+        """Stage-II parameters: CAP (W_proj, guidance block), readouts, binding hops, router,
+        decoder."""
         return [self.cap, self.readouts, self.binding, self.router, self.decoder]
 
     def init_readouts_from_heads(self) -> None:
