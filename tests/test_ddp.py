@@ -206,7 +206,8 @@ def test_ddp_torchrun_runs_the_train_pipeline_and_resumes(tmp_path_factory):
     (project / "conf/test/catalog_train_upstream.yml").write_text("\n".join(lines))
     # killed after one stage-I epoch (on both ranks), then the whole train pipeline resumes
     cut = _torchrun(project, "--pipelines=pretrain", "--params", "pretrain.max_epochs_this_run=1")
-    assert cut.returncode != 0 and "TrainingInterrupted" in cut.stdout + cut.stderr
+    assert cut.returncode != 0 and "TrainingInterrupted" in cut.stdout + cut.stderr, (
+        cut.stdout[-4000:] + cut.stderr[-4000:])  # what went wrong instead, when it did
     done = _torchrun(project, "--pipelines=train")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     reports = project / "data/test/08_reporting"
