@@ -15,7 +15,10 @@ epoch for epoch when that file is there; the benchmark says whether it does.
 The audio encoder's pretraining (`pretrain.audio_encoder`) reads the run's
 `04_feature/audio_pretraining_set.pt`; `--no-audio-pretraining` trains every seed without it
 (`pretrain.audio_encoder.videos: 0`, the `no_audio_pretraining` ablation's stage I), so the two
-files compare the pretraining on the same data and seeds.
+files compare the pretraining on the same data and seeds. `--pretrain KEY=VALUE` (repeatable,
+the value read as YAML) changes any other `pretrain` parameter the same way, e.g.
+`--pretrain grounding_attributes=false`. Each seed also reports each expert's test accuracy per
+question type (`test_<expert>/<modality> <subtype>`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from kedro.config import OmegaConfigLoader
 
 import r2scp_pipeline
@@ -76,15 +80,31 @@ def emit(result: dict, out: Path | None) -> int:
     return 0
 
 
+def pretrain_overrides(items: list[str], pretrain: dict) -> dict:
+    """``["grounding_attributes=false"]`` -> ``{"grounding_attributes": False}`` (values read
+    as YAML); a key that ``pretrain`` lacks is refused, so a typo cannot pass unnoticed."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in pretrain:
+            raise SystemExit(f"--pretrain {item!r}: expected KEY=VALUE with KEY one of "
+                             f"{sorted(pretrain)}")  # fmt: skip
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = seeds_parser(__doc__)
     parser.add_argument("--no-audio-pretraining", action="store_true",
                         help="stage I without the audio encoder's pretraining")
+    parser.add_argument("--pretrain", action="append", default=[], metavar="KEY=VALUE",
+                        help="change this pretrain parameter (value read as YAML)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     tick = time.perf_counter()
     params = OmegaConfigLoader(str(args.conf), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
-    pretrain = {**params["pretrain"], "checkpoint_dir": None, "progress_desc": None}
+    overrides = pretrain_overrides(args.pretrain, params["pretrain"])
+    pretrain = {**params["pretrain"], "checkpoint_dir": None, "progress_desc": None, **overrides}
     if args.no_audio_pretraining:
         pretrain["audio_encoder"] = {**pretrain.get("audio_encoder", {}), "videos": 0}
     set_path = args.data / "04_feature/audio_pretraining_set.pt"
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                             grounding_labels=pd.read_parquet(labels) if labels.exists() else None)  # fmt: skip
     test = tensors.indices("test")
     y = tensors.answer[test]
+    qa = tables["qa_pairs"].set_index("question_id").loc[tensors.question_id[test]]
+    types = (qa["modality"] + " " + qa["subtype"]).to_numpy()
     history_path = args.data / "08_reporting/pretrain_history.json"
     reference = json.loads(history_path.read_text()) if history_path.exists() else None
     per_seed, reproduced = {}, None
@@ -107,21 +129,23 @@ def main(argv: list[str] | None = None) -> int:
         model, summary = train_stage_one(tensors, params["model"], pretrain,
                                          params.get("train_missing") or {}, seed, audio_set)  # fmt: skip
         logp = predict_expert_log_probs(model.eval(), tensors, "test")
+        right = {m: (logp[m].argmax(-1) == y).numpy() for m in EXPERTS}
         per_seed[str(seed)] = {
             **{f"val_{m}": round(float(summary["best"][f"val_acc_{m}"]), 4) for m in EXPERTS},
-            **{f"test_{m}": round(float((logp[m].argmax(-1) == y).float().mean()), 4)
-               for m in EXPERTS},
+            **{f"test_{m}": round(float(right[m].mean()), 4) for m in EXPERTS},
             **{f"epoch_{m}": int(summary["best_epoch"][m]) for m in EXPERTS},
+            **{f"test_{m}/{t}": round(float(right[m][types == t].mean()), 4)
+               for m in EXPERTS for t in sorted(set(types))},
         }  # fmt: skip
         # the run's own configuration only: with or without the audio encoder's pretraining
-        same_config = reference is not None and ("audio_encoder" in reference) == bool(
-            summary.get("audio_encoder"))  # fmt: skip
+        same_config = not overrides and reference is not None and (
+            "audio_encoder" in reference) == bool(summary.get("audio_encoder"))  # fmt: skip
         if same_config and seed == int(params["seed"]):
             reproduced = summary["history"] == reference["history"]
     result = {
         "command": "python benchmarks/stage1_seeds.py " + " ".join(argv or sys.argv[1:]),
         "env": args.env or "base", "train_questions": int((tensors.split == "train").sum()),
-        "audio_pretraining_videos": videos,
+        "audio_pretraining_videos": videos, "pretrain_overrides": overrides,
         "test_questions": len(test), "seeds": per_seed, "spread": spread(per_seed),
         "run_seed": int(params["seed"]), "run_history_reproduced": reproduced,
         "seconds": round(time.perf_counter() - tick, 1), "torch": torch.__version__,

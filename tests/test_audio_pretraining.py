@@ -19,6 +19,7 @@ from r2scp_pipeline.audio_pretraining import (
     train_audio_encoder,
 )
 from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.grounding import attribute_tags
 from r2scp_pipeline.media import segment_indices
 from r2scp_pipeline.model import R2ScP, R2ScPConfig
 from r2scp_pipeline.pipelines.dataset.generator import resolve_config, sample_scenes
@@ -48,7 +49,7 @@ def test_the_set_holds_log_mel_frames_and_the_instruments_sounding_per_second(au
     lm = feats["audio"]["logmel"]
     x, y = audio_set["x"], audio_set["y"]
     assert x.dtype == torch.float32 and x.shape == (3, segments, lm["frames_per_segment"], lm["n_mels"])
-    assert y.shape == (3, segments, K) and torch.isfinite(x).all()
+    assert y.shape == (3, segments, 3 * K) and torch.isfinite(x).all()
     # the labels are the generator's scenes of seed + seed_offset, second by second
     embedded = {k: v for k, v in test_params["dataset"]["embedded"].items()
                 if k not in ("root", "answer_format")}  # fmt: skip
@@ -56,10 +57,20 @@ def test_the_set_holds_log_mel_frames_and_the_instruments_sounding_per_second(au
                           "split_fractions": {"train": 1.0, "val": 0.0, "test": 0.0}})  # fmt: skip
     scenes = sample_scenes(cfg, 3 + ENCODER["seed_offset"])
     for i, scene in enumerate(scenes):
+        sounding = [c for c in scene["instruments"] if c["active_seconds"]]
+        tags = dict(zip((c["id"] for c in sounding), attribute_tags(
+            [c["loudness_db"] for c in sounding], [c["rhythm_score"] for c in sounding]), strict=True))
         for t, second in enumerate(segment_indices(int(scene["seconds"]), segments)):
-            want = {c["class"] for c in scene["instruments"] if second in c["active_seconds"]}
-            got = {avqa.INSTRUMENTS[k] for k in np.flatnonzero(y[i, t].numpy())}
-            assert got == want, (i, t)
+            now = [c for c in sounding if second in c["active_seconds"]]
+            got = {avqa.INSTRUMENTS[k] for k in np.flatnonzero(y[i, t, :K].numpy())}
+            assert got == {c["class"] for c in now}, (i, t)
+            # then how loud and how rhythmic each sounding class is; silent classes tag 0
+            for a in (1, 2):
+                want = np.zeros(K, np.float32)
+                for c in now:
+                    j = avqa.INSTRUMENTS.index(c["class"])
+                    want[j] = max(want[j], tags[c["id"]][a - 1])
+                np.testing.assert_allclose(y[i, t, a * K:(a + 1) * K].numpy(), want, rtol=1e-6)
     assert y.sum() > 0 and audio_set["meta"]["generator_seed"] == 3 + ENCODER["seed_offset"]
     # the same call gives the same set; another seed other videos
     again = audio_pretraining_set(test_params["dataset"], feats, ENCODER, seed=3)
@@ -143,6 +154,23 @@ def test_stage_one_starts_the_audio_expert_from_its_pretraining(tensors):
     # w/o stage I: the audio encoder is still pretrained (like a released audio encoder)
     _, untrained = train_stage_one(tensors, MODEL, {**params, "stage_one": False}, {}, 0, audio_set)
     assert "audio_encoder" in untrained and not untrained["history"]
+
+
+def test_the_pretraining_tags_loudness_and_rhythm_with_the_grounding_head(tensors):
+    """With loud / rhythmic tags in the labels and ``grounding_attributes``, the set's 3K tags
+    per second train the 3K-wide audio head; a set of presence tags alone is refused."""
+    labels = pd.DataFrame(
+        [(v, "audio", t, 0, ["piano"], [0.8], [0.3]) for v in tensors.video_ids for t in range(10)],
+        columns=["video_id", "modality", "t", "s", "instruments", "loud", "rhythmic"],
+    )  # fmt: skip
+    tables = make_synthetic_tables(n_videos=30, seed=2, audio_tokens=4)
+    tagged = build_tensors(**tables, grounding_labels=labels)
+    params = {**LOOP, "grounding_attributes": True, "audio_encoder": {**ENCODER, "videos": 6}}
+    wide = {**_set_for(tagged, 8), "y": torch.rand(8, 10, 3 * K)}
+    model, summary = train_stage_one(tagged, MODEL, params, {}, 0, wide)
+    assert model.grounding.out["audio"].out_features == 3 * K and summary["audio_encoder"]["loss"]
+    with pytest.raises(ValueError, match=r"audio_pretraining_set tags 22 values .* head 66"):
+        train_stage_one(tagged, MODEL, params, {}, 0, _set_for(tagged, 8))
 
 
 def test_a_resumed_stage_one_takes_the_pretrained_audio_encoder_from_its_checkpoint(

@@ -12,6 +12,7 @@ import torch
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.grounding import attribute_tags, audio_target
 from r2scp_pipeline.pipelines.dataset.ingestion import AnnotationError, scene_tracks
 from r2scp_pipeline.pipelines.dataset.nodes import TRACK_COLUMNS, instrument_tracks
 from r2scp_pipeline.pipelines.features.nodes import grounding_labels
@@ -30,23 +31,54 @@ def _tracks(rows):
 
 def test_labels_follow_the_segments_and_the_grid():
     tracks = _tracks([
-        # sounds in seconds 0-2 of a 20 s clip, stands bottom left
-        ("v1", "violin", True, 0.05, 0.6, 0.25, 0.95, 20.0, np.array([0, 1, 2], np.int32)),
-        # off screen, sounds in second 10
-        ("v1", "piano", False, np.nan, np.nan, np.nan, np.nan, 20.0, np.array([10], np.int32)),
+        # sounds in seconds 0-2 of a 20 s clip, stands bottom left; 6 dB above the piano
+        ("v1", "violin", True, 0.05, 0.6, 0.25, 0.95, 20.0, np.array([0, 1, 2], np.int32),
+         -12.0, 1.0),
+        # off screen, sounds in seconds 10-11, rhythmic
+        ("v1", "piano", False, np.nan, np.nan, np.nan, np.nan, 20.0, np.array([10, 11], np.int32),
+         -18.0, 2.0),
         # top right, silent
-        ("v1", "drum", True, 0.7, 0.1, 0.9, 0.3, 20.0, np.array([], np.int32)),
+        ("v1", "drum", True, 0.7, 0.1, 0.9, 0.3, 20.0, np.array([], np.int32), np.nan, np.nan),
     ])  # fmt: skip
     out = grounding_labels(tracks, {"segments": 10, "visual": {"grid": [2, 2]}})
-    audio = out[out["modality"] == "audio"].set_index("t")["instruments"]
+    audio = out[out["modality"] == "audio"].set_index("t")
     # 20 s -> 10 segments: segment t reads second 2t
-    assert list(audio[0]) == ["violin"] and list(audio[1]) == ["violin"]
-    assert list(audio[2]) == [] and list(audio[5]) == ["piano"]
+    assert list(audio["instruments"][0]) == ["violin"] and list(audio["instruments"][1]) == ["violin"]
+    assert list(audio["instruments"][2]) == [] and list(audio["instruments"][5]) == ["piano"]
+    # how loud (against the mean of the two, +-3 dB) and rhythmic (score 1 -> 0.5), per class
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    np.testing.assert_allclose(list(audio["loud"][0]), [sig(1.0)], rtol=1e-3)
+    np.testing.assert_allclose(list(audio["rhythmic"][0]), [0.5], rtol=1e-3)
+    np.testing.assert_allclose(list(audio["loud"][5]), [sig(-1.0)], rtol=1e-3)
+    np.testing.assert_allclose(list(audio["rhythmic"][5]), [sig(2 * np.log(2.0))], rtol=1e-3)
+    assert audio["loud"][1][0] > 0.5 > audio["loud"][5][0]  # the violin is the louder one
+    assert list(audio["loud"][2]) == []
     visual = out[(out["modality"] == "visual") & (out["t"] == 3)].set_index("s")["instruments"]
     assert list(visual[2]) == ["violin"]  # row 1 (bottom), col 0
     assert list(visual[1]) == ["drum"]  # row 0 (top), col 1
     assert list(visual[0]) == [] and list(visual[3]) == []
     assert len(out) == 10 + 10 * 4
+    assert out.loc[out["modality"] == "visual", "loud"].map(len).eq(0).all()
+
+
+def test_attribute_tags_are_relative_loudness_and_rhythm():
+    assert attribute_tags([], []) == []
+    (loud,) = attribute_tags([-20.0], [1.0])
+    assert loud == pytest.approx((0.5, 0.5))  # alone: neither louder nor quieter
+    a, b, c = attribute_tags([-10.0, -16.0, -13.0], [0.5, 3.0, 1.0])
+    assert a[0] > c[0] > b[0] and c[0] == pytest.approx(0.5)  # -13 dB is the mean
+    assert b[1] > c[1] > a[1]
+    with pytest.raises(ValueError, match="2 loudness values for 1 rhythm"):
+        attribute_tags([1.0, 2.0], [1.0])
+    k = len(avqa.INSTRUMENTS)
+    y = audio_target(["violin", "violin", "piano"], [0.2, 0.7, 0.4], [0.9, 0.1, 0.3])
+    v, p = avqa.INSTRUMENTS.index("violin"), avqa.INSTRUMENTS.index("piano")
+    assert y.shape == (3 * k,) and y[:k].sum() == 2 and y[v] == y[p] == 1
+    assert y[k + v] == pytest.approx(0.7) and y[2 * k + v] == pytest.approx(0.9)  # the larger tag
+    assert y[k + p] == pytest.approx(0.4) and y[k:].sum() == pytest.approx(0.7 + 0.9 + 0.4 + 0.3)
+    assert audio_target(["piano"]).shape == (k,)
+    with pytest.raises(ValueError, match="unknown instrument 'kazoo'"):
+        audio_target(["kazoo"])
 
 
 def test_sources_without_labels_give_empty_tables():
@@ -65,6 +97,10 @@ def test_sources_without_labels_give_empty_tables():
          "instruments[0].active_seconds"),
         ({"instruments": [{"class": "violin", "visible": True, "active_seconds": [1]}]},
          "needs numbers x, y, size"),
+        ({"instruments": [{"class": "violin", "visible": False, "active_seconds": [1],
+                           "loudness_db": -10.0}]}, "needs a number loudness_db and a rhythm_score"),
+        ({"instruments": [{"class": "violin", "visible": False, "active_seconds": [1],
+                           "loudness_db": -10.0, "rhythm_score": 0.0}]}, "rhythm_score > 0"),
     ],
 )  # fmt: skip
 def test_bad_scene_records_name_the_video_and_field(change, message):
@@ -109,6 +145,56 @@ def test_build_tensors_reads_the_labels(tables):
     with pytest.raises(ValueError, match="unknown instrument 'kazoo'"):
         build_tensors(**tables, grounding_labels=bad)
     assert build_tensors(**tables).fingerprint() != tens.fingerprint()
+
+
+def _tagged(labels, seed=0):
+    """``labels`` with loud / rhythmic tags on the audio rows (empty lists on the visual)."""
+    rng = np.random.default_rng(seed)
+    audio = labels["modality"].eq("audio")
+    out = labels.copy()
+    for col in ("loud", "rhythmic"):
+        out[col] = [list(rng.uniform(0, 1, len(n))) if a else []
+                    for n, a in zip(labels["instruments"], audio, strict=True)]  # fmt: skip
+    return out
+
+
+def test_build_tensors_reads_the_loudness_and_rhythm_tags(tables):
+    labels = _tagged(_labels(tables))
+    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=labels)
+    k = len(avqa.INSTRUMENTS)
+    audio = tens.grounding["audio"]
+    assert audio.shape == (len(tens.video_ids), 10, 1, 3 * k)
+    assert tens.grounding["visual"].shape == (len(tens.video_ids), 10, 2, k)
+    row = labels.iloc[0]  # video 0's first audio segment
+    v = tens.video_ids.index(row["video_id"])
+    for name, loud, rhythm in zip(row["instruments"], row["loud"], row["rhythmic"], strict=True):
+        c = avqa.INSTRUMENTS.index(name)
+        assert audio[v, 0, 0, c] == 1
+        assert audio[v, 0, 0, k + c] == pytest.approx(loud)
+        assert audio[v, 0, 0, 2 * k + c] == pytest.approx(rhythm)
+    assert audio[v, 0, 0].count_nonzero() == 3 * len(row["instruments"])  # silent classes: 0
+
+
+def test_stage_one_tags_loudness_and_rhythm_when_asked(tables, caplog):
+    k = len(avqa.INSTRUMENTS)
+    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=_tagged(_labels(tables)))
+    params = {**LOOP, "grounding_weight": 1.0, "grounding_attributes": True}
+    model, summary = train_stage_one(tens, MODEL, params, {}, seed=0)
+    assert model.cfg.grounding_attributes == 2 and model.cfg.n_grounding == k
+    assert model.grounding.out["audio"].out_features == 3 * k
+    assert model.grounding.out["visual"].out_features == k
+    loss = summary["history"]["train_loss_grounding_audio"]
+    assert loss[-1] < loss[0]
+    # the switch off: presence alone, from the same labels; another run hash and other weights
+    plain, plain_summary = train_stage_one(tens, MODEL, {**params, "grounding_attributes": False},
+                                           {}, seed=0)  # fmt: skip
+    assert plain.cfg.grounding_attributes == 0 and plain.grounding.out["audio"].out_features == k
+    assert plain_summary["history"]["train_loss_grounding_audio"][0] < loss[0]  # K tags, not 3K
+    # asked for but the labels have no tags: presence alone, with a warning that says why
+    bare = build_tensors(**tables, n_neighbors=2, grounding_labels=_labels(tables))
+    with caplog.at_level(logging.WARNING):
+        model, _ = train_stage_one(bare, MODEL, {**params, "epochs": 1}, {}, seed=0)
+    assert "no loud / rhythmic tags" in caplog.text and model.cfg.grounding_attributes == 0
 
 
 def test_stage_one_trains_the_grounding_heads_and_stage_two_drops_them(tables):

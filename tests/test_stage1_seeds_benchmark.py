@@ -86,3 +86,30 @@ def test_the_audio_pretraining_set_of_the_run_is_required_unless_turned_off(tmp_
     out = tmp_path / "r.json"
     assert bench.main([*args, "--no-audio-pretraining", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["audio_pretraining_videos"] == 0
+
+
+def test_pretrain_overrides_are_applied_recorded_and_checked_and_types_are_reported(tmp_path):
+    conf, data, tables = _project(tmp_path, SMALL)
+    out = tmp_path / "r.json"
+    args = ["--data", str(data), "--conf", str(conf), "--seeds", "7", "--out", str(out)]
+    assert bench.main(args) == 0
+    plain = json.loads(out.read_text())
+    assert plain["pretrain_overrides"] == {}
+    assert bench.main([*args, "--pretrain", "lr=0.5"]) == 0
+    changed = json.loads(out.read_text())
+    assert changed["pretrain_overrides"] == {"lr": 0.5}
+    assert changed["seeds"]["7"] != plain["seeds"]["7"]
+    with pytest.raises(SystemExit, match="'lr0.01': expected KEY=VALUE"):
+        bench.main([*args, "--pretrain", "lr0.01"])
+    with pytest.raises(SystemExit, match="'lrr=0.01'"):
+        bench.main([*args, "--pretrain", "lrr=0.01"])
+    # per question type: every test question's type, weighing back to the overall accuracy
+    qa = tables["qa_pairs"]
+    test = qa[qa["split"] == "test"]
+    types = (test["modality"] + " " + test["subtype"]).value_counts()
+    row = plain["seeds"]["7"]
+    for m in ("audio", "visual", "text"):
+        keys = {k.split("/", 1)[1] for k in row if k.startswith(f"test_{m}/")}
+        assert keys == set(types.index)
+        overall = sum(row[f"test_{m}/{t}"] * n for t, n in types.items()) / types.sum()
+        assert overall == pytest.approx(row[f"test_{m}"], abs=1e-3)

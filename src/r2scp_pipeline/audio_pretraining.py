@@ -15,7 +15,8 @@ audio expert from these weights (:func:`r2scp_pipeline.training.train_stage_one`
 ::
 
     audio_pretraining_set(dataset, features, audio_encoder params, seed)
-        -> {"x": [N, T, S_a, D_a] log-mel, "y": [N, T, K] instruments sounding per second}
+        -> {"x": [N, T, S_a, D_a] log-mel, "y": [N, T, 3K] instruments sounding per second,
+            and how loud and rhythmic each is (r2scp_pipeline/grounding.py)}
     train_audio_encoder(model, x, y, params, seed)   # Phi_a, E_a, grounding head (BCE per second)
 """
 
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.encoders import LogMelEncoder
+from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, attribute_tags, audio_target
 from r2scp_pipeline.media import feature_param, segment_indices
 from r2scp_pipeline.model import R2ScP
 from r2scp_pipeline.params import AudioEncoderParams
@@ -81,9 +83,11 @@ def audio_pretraining_set(
     audio_encoder.seed_offset``; their audio is rounded to 16-bit samples like the generator's
     wav files and encoded by :class:`~r2scp_pipeline.encoders.LogMelEncoder` with
     ``features.audio.logmel`` and ``features.segments``. Labels: the instruments sounding in
-    the second that feeds each segment (what ``grounding_labels`` gives the dataset's videos).
+    the second that feeds each segment and how loud and rhythmic each is
+    (:func:`r2scp_pipeline.grounding.audio_target`, what ``grounding_labels`` gives the
+    dataset's videos).
 
-    Returns ``{"x": float32 [N, T, S_a, D_a], "y": float32 [N, T, K], "meta": {...}}``; with
+    Returns ``{"x": float32 [N, T, S_a, D_a], "y": float32 [N, T, 3K], "meta": {...}}``; with
     ``videos: 0`` or audio features that are not log-mel frames (official VGGish features,
     ``pooling`` other than ``frames``) an empty set whose ``meta.skipped`` says why.
     """
@@ -116,19 +120,23 @@ def audio_pretraining_set(
     enc = LogMelEncoder(**logmel)
     segments = int(feature_param(features_params, "segments"))
     x = np.zeros((videos, segments, enc.tokens, enc.dim), dtype=np.float32)
-    y = np.zeros((videos, segments, len(avqa.INSTRUMENTS)), dtype=np.float32)
+    k = len(avqa.INSTRUMENTS)
+    y = np.zeros((videos, segments, k * (1 + len(AUDIO_ATTRIBUTES))), dtype=np.float32)
     for i, scene in enumerate(tqdm(scenes, desc="audio pretraining set", unit="video",
                                    mininterval=1.0)):  # fmt: skip
         wave = render_audio(scene, bank)
         wave = np.clip(np.round(wave * 32767.0), -32768, 32767) / 32768.0  # as PCM16 read back
         per_second = enc(wave)  # [seconds, S_a, D_a]
         x[i] = per_second[segment_indices(len(per_second), segments)]
+        sounding = [inst for inst in scene["instruments"] if inst["active_seconds"]]
+        tags = attribute_tags([inst["loudness_db"] for inst in sounding],
+                              [inst["rhythm_score"] for inst in sounding])  # fmt: skip
         for t, second in enumerate(segment_indices(int(scene["seconds"]), segments)):
-            for inst in scene["instruments"]:
-                if second in inst["active_seconds"]:
-                    y[i, t, avqa.INSTRUMENTS.index(inst["class"])] = 1.0
+            now = [(inst["class"], *tag) for inst, tag in zip(sounding, tags, strict=True)
+                   if second in inst["active_seconds"]]  # fmt: skip
+            y[i, t] = audio_target(*(list(col) for col in zip(*now, strict=True))) if now else 0.0
     meta = {"videos": videos, "generator_seed": int(seed) + offset, "segments": segments,
-            "sounding_per_second": round(float(y.sum(-1).mean()), 3),
+            "sounding_per_second": round(float(y[..., :k].sum(-1).mean()), 3),
             "seconds": round(time.perf_counter() - tick, 1)}  # fmt: skip
     logger.info("audio pretraining set: %d generated videos, x %s, %.2f instruments sounding "
                 "per second, %.1f s", videos, list(x.shape), meta["sounding_per_second"],
@@ -150,8 +158,9 @@ def train_audio_encoder(
     device: torch.device | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train Phi_a, E_a and the audio grounding head of ``model`` in place to tag, per segment,
-    the instruments that sound (binary cross-entropy summed over the K classes, as stage I's
-    grounding loss). ``x`` [N, T, S_a, D_a], ``y`` [N, T, K]; AdamW with ``params``' ``lr``,
+    the instruments that sound, and how when ``y`` holds attribute tags (binary cross-entropy
+    summed over the tags, as stage I's grounding loss). ``x`` [N, T, S_a, D_a], ``y``
+    [N, T, K'] (K' = the head's width); AdamW with ``params``' ``lr``,
     ``weight_decay``, ``batch_size`` and ``epochs``, one-cycle schedule, gradient norm clipped
     at 1. A model without grounding heads trains a temporary one. Returns the loss per epoch.
     """

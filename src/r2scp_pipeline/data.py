@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from . import avqa
+from .grounding import AUDIO_ATTRIBUTES, audio_target
 from .splits import join_splits
 from .tensors import frame_to_padded, frame_to_tokens
 from .vocabulary import DIRECTION_FOR_MISSING, MODALITIES
@@ -48,7 +49,8 @@ class AVQATensors:
     texts), and ``answer`` is the right candidate's index (``choice_idx``); otherwise all three
     are None and ``answer`` indexes ``avqa.ANSWERS``.
     Grounding labels (``grounding_labels``, stage I only): ``grounding[m]`` float multi-hot over
-    ``avqa.INSTRUMENTS``, audio ``[V, T, 1, K]`` (what sounds in each segment), visual
+    ``avqa.INSTRUMENTS``, audio ``[V, T, 1, K]`` (what sounds in each segment; ``[V, T, 1, 3K]``
+    with how loud and rhythmic, :mod:`r2scp_pipeline.grounding`), visual
     ``[V, T, S_v, K]`` (what is seen in each cell); ``grounding_known [V]`` marks the videos
     that have labels. Empty when the source has none (real MUSIC-AVQA, AVQA).
     """
@@ -289,30 +291,32 @@ GROUNDING_COLUMNS = ("video_id", "modality", "t", "s", "instruments")
 def _grounding_tensors(
     labels: pd.DataFrame, video_ids: list[str], shapes: dict[str, tuple[int, int, int]]
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """``grounding_labels`` rows -> multi-hot ``{m: [V, T, S, K]}`` (audio ``S = 1``) and the
-    videos that have labels ``[V]``; rows of videos outside ``video_ids`` are ignored."""
+    """``grounding_labels`` rows -> targets ``{m: [V, T, S, K']}`` (audio ``S = 1``) and the
+    videos that have labels ``[V]``; rows of videos outside ``video_ids`` are ignored. Visual
+    ``K' = K`` (multi-hot); audio ``K' = 3K`` (:func:`r2scp_pipeline.grounding.audio_target`)
+    when the labels have the ``loud`` / ``rhythmic`` columns, else ``K``."""
     _require_columns(labels, GROUNDING_COLUMNS, "grounding_labels")
-    classes = {c: i for i, c in enumerate(avqa.INSTRUMENTS)}
+    attrs = all(c in labels.columns for c in AUDIO_ATTRIBUTES)
     vpos = {v: i for i, v in enumerate(video_ids)}
     out, known = {}, torch.zeros(len(video_ids), dtype=torch.bool)
     for m, (v, t, s) in shapes.items():
         s = 1 if m == "audio" else s
-        y = torch.zeros(v, t, s, len(classes))
         rows = labels[labels["modality"] == m]
         rows = rows[rows["video_id"].astype(str).isin(vpos)]
-        for vid, ti, si, names in zip(rows["video_id"].astype(str), rows["t"], rows["s"],
-                                      rows["instruments"], strict=True):  # fmt: skip
+        tagged = attrs and m == "audio"
+        tags = [rows[c] if tagged else [None] * len(rows) for c in AUDIO_ATTRIBUTES]
+        y = torch.zeros(v, t, s, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES) * tagged))
+        for vid, ti, si, names, *tag in zip(rows["video_id"].astype(str), rows["t"], rows["s"],
+                                            rows["instruments"], *tags, strict=True):  # fmt: skip
             if not (0 <= ti < t and 0 <= si < s):
                 raise ValueError(
                     f"grounding_labels: video {vid} {m} row t={ti}, s={si} is outside the "
                     f"features' [T, S] = [{t}, {s}] (rebuild the labels with the features)"
                 )
-            for name in names:
-                if name not in classes:
-                    raise ValueError(
-                        f"grounding_labels: video {vid} names unknown instrument {name!r}"
-                    )
-                y[vpos[vid], ti, si, classes[name]] = 1.0
+            try:
+                y[vpos[vid], ti, si] = torch.from_numpy(audio_target(list(names), *tag))
+            except ValueError as exc:
+                raise ValueError(f"grounding_labels: video {vid} {m} row t={ti}: {exc}") from None
         known[torch.tensor(sorted({vpos[x] for x in rows["video_id"].astype(str)}), dtype=torch.long)] = True
         out[m] = y
     return out, known

@@ -294,6 +294,7 @@ class AudioEncoderParams(_Schema):
 class PretrainParams(LoopParams):
     stage_one: bool
     grounding_weight: float = 0.0  # weight of the grounding heads' loss (0 = eq. 10 alone)
+    grounding_attributes: bool = False  # the audio head also tags how loud / rhythmic (grounding.py)
     audio_encoder: AudioEncoderParams = AudioEncoderParams()
 
 

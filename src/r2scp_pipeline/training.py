@@ -935,18 +935,28 @@ def train_stage_one(
         logger.warning("pretrain: grounding_weight %s but the data has no grounding labels "
                        "(only the embedded dataset has them): eq. 10 alone", grounding)  # fmt: skip
         grounding = 0.0
+    attributes = 0  # per-class attribute tags of the audio grounding head (grounding.py)
+    if grounding and params.get("grounding_attributes", False):
+        attributes = tensors.grounding["audio"].shape[-1] // len(avqa.INSTRUMENTS) - 1
+        if not attributes:
+            logger.warning("pretrain: grounding_attributes is true but grounding_labels has no "
+                           "loud / rhythmic tags (rebuild it: kedro run --pipelines=features): "
+                           "the audio grounding head tags presence alone")  # fmt: skip
     if grounding:
-        cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS))
+        cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS),
+                                  grounding_attributes=attributes)  # fmt: skip
     seed_everything(seed)
     model = R2ScP(cfg)
     summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
     loop = LoopConfig.from_params(params, "pretrain")
     device = resolve_device(loop.device)
     model.to(device)
-    encoder_set = _audio_encoder_set(tensors, params, audio_set)
+    encoder_set = _audio_encoder_set(tensors, params, audio_set,
+                                     len(avqa.INSTRUMENTS) * (1 + attributes))  # fmt: skip
     tm = dict(train_missing or {})
     run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
                             "grounding": grounding,
+                            **({"grounding_attributes": attributes} if attributes else {}),
                             **({"audio_encoder": {**params["audio_encoder"],
                                                   **set_fingerprint(audio_set)}}
                                if encoder_set is not None else {}),
@@ -1011,9 +1021,11 @@ def train_stage_one(
             videos, _ = _distinct_videos(tensors, rows)  # the rows of a / vis, in order
             for m in (m for m in MODALITIES if m in active):
                 keep = (tensors.grounding_known[videos] & ~absent[m][videos]).to(device)
-                bce = F.binary_cross_entropy_with_logits(
-                    logits[f"tags_{m}"], tensors.grounding[m][videos].to(device), reduction="none"
-                ).sum(-1).mean((1, 2))  # [V']: summed over the K classes, like one CE
+                tags = logits[f"tags_{m}"]  # the labels may hold attribute tags the head has not
+                target = tensors.grounding[m][videos][..., : tags.shape[-1]].to(device)
+                bce = F.binary_cross_entropy_with_logits(tags, target, reduction="none"
+                                                         ).sum(-1).mean((1, 2))  # fmt: skip
+                # [V']: summed over the tags, like one CE
                 term = (bce * keep).sum() / keep.sum().clamp_min(1)
                 loss = loss + grounding * term
                 logs[f"loss_grounding_{m}"] = term.item()
@@ -1050,11 +1062,12 @@ def train_stage_one(
 
 
 def _audio_encoder_set(
-    tensors: AVQATensors, params: dict, audio_set: dict[str, Any] | None
+    tensors: AVQATensors, params: dict, audio_set: dict[str, Any] | None, width: int
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The audio encoder's pretraining data ``(x [N, T, S_a, D_a], y [N, T, K])``: the first
-    ``pretrain.audio_encoder.videos`` generated videos of ``audio_set`` plus the training
-    videos with grounding labels; None when there is nothing to pretrain on."""
+    """The audio encoder's pretraining data ``(x [N, T, S_a, D_a], y [N, T, width])``: the
+    first ``pretrain.audio_encoder.videos`` generated videos of ``audio_set`` plus the training
+    videos with grounding labels, their tags cut to the audio grounding head's ``width`` (K
+    presence tags, then the attribute tags); None when there is nothing to pretrain on."""
     videos = int((params.get("audio_encoder") or {}).get("videos", 0))
     if videos == 0 or audio_set is None or audio_set["x"].numel() == 0:
         if videos and audio_set is not None:
@@ -1076,12 +1089,18 @@ def _audio_encoder_set(
             "for features made elsewhere", list(x.shape[1:]), list(own.shape[1:]),
         )  # fmt: skip
         return None
-    x, y = x[:videos], y[:videos]
+    if y.shape[-1] < width:
+        raise ValueError(
+            f"audio_pretraining_set tags {y.shape[-1]} values per second, the audio grounding "
+            f"head {width} (pretrain.grounding_attributes): rebuild the set with this code "
+            "(kedro run --pipelines=pretrain)"
+        )  # fmt: skip
+    x, y = x[:videos], y[:videos, ..., :width]
     if tensors.grounding:
         train_videos = torch.unique(tensors.video[tensors.indices("train")])
         train_videos = train_videos[tensors.grounding_known[train_videos]]
         x = torch.cat([x, own[train_videos]])
-        y = torch.cat([y, tensors.grounding["audio"][train_videos].squeeze(2)])
+        y = torch.cat([y, tensors.grounding["audio"][train_videos].squeeze(2)[..., :width]])
     return x, y
 
 

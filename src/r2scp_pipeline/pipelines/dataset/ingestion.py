@@ -479,7 +479,8 @@ def read_scenes(path: str | Path, keep: tuple[str, ...] = ()) -> dict[str, dict[
 def scene_tracks(path: str | Path, vid: str, scene: dict[str, Any]) -> list[dict[str, Any]]:
     """The instruments of one scene of ``scenes.json`` (the generator's full records), each
     checked: ``class`` a known instrument, ``visible`` a bool, ``active_seconds`` a list of
-    whole seconds inside the clip. Errors name the file, the video and the field."""
+    whole seconds inside the clip, and a sounding one's ``loudness_db`` and ``rhythm_score``
+    numbers. Errors name the file, the video and the field."""
     insts, seconds = scene.get("instruments"), scene.get("seconds")
     where = f"video {vid!r}"
     if not isinstance(insts, list):
@@ -504,4 +505,9 @@ def scene_tracks(path: str | Path, vid: str, scene: dict[str, Any]) -> list[dict
             )  # fmt: skip
         if inst["visible"] and not all(isinstance(inst.get(k), int | float) for k in ("x", "y", "size")):
             raise AnnotationError(path, f"{field}: a visible instrument needs numbers x, y, size")
+        if active and not (isinstance(inst.get("loudness_db"), int | float)
+                           and isinstance(inst.get("rhythm_score"), int | float)
+                           and inst["rhythm_score"] > 0):  # fmt: skip
+            raise AnnotationError(path, f"{field}: a sounding instrument needs a number "
+                                  "loudness_db and a rhythm_score > 0")  # fmt: skip
     return insts

@@ -67,9 +67,11 @@ VIDEO_INDEX_COLUMNS: tuple[str, ...] = (
     "audio_path", "frames_dir", "video_path",
 )  # fmt: skip
 #: ``instrument_tracks`` columns: one row per instrument of a video (embedded data only). The
-#: box is the instrument's resting bounding box as a fraction of the frame (NaN off-screen).
+#: box is the instrument's resting bounding box as a fraction of the frame (NaN off-screen);
+#: ``loudness_db`` / ``rhythm_score`` describe its stem (NaN when it never sounds).
 TRACK_COLUMNS: tuple[str, ...] = (
     "video_id", "instrument", "visible", "x0", "y0", "x1", "y1", "seconds", "active_seconds",
+    "loudness_db", "rhythm_score",
 )  # fmt: skip
 
 
@@ -202,7 +204,8 @@ def instrument_tracks(dataset_params: dict[str, Any], video_index: pd.DataFrame)
 
     Returns ``instrument_tracks``, one row per instrument (``TRACK_COLUMNS``): class, whether
     it is on screen, its resting box ``x0, y0, x1, y1`` (fractions of the square frame), the
-    clip length and the whole seconds in which it sounds. Real MUSIC-AVQA and AVQA have no
+    clip length, the whole seconds in which it sounds and its stem's level (dB) and rhythm
+    score (what the comparative questions compare). Real MUSIC-AVQA and AVQA have no
     such labels: the table is then empty (and stage I trains on eq. 10 alone).
     """
     source = _source(dataset_params)
@@ -227,8 +230,10 @@ def instrument_tracks(dataset_params: dict[str, Any], video_index: pd.DataFrame)
             raise AnnotationError(path, f"video {vid!r}: cannot place its instruments ({exc!r})") from exc
         for j, inst in enumerate(insts):
             box = [c / size for c in boxes[inst.get("id", j)]] if inst["visible"] else [np.nan] * 4
+            sound = [float(inst[k]) if inst["active_seconds"] else np.nan
+                     for k in ("loudness_db", "rhythm_score")]  # fmt: skip
             rows.append((vid, inst["class"], inst["visible"], *box, float(scene["seconds"]),
-                         np.asarray(inst["active_seconds"], dtype=np.int32)))  # fmt: skip
+                         np.asarray(inst["active_seconds"], dtype=np.int32), *sound))  # fmt: skip
     if not rows:
         return empty
     return pd.DataFrame(rows, columns=list(TRACK_COLUMNS))

@@ -46,6 +46,7 @@ METHOD_LABELS: dict[str, str] = {
     "no_mixing": "w/o expert mixing",
     "no_grounding": "w/o grounding heads",
     "no_audio_pretraining": "w/o audio encoder pretraining",
+    "no_grounding_attributes": "w/o loudness / rhythm tags",
     "no_votes": "w/o expert votes",
 }
 
@@ -488,6 +489,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("the ranking loss helps", "Table 3", "r2scp", "no_rank_loss"),
     ("grounding heads help", "not in the paper", "r2scp", "no_grounding"),
     ("audio encoder pretraining helps", "not in the paper", "r2scp", "no_audio_pretraining"),
+    ("loudness / rhythm tags help", "not in the paper", "r2scp", "no_grounding_attributes"),
     ("expert votes help", "not in the paper", "r2scp", "no_votes"),
 )
 

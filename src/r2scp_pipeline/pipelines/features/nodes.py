@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from r2scp_pipeline.encoders import MiniLMQuestionEncoder
+from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, attribute_tags
 from r2scp_pipeline.media import (
     align_media_features,
     extract_audio_features,
@@ -168,17 +169,19 @@ def feature_report(
 
 def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str, Any]) -> pd.DataFrame:
     """Per-token targets of stage I's grounding heads (docs/model.md "Grounding"), aligned with
-    the feature tables: which instruments sound in each audio segment and which are seen in
-    each visual grid cell.
+    the feature tables: which instruments sound in each audio segment, and how, and which are
+    seen in each visual grid cell.
 
     Audio: one row per (video, segment ``t``, ``s = 0``) listing the instruments active in the
-    source second that feeds segment ``t`` (:func:`segment_indices`). Visual: one row per
-    (video, ``t``, cell ``s``, row-major over ``features.visual.grid``) listing the visible
-    instruments whose resting box centre lies in that cell (the same for every ``t``: the
-    embedded instruments stay in place; frames are square, so the encoder's centre crop keeps
-    the whole frame). Empty when ``instrument_tracks`` is (real MUSIC-AVQA, AVQA).
+    source second that feeds segment ``t`` (:func:`segment_indices`), with their ``loud`` and
+    ``rhythmic`` tags (:func:`r2scp_pipeline.grounding.attribute_tags`, aligned with
+    ``instruments``). Visual: one row per (video, ``t``, cell ``s``, row-major over
+    ``features.visual.grid``) listing the visible instruments whose resting box centre lies in
+    that cell (the same for every ``t``: the embedded instruments stay in place; frames are
+    square, so the encoder's centre crop keeps the whole frame), with empty tag lists. Empty
+    when ``instrument_tracks`` is (real MUSIC-AVQA, AVQA).
     """
-    columns = ["video_id", "modality", "t", "s", "instruments"]
+    columns = ["video_id", "modality", "t", "s", "instruments", *AUDIO_ATTRIBUTES]
     if len(instrument_tracks) == 0:
         return pd.DataFrame({c: [] for c in columns})
     segments = int(feature_param(features_params, "segments"))
@@ -186,17 +189,24 @@ def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str,
     out = []
     for vid, tracks in instrument_tracks.groupby("video_id", sort=True):
         seconds = segment_indices(int(round(float(tracks["seconds"].iloc[0]))), segments)
-        active = [(c, set(np.asarray(act).tolist()))
-                  for c, act in zip(tracks["instrument"], tracks["active_seconds"], strict=True)]  # fmt: skip
+        active = [(c, set(np.asarray(act).tolist()), db, r)
+                  for c, act, db, r in zip(tracks["instrument"], tracks["active_seconds"],
+                                           tracks["loudness_db"], tracks["rhythm_score"],
+                                           strict=True)
+                  if len(act)]  # fmt: skip
+        tags = attribute_tags([a[2] for a in active], [a[3] for a in active])
         for t, second in enumerate(seconds):
-            out.append((vid, "audio", t, 0, sorted(c for c, act in active if second in act)))
+            now = sorted((c, *tag) for (c, act, _, _), tag in zip(active, tags, strict=True)
+                         if second in act)  # fmt: skip
+            out.append((vid, "audio", t, 0, [c for c, _, _ in now],
+                        [round(lo, 4) for _, lo, _ in now], [round(r, 4) for _, _, r in now]))  # fmt: skip
         cells: dict[int, list[str]] = {s: [] for s in range(rows_ * cols_)}
         for tr in tracks[tracks["visible"].astype(bool)].itertuples():
             cx, cy = (tr.x0 + tr.x1) / 2, (tr.y0 + tr.y1) / 2
             col = min(max(int(cx * cols_), 0), cols_ - 1)
             row = min(max(int(cy * rows_), 0), rows_ - 1)
             cells[row * cols_ + col].append(tr.instrument)
-        out += [(vid, "visual", t, s, sorted(cells[s])) for t in range(segments) for s in cells]
+        out += [(vid, "visual", t, s, sorted(cells[s]), [], []) for t in range(segments) for s in cells]
     frame = pd.DataFrame(out, columns=columns)
     frame["t"] = frame["t"].astype(np.int32)
     frame["s"] = frame["s"].astype(np.int32)

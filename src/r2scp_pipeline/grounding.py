@@ -1,0 +1,74 @@
+"""Targets of stage I's audio grounding head (not in the paper; docs/model.md "Grounding").
+
+Per audio segment the head tags, for each of the K instrument classes, whether it sounds and,
+with ``pretrain.grounding_attributes``, how it sounds next to the video's other instruments:
+
+    y [3K] = [ sounds_c | sounds_c * loud_c | sounds_c * rhythmic_c ]   (c over avqa.INSTRUMENTS)
+
+    loud_c     = sigmoid((L_c - mean_j L_j) / LOUD_SCALE_DB)   L: the stem's RMS level (dB) over
+                                                              its active span, j: the video's
+                                                              sounding instruments
+    rhythmic_c = sigmoid(RHYTHM_GAIN * ln r_c)                 r: the stem's rhythm score
+
+These are the quantities the comparative questions ask about ("Is the <Object> louder / more
+rhythmic than the <Object>?", ``generator/questions.py``): presence alone tells the audio expert
+*what* sounds *when*, not which of two instruments is the louder one. Both tags are soft
+targets of the same binary cross-entropy as presence. Two instruments of one class sounding in
+the same second give that class their larger tag.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from r2scp_pipeline import avqa
+
+#: per-class attribute tags after the K presence tags, in this order
+AUDIO_ATTRIBUTES: tuple[str, ...] = ("loud", "rhythmic")
+#: dB above the video's mean level at which loud_c = sigmoid(1) (the questions' margin is 4 dB)
+LOUD_SCALE_DB = 3.0
+#: rhythm scores 1.65x apart (the questions' ratio is 1.5) move rhythmic_c by sigmoid(1)
+RHYTHM_GAIN = 2.0
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def attribute_tags(loudness_db: Sequence[float], rhythm_score: Sequence[float]) -> list[tuple[float, float]]:
+    """``(loud, rhythmic)`` of each of a video's sounding instruments (same order), from their
+    levels in dB and rhythm scores (> 0). Loudness is relative to the mean of these instruments
+    (one instrument alone: 0.5)."""
+    if len(loudness_db) != len(rhythm_score):
+        raise ValueError(f"{len(loudness_db)} loudness values for {len(rhythm_score)} rhythm scores")
+    if not loudness_db:
+        return []
+    mean = float(np.mean(loudness_db))
+    return [(_sigmoid((float(db) - mean) / LOUD_SCALE_DB),
+             _sigmoid(RHYTHM_GAIN * math.log(max(float(r), 1e-3))))
+            for db, r in zip(loudness_db, rhythm_score, strict=True)]  # fmt: skip
+
+
+def audio_target(
+    instruments: Sequence[str],
+    loud: Sequence[float] | None = None,
+    rhythmic: Sequence[float] | None = None,
+) -> np.ndarray:
+    """One segment's target: ``[K]`` presence of ``instruments``, or ``[3K]`` with their
+    ``loud`` / ``rhythmic`` tags (aligned with ``instruments``) when both are given."""
+    k = len(avqa.INSTRUMENTS)
+    attrs = loud is not None and rhythmic is not None
+    y = np.zeros(k * (1 + len(AUDIO_ATTRIBUTES) * attrs), dtype=np.float32)
+    for j, name in enumerate(instruments):
+        try:
+            c = avqa.INSTRUMENTS.index(name)
+        except ValueError:
+            raise ValueError(f"unknown instrument {name!r} (see avqa.INSTRUMENTS)") from None
+        y[c] = 1.0
+        if attrs:
+            y[k + c] = max(y[k + c], float(loud[j]))
+            y[2 * k + c] = max(y[2 * k + c], float(rhythmic[j]))
+    return y
