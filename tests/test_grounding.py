@@ -100,7 +100,7 @@ def test_sources_without_labels_give_empty_tables():
         ({"instruments": [{"class": "violin", "visible": False, "active_seconds": [1],
                            "loudness_db": -10.0}]}, "needs a number loudness_db and a rhythm_score"),
         ({"instruments": [{"class": "violin", "visible": False, "active_seconds": [1],
-                           "loudness_db": -10.0, "rhythm_score": 0.0}]}, "rhythm_score > 0"),
+                           "loudness_db": -10.0, "rhythm_score": -1.0}]}, "rhythm_score >= 0"),
     ],
 )  # fmt: skip
 def test_bad_scene_records_name_the_video_and_field(change, message):

@@ -8,7 +8,7 @@ with ``pretrain.grounding_attributes``, how it sounds next to the video's other 
     loud_c     = sigmoid((L_c - mean_j L_j) / LOUD_SCALE_DB)   L: the stem's RMS level (dB) over
                                                               its active span, j: the video's
                                                               sounding instruments
-    rhythmic_c = sigmoid(RHYTHM_GAIN * ln r_c)                 r: the stem's rhythm score
+    rhythmic_c = sigmoid(RHYTHM_GAIN * ln max(r_c, 1e-3))      r: the stem's rhythm score (>= 0)
 
 These are the quantities the comparative questions ask about ("Is the <Object> louder / more
 rhythmic than the <Object>?", ``generator/questions.py``): presence alone tells the audio expert
@@ -40,7 +40,8 @@ def _sigmoid(x: float) -> float:
 
 def attribute_tags(loudness_db: Sequence[float], rhythm_score: Sequence[float]) -> list[tuple[float, float]]:
     """``(loud, rhythmic)`` of each of a video's sounding instruments (same order), from their
-    levels in dB and rhythm scores (> 0). Loudness is relative to the mean of these instruments
+    levels in dB and rhythm scores (>= 0; a score of 0, no rhythm at all, tags
+    about 0). Loudness is relative to the mean of these instruments
     (one instrument alone: 0.5)."""
     if len(loudness_db) != len(rhythm_score):
         raise ValueError(f"{len(loudness_db)} loudness values for {len(rhythm_score)} rhythm scores")

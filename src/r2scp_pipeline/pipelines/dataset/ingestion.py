@@ -507,7 +507,7 @@ def scene_tracks(path: str | Path, vid: str, scene: dict[str, Any]) -> list[dict
             raise AnnotationError(path, f"{field}: a visible instrument needs numbers x, y, size")
         if active and not (isinstance(inst.get("loudness_db"), int | float)
                            and isinstance(inst.get("rhythm_score"), int | float)
-                           and inst["rhythm_score"] > 0):  # fmt: skip
+                           and inst["rhythm_score"] >= 0):  # fmt: skip
             raise AnnotationError(path, f"{field}: a sounding instrument needs a number "
-                                  "loudness_db and a rhythm_score > 0")  # fmt: skip
+                                  "loudness_db and a rhythm_score >= 0")  # fmt: skip
     return insts
