@@ -745,6 +745,52 @@ def stage1_seeds(root: Path) -> str:
     return "\n".join(lines) + "\n\n" + md_table(header, rows)
 
 
+#: the two benchmarks/stage1_seeds.py files of the loudness / rhythm tags: (file, label)
+ATTRIBUTE_FILES = (("stage1_seeds_no_attributes.json", "presence only"),
+                   ("stage1_seeds_attributes.json", "presence, loudness, rhythm"))  # fmt: skip
+#: the question types the tags are for (their test accuracy gets a column)
+ATTRIBUTE_TYPES = ("Audio Comparative", "Audio-Visual Comparative")
+
+
+@renderer("stage1_attributes")
+def stage1_attributes(root: Path) -> str:
+    """benchmarks/stage1_seeds.py on one run's data, with ``--pretrain
+    grounding_attributes=false`` and ``=true``: each expert's best val and test accuracy and
+    its test accuracy on the comparative questions, per seed and mean (sd)."""
+    if not all((root / RESULTS / name).exists() for name, _ in ATTRIBUTE_FILES):
+        return ("Not measured yet: `python benchmarks/stage1_seeds.py --data DATA --pretrain "
+                "grounding_attributes=false|true --out docs/results/"
+                "stage1_seeds_[no_]attributes.json`.\n")  # fmt: skip
+    lines, rows, seeds = [], [], None
+    columns = [("best val", "val_{m}"), ("test", "test_{m}")]
+    columns += [(f"test, {t}", f"test_{{m}}/{t}") for t in ATTRIBUTE_TYPES]
+    for name, label in ATTRIBUTE_FILES:
+        r = load_json(root, name)
+        if seeds is not None and list(r["seeds"]) != seeds:
+            raise ValueError(f"{name}: seeds {list(r['seeds'])}, the other file's {seeds}: "
+                             "one table needs the same seeds in both")  # fmt: skip
+        seeds = list(r["seeds"])
+        changed = ", ".join(r.get("dirty_files") or []) or "none"
+        lines.append(f"- {label}: `{r['command'].strip()}` (package at commit "
+                     f"`{str(r['commit'])[:10]}`, files changed there: {changed}; load average "
+                     f"{r['machine']['load_average'][0]:.1f})")  # fmt: skip
+        for m in ("audio", "visual", "text"):
+            cells = []
+            for _, pattern in columns:
+                key = pattern.format(m=m)
+                if key not in r["spread"]:
+                    raise ValueError(f"docs/results/{name}: no {key!r}; run "
+                                     "benchmarks/stage1_seeds.py again")  # fmt: skip
+                per = " / ".join(f"{100 * r['seeds'][s][key]:.1f}" for s in seeds)
+                sd = r["spread"][key]
+                cells.append(f"{per}; {100 * sd['mean']:.1f} ({100 * sd['sd']:.1f})")
+            rows.append([label, m, *cells])
+    header = ["audio grounding tags", "expert",
+              *(f"{c}, seeds {', '.join(seeds)}; mean (sd)" if i == 0 else c
+                for i, (c, _) in enumerate(columns))]  # fmt: skip
+    return "\n".join(lines) + "\n\n" + md_table(header, rows)
+
+
 #: (column, key of benchmarks/stage2_seeds.py, percent) of the stage-II seed table
 STAGE2_COLUMNS = (("best val score", "val_score", True), ("test, complete", "test_none", True),
                   ("test, audio missing", "test_audio", True),

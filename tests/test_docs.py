@@ -124,6 +124,41 @@ def test_the_stage1_seeds_table_adds_the_run_of_the_earlier_code_when_kept(tmp_p
     assert text.index("without audio encoder pretraining") < text.index("single-query readout")
 
 
+def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_missing_key(tmp_path):
+    import json
+
+    def result(comparative):
+        keys = [f"{k}_{m}" for k in ("val", "test") for m in ("audio", "visual", "text")]
+        keys += [f"test_{m}/{t}" for m in ("audio", "visual", "text")
+                 for t in render_docs.ATTRIBUTE_TYPES]  # fmt: skip
+        seeds = {s: {k: comparative if k == "test_audio/Audio Comparative" else 0.5 for k in keys}
+                 for s in ("42", "43")}  # fmt: skip
+        spread = {k: {"mean": seeds["42"][k], "sd": 0.0} for k in keys}
+        return {"command": "python benchmarks/stage1_seeds.py --data d", "seeds": seeds,
+                "spread": spread, "commit": "e" * 40, "dirty_files": [],
+                "machine": {"load_average": [1.0]}}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    assert "Not measured yet" in render_docs.stage1_attributes(tmp_path)
+    (folder / "stage1_seeds_no_attributes.json").write_text(json.dumps(result(0.4)))
+    tagged = result(0.6)
+    (folder / "stage1_seeds_attributes.json").write_text(json.dumps(tagged))
+    text = render_docs.stage1_attributes(tmp_path)
+    assert "| test, Audio Comparative | test, Audio-Visual Comparative |" in text
+    assert "| presence only | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) |" in text
+    assert "| presence, loudness, rhythm | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 60.0 / 60.0; 60.0 (0.0) |" in text
+    assert "(package at commit `eeeeeeeeee`, files changed there: none; load average 1.0)" in text
+    del tagged["spread"]["test_text/Audio-Visual Comparative"]
+    (folder / "stage1_seeds_attributes.json").write_text(json.dumps(tagged))
+    with pytest.raises(ValueError, match="stage1_seeds_attributes.json: no 'test_text/Audio-Visual"):
+        render_docs.stage1_attributes(tmp_path)
+    del tagged["seeds"]["43"]
+    (folder / "stage1_seeds_attributes.json").write_text(json.dumps(tagged))
+    with pytest.raises(ValueError, match="the same seeds in both"):
+        render_docs.stage1_attributes(tmp_path)
+
+
 def test_the_reproducibility_block_says_when_the_two_runs_are_of_different_code(tmp_path):
     import json
 
