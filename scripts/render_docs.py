@@ -701,6 +701,18 @@ def _run_pretrains_audio(root: Path) -> bool:
     return int(((run["parameters"]["pretrain"].get("audio_encoder")) or {}).get("videos", 0)) > 0
 
 
+def _same_seeds(root: Path, files) -> tuple[list[str], list[dict]]:
+    """The benchmarks/stage1_seeds.py files ``[(name, label), ...]`` and their common seeds;
+    files of other seeds are refused (one table compares them seed by seed)."""
+    loaded = [load_json(root, name) for name, _ in files]
+    seeds = list(loaded[0]["seeds"])
+    for (name, _), r in zip(files, loaded, strict=True):
+        if list(r["seeds"]) != seeds:
+            raise ValueError(f"{name}: seeds {list(r['seeds'])}, the other file's {seeds}: "
+                             "one table needs the same seeds in both")  # fmt: skip
+    return seeds, loaded
+
+
 #: further stage-I seed files the table shows when they are kept: (file, label)
 STAGE1_SEEDS_OPTIONAL = (
     ("stage1_seeds_no_audio_pretraining.json", "with the cue, without audio encoder pretraining"),
@@ -712,18 +724,14 @@ STAGE1_SEEDS_OPTIONAL = (
 def stage1_seeds(root: Path) -> str:
     """benchmarks/stage1_seeds.py: each stage-I expert's best val and test accuracy per seed,
     on the default run's data and on the data drawn without the visual cue."""
-    rows, lines, seeds = [], [], None
+    rows, lines = [], []
     files = [("stage1_seeds.json", "with the cue (default)"),
              ("stage1_seeds_nocue.json", "without the cue (nocue)")]  # fmt: skip
     for name, label in STAGE1_SEEDS_OPTIONAL:  # kept when measured
         if (root / RESULTS / name).exists():
             files.append((name, label))
-    for name, label in files:
-        r = load_json(root, name)
-        if seeds is not None and list(r["seeds"]) != seeds:
-            raise ValueError(f"{name}: seeds {list(r['seeds'])}, the other file's {seeds}: "
-                             "one table needs the same seeds in both")  # fmt: skip
-        seeds = list(r["seeds"])
+    seeds, loaded = _same_seeds(root, files)
+    for (name, label), r in zip(files, loaded, strict=True):
         same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
         if r.get("audio_pretraining_videos") == 0 and _run_pretrains_audio(root):
             same = "not compared (the run pretrained its audio encoder, these seeds did not)"
@@ -761,15 +769,11 @@ def stage1_attributes(root: Path) -> str:
         return ("Not measured yet: `python benchmarks/stage1_seeds.py --data DATA --pretrain "
                 "grounding_attributes=false|true --out docs/results/"
                 "stage1_seeds_[no_]attributes.json`.\n")  # fmt: skip
-    lines, rows, seeds = [], [], None
+    lines, rows = [], []
     columns = [("best val", "val_{m}"), ("test", "test_{m}")]
     columns += [(f"test, {t}", f"test_{{m}}/{t}") for t in ATTRIBUTE_TYPES]
-    for name, label in ATTRIBUTE_FILES:
-        r = load_json(root, name)
-        if seeds is not None and list(r["seeds"]) != seeds:
-            raise ValueError(f"{name}: seeds {list(r['seeds'])}, the other file's {seeds}: "
-                             "one table needs the same seeds in both")  # fmt: skip
-        seeds = list(r["seeds"])
+    seeds, loaded = _same_seeds(root, ATTRIBUTE_FILES)
+    for (name, label), r in zip(ATTRIBUTE_FILES, loaded, strict=True):
         changed = ", ".join(r.get("dirty_files") or []) or "none"
         lines.append(f"- {label}: `{r['command'].strip()}` (package at commit "
                      f"`{str(r['commit'])[:10]}`, files changed there: {changed}; load average "

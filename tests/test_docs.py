@@ -141,9 +141,9 @@ def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_
     folder = tmp_path / render_docs.RESULTS
     folder.mkdir(parents=True)
     assert "Not measured yet" in render_docs.stage1_attributes(tmp_path)
-    (folder / "stage1_seeds_no_attributes.json").write_text(json.dumps(result(0.4)))
     tagged = result(0.6)
-    (folder / "stage1_seeds_attributes.json").write_text(json.dumps(tagged))
+    for (name, _), r in zip(render_docs.ATTRIBUTE_FILES, (result(0.4), tagged), strict=True):
+        (folder / name).write_text(json.dumps(r))
     text = render_docs.stage1_attributes(tmp_path)
     assert "| test, Audio Comparative | test, Audio-Visual Comparative |" in text
     assert "| presence only | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) |" in text
