@@ -731,7 +731,7 @@ def stage1_seeds(root: Path) -> str:
         if (root / RESULTS / name).exists():
             files.append((name, label))
     seeds, loaded = _same_seeds(root, files)
-    for (name, label), r in zip(files, loaded, strict=True):
+    for (_, label), r in zip(files, loaded, strict=True):
         same = {True: "yes", False: "**no**", None: "not compared"}[r["run_history_reproduced"]]
         if r.get("audio_pretraining_videos") == 0 and _run_pretrains_audio(root):
             same = "not compared (the run pretrained its audio encoder, these seeds did not)"
