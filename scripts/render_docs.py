@@ -756,8 +756,8 @@ def stage1_seeds(root: Path) -> str:
 #: the two benchmarks/stage1_seeds.py files of the loudness / rhythm tags: (file, label)
 ATTRIBUTE_FILES = (("stage1_seeds_no_attributes.json", "presence only"),
                    ("stage1_seeds_attributes.json", "presence, loudness, rhythm"))  # fmt: skip
-#: the question types the tags are for (their test accuracy gets a column)
-ATTRIBUTE_TYPES = ("Audio Comparative", "Audio-Visual Comparative")
+#: the question types the tags are for, and Audio Counting (their test accuracy gets a column)
+ATTRIBUTE_TYPES = ("Audio Comparative", "Audio Counting", "Audio-Visual Comparative")
 
 
 @renderer("stage1_attributes")

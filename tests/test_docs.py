@@ -145,9 +145,9 @@ def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_
     for (name, _), r in zip(render_docs.ATTRIBUTE_FILES, (result(0.4), tagged), strict=True):
         (folder / name).write_text(json.dumps(r))
     text = render_docs.stage1_attributes(tmp_path)
-    assert "| test, Audio Comparative | test, Audio-Visual Comparative |" in text
-    assert "| presence only | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) |" in text
-    assert "| presence, loudness, rhythm | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 60.0 / 60.0; 60.0 (0.0) |" in text
+    assert "| test, Audio Comparative | test, Audio Counting | test, Audio-Visual Comparative |" in text
+    assert "| presence only | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) | 50.0" in text
+    assert "| presence, loudness, rhythm | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 60.0 / 60.0; 60.0 (0.0) | 50.0" in text
     assert "(package at commit `eeeeeeeeee`, files changed there: none; load average 1.0)" in text
     del tagged["spread"]["test_text/Audio-Visual Comparative"]
     (folder / "stage1_seeds_attributes.json").write_text(json.dumps(tagged))
