@@ -125,8 +125,9 @@ def generated_probes(args, x, y, per_second, tr, te) -> dict[str, dict[str, floa
     if extra["x"].numel() == 0:
         raise SystemExit(f"no generated videos: {extra['meta']['skipped']}")
     n = len(extra["x"])
-    x_all, sec_all = torch.cat([x, extra["x"]]), torch.cat([per_second, extra["y"]])
-    y_all = torch.cat([y, extra["y"].amax(1)])  # a generated video's set: what sounds at all
+    sounds = extra["y"][..., : len(avqa.INSTRUMENTS)]  # presence; the loud / rhythmic tags follow
+    x_all, sec_all = torch.cat([x, extra["x"]]), torch.cat([per_second, sounds])
+    y_all = torch.cat([y, sounds.amax(1)])  # a generated video's set: what sounds at all
     no = torch.zeros(n, dtype=torch.bool)
     tr_all, te_all = torch.cat([tr, torch.ones(n, dtype=torch.bool)]), torch.cat([te, no])
     longer = round(args.epochs * (int(tr.sum()) + n) / int(tr.sum()))

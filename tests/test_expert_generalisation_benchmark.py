@@ -13,7 +13,7 @@ import torch
 from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.training import model_checkpoint, train_stage_one
 from tests.synthetic import make_synthetic_tables
-from tests.test_grounding import LOOP, MODEL, _labels
+from tests.test_grounding import LOOP, MODEL, _labels, _tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location(
@@ -32,10 +32,11 @@ def test_grounding_scores_count_tags_above_one_half():
 
 def test_the_benchmark_scores_every_split_from_a_data_folder(tmp_path):
     tables = make_synthetic_tables(n_videos=30, seed=5, visual_tokens=2)
-    labels = _labels(tables)
+    labels = _tagged(_labels(tables))  # with loud / rhythmic tags: presence alone is scored
     tens = build_tensors(**tables, grounding_labels=labels)
-    model, _ = train_stage_one(tens, MODEL, {**LOOP, "epochs": 1, "grounding_weight": 1.0}, {},
-                               seed=0)  # fmt: skip
+    model, _ = train_stage_one(tens, MODEL, {**LOOP, "epochs": 1, "grounding_weight": 1.0,
+                                             "grounding_attributes": True}, {}, seed=0)  # fmt: skip
+    assert model.cfg.grounding_attributes == 2
     data = tmp_path / "data"
     for folder, name in (("02_intermediate", "qa_pairs"), ("04_feature", "audio_features"),
                          ("04_feature", "visual_features"), ("04_feature", "question_features")):  # fmt: skip
