@@ -40,6 +40,7 @@ from kedro.config import OmegaConfigLoader
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.audio_pretraining import audio_pretraining_set
+from r2scp_pipeline.grounding import presence
 from r2scp_pipeline.model import AudioFrontEnd, ModalityExpert
 from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 from r2scp_pipeline.tensors import frame_to_tokens
@@ -125,7 +126,7 @@ def generated_probes(args, x, y, per_second, tr, te) -> dict[str, dict[str, floa
     if extra["x"].numel() == 0:
         raise SystemExit(f"no generated videos: {extra['meta']['skipped']}")
     n = len(extra["x"])
-    sounds = extra["y"][..., : len(avqa.INSTRUMENTS)]  # presence; the loud / rhythmic tags follow
+    sounds = presence(extra["y"])  # the loud / rhythmic tags are not probed
     x_all, sec_all = torch.cat([x, extra["x"]]), torch.cat([per_second, sounds])
     y_all = torch.cat([y, sounds.amax(1)])  # a generated video's set: what sounds at all
     no = torch.zeros(n, dtype=torch.bool)

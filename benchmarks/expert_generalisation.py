@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from r2scp_pipeline import avqa
 from r2scp_pipeline.data import build_tensors
+from r2scp_pipeline.grounding import presence
 from r2scp_pipeline.training import load_model, predict_expert_log_probs
 from r2scp_pipeline.vocabulary import EXPERTS, MODALITIES
 
@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             for m in MODALITIES:
                 h = model.encode(m, tensors.features(m)[videos])
-                k = len(avqa.INSTRUMENTS)  # presence; the audio loud / rhythmic tags follow
-                result["grounding"][split][m] = grounding_scores(
-                    model.grounding(m, h)[..., :k], tensors.grounding[m][videos][..., :k]
+                result["grounding"][split][m] = grounding_scores(  # the audio tags: presence
+                    presence(model.grounding(m, h)), presence(tensors.grounding[m][videos])
                 )
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),

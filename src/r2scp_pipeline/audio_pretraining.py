@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.encoders import LogMelEncoder
-from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, attribute_tags, audio_target
+from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, audio_target, presence, segment_sounds
 from r2scp_pipeline.media import feature_param, segment_indices
 from r2scp_pipeline.model import R2ScP
 from r2scp_pipeline.params import AudioEncoderParams
@@ -120,23 +120,21 @@ def audio_pretraining_set(
     enc = LogMelEncoder(**logmel)
     segments = int(feature_param(features_params, "segments"))
     x = np.zeros((videos, segments, enc.tokens, enc.dim), dtype=np.float32)
-    k = len(avqa.INSTRUMENTS)
-    y = np.zeros((videos, segments, k * (1 + len(AUDIO_ATTRIBUTES))), dtype=np.float32)
+    y = np.zeros((videos, segments, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES))),
+                 dtype=np.float32)  # fmt: skip
     for i, scene in enumerate(tqdm(scenes, desc="audio pretraining set", unit="video",
                                    mininterval=1.0)):  # fmt: skip
         wave = render_audio(scene, bank)
         wave = np.clip(np.round(wave * 32767.0), -32768, 32767) / 32768.0  # as PCM16 read back
         per_second = enc(wave)  # [seconds, S_a, D_a]
         x[i] = per_second[segment_indices(len(per_second), segments)]
-        sounding = [inst for inst in scene["instruments"] if inst["active_seconds"]]
-        tags = attribute_tags([inst["loudness_db"] for inst in sounding],
-                              [inst["rhythm_score"] for inst in sounding])  # fmt: skip
-        for t, second in enumerate(segment_indices(int(scene["seconds"]), segments)):
-            now = [(inst["class"], *tag) for inst, tag in zip(sounding, tags, strict=True)
-                   if second in inst["active_seconds"]]  # fmt: skip
-            y[i, t] = audio_target(*(list(col) for col in zip(*now, strict=True))) if now else 0.0
+        sounding = [(inst["class"], inst["active_seconds"], inst["loudness_db"], inst["rhythm_score"])
+                    for inst in scene["instruments"] if inst["active_seconds"]]  # fmt: skip
+        seconds = segment_indices(int(scene["seconds"]), segments)
+        for t, sounds in enumerate(segment_sounds(sounding, seconds)):
+            y[i, t] = audio_target(*sounds)
     meta = {"videos": videos, "generator_seed": int(seed) + offset, "segments": segments,
-            "sounding_per_second": round(float(y[..., :k].sum(-1).mean()), 3),
+            "sounding_per_second": round(float(presence(torch.from_numpy(y)).sum(-1).mean()), 3),
             "seconds": round(time.perf_counter() - tick, 1)}  # fmt: skip
     logger.info("audio pretraining set: %d generated videos, x %s, %.2f instruments sounding "
                 "per second, %.1f s", videos, list(x.shape), meta["sounding_per_second"],

@@ -20,9 +20,10 @@ the same second give that class their larger tag.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
+import torch
 
 from r2scp_pipeline import avqa
 
@@ -73,3 +74,26 @@ def audio_target(
             y[k + c] = max(y[k + c], float(loud[j]))
             y[2 * k + c] = max(y[2 * k + c], float(rhythmic[j]))
     return y
+
+
+def segment_sounds(
+    sounding: Sequence[tuple[str, Collection[int], float, float]], seconds: Sequence[int]
+) -> list[tuple[list[str], list[float], list[float]]]:
+    """Per segment, the source second it reads (``seconds``): the classes sounding then, in
+    class order, with their ``loud`` and ``rhythmic`` tags, from ``sounding``: ``(class,
+    active seconds, loudness_db, rhythm_score)`` of each of a video's sounding instruments
+    (the tags are relative to all of them). What ``grounding_labels`` stores for a dataset
+    video and :func:`audio_target` turns into a target."""
+    tags = attribute_tags([s[2] for s in sounding], [s[3] for s in sounding])
+    out = []
+    for second in seconds:
+        now = sorted((c, *tag) for (c, active, _, _), tag in zip(sounding, tags, strict=True)
+                     if second in active)  # fmt: skip
+        out.append(([c for c, _, _ in now], [lo for _, lo, _ in now], [r for _, _, r in now]))
+    return out
+
+
+def presence(y: torch.Tensor) -> torch.Tensor:
+    """The K presence tags of audio targets or logits ``[..., K(1 + A)]`` (the attribute tags
+    follow them)."""
+    return y[..., : len(avqa.INSTRUMENTS)]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from r2scp_pipeline.encoders import MiniLMQuestionEncoder
-from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, attribute_tags
+from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, segment_sounds
 from r2scp_pipeline.media import (
     align_media_features,
     extract_audio_features,
@@ -189,17 +189,14 @@ def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str,
     out = []
     for vid, tracks in instrument_tracks.groupby("video_id", sort=True):
         seconds = segment_indices(int(round(float(tracks["seconds"].iloc[0]))), segments)
-        active = [(c, set(np.asarray(act).tolist()), db, r)
-                  for c, act, db, r in zip(tracks["instrument"], tracks["active_seconds"],
-                                           tracks["loudness_db"], tracks["rhythm_score"],
-                                           strict=True)
-                  if len(act)]  # fmt: skip
-        tags = attribute_tags([a[2] for a in active], [a[3] for a in active])
-        for t, second in enumerate(seconds):
-            now = sorted((c, *tag) for (c, act, _, _), tag in zip(active, tags, strict=True)
-                         if second in act)  # fmt: skip
-            out.append((vid, "audio", t, 0, [c for c, _, _ in now],
-                        [round(lo, 4) for _, lo, _ in now], [round(r, 4) for _, _, r in now]))  # fmt: skip
+        sounding = [(c, set(np.asarray(act).tolist()), db, r)
+                    for c, act, db, r in zip(tracks["instrument"], tracks["active_seconds"],
+                                             tracks["loudness_db"], tracks["rhythm_score"],
+                                             strict=True)
+                    if len(act)]  # fmt: skip
+        for t, (names, loud, rhythmic) in enumerate(segment_sounds(sounding, seconds)):
+            out.append((vid, "audio", t, 0, names, [round(x, 4) for x in loud],
+                        [round(x, 4) for x in rhythmic]))  # fmt: skip
         cells: dict[int, list[str]] = {s: [] for s in range(rows_ * cols_)}
         for tr in tracks[tracks["visible"].astype(bool)].itertuples():
             cx, cy = (tr.x0 + tr.x1) / 2, (tr.y0 + tr.y1) / 2
