@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -78,6 +79,12 @@ def emit(result: dict, out: Path | None) -> int:
     if out:
         out.write_text(text)
     return 0
+
+
+def by_type(right: np.ndarray, types: np.ndarray, prefix: str) -> dict[str, float]:
+    """Accuracy per question type, ``{"<prefix>/<modality> <subtype>": share}``, of ``right``
+    (bool per question) with ``types`` (each question's type, same order)."""
+    return {f"{prefix}/{t}": round(float(right[types == t].mean()), 4) for t in sorted(set(types))}
 
 
 def pretrain_overrides(items: list[str], pretrain: dict) -> dict:
@@ -134,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             **{f"val_{m}": round(float(summary["best"][f"val_acc_{m}"]), 4) for m in EXPERTS},
             **{f"test_{m}": round(float(right[m].mean()), 4) for m in EXPERTS},
             **{f"epoch_{m}": int(summary["best_epoch"][m]) for m in EXPERTS},
-            **{f"test_{m}/{t}": round(float(right[m][types == t].mean()), 4)
-               for m in EXPERTS for t in sorted(set(types))},
+            **{k: v for m in EXPERTS for k, v in by_type(right[m], types, f"test_{m}").items()},
         }  # fmt: skip
         # the run's own configuration only: with or without the audio encoder's pretraining
         same_config = not overrides and reference is not None and (

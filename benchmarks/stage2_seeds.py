@@ -35,10 +35,10 @@ import r2scp_pipeline
 from r2scp_pipeline.data import build_tensors
 from r2scp_pipeline.provenance import checkout, cpu_model
 from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
-from r2scp_pipeline.training import Predictions, predict, train_stage_two
+from r2scp_pipeline.training import predict, train_stage_two
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stage1_seeds import emit, seeds_parser, spread  # noqa: E402
+from stage1_seeds import by_type, emit, seeds_parser, spread  # noqa: E402
 
 PACKAGE = Path(r2scp_pipeline.__file__).resolve().parent
 TABLES = (("02_intermediate", "qa_pairs"), ("04_feature", "audio_features"),
@@ -60,13 +60,6 @@ def parse_variant(name: str, assignments: str) -> tuple[str, dict[str, dict]]:
             raise SystemExit(f"--variant {name}: {item!r} is not mix.KEY=VALUE or model.KEY=VALUE")
         over[block][field] = yaml.safe_load(value)
     return name, over
-
-
-def by_type(pred: Predictions, types: pd.Series, prefix: str) -> dict[str, float]:
-    """Accuracy per question type (``"<prefix>/<modality> <subtype>"``) of ``pred``;
-    ``types`` maps question_id to its type."""
-    right = pd.Series(pred.pred == pred.answer, index=types.loc[pred.question_id].to_numpy())
-    return {f"{prefix}/{t}": round(float(v), 4) for t, v in right.groupby(level=0).mean().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                 "train_none": round(float(best["train_acc_none"]), 4),
                 "epochs": int(summary["epochs_run"]),
                 "samples_per_s": float(summary["timing"]["train_samples_per_s"]),
-                **by_type(preds["none"], types, "test_none"),
+                **by_type(preds["none"].pred == preds["none"].answer,
+                          types.loc[preds["none"].question_id].to_numpy(), "test_none"),
             }  # fmt: skip
             if name == "configured" and reference is not None and seed == int(params["seed"]):
                 reproduced = summary["history"] == reference["history"]

@@ -753,6 +753,14 @@ def stage1_seeds(root: Path) -> str:
     return "\n".join(lines) + "\n\n" + md_table(header, rows)
 
 
+def _seed_cell(r: dict, key: str, seeds: list[str], scale: float = 100, digits: int = 1) -> str:
+    """``"a / b / c; mean (sd)"``: ``key`` of each seed of a seeds benchmark's result ``r``
+    (its ``seeds`` and ``spread``), times ``scale``."""
+    per = " / ".join(f"{scale * r['seeds'][s][key]:.{digits}f}" for s in seeds)
+    sd = r["spread"][key]
+    return f"{per}; {scale * sd['mean']:.1f} ({scale * sd['sd']:.1f})"
+
+
 #: the two benchmarks/stage1_seeds.py files of the loudness / rhythm tags: (file, label)
 ATTRIBUTE_FILES = (("stage1_seeds_no_attributes.json", "presence only"),
                    ("stage1_seeds_attributes.json", "presence, loudness, rhythm"))  # fmt: skip
@@ -785,9 +793,7 @@ def stage1_attributes(root: Path) -> str:
                 if key not in r["spread"]:
                     raise ValueError(f"docs/results/{name}: no {key!r}; run "
                                      "benchmarks/stage1_seeds.py again")  # fmt: skip
-                per = " / ".join(f"{100 * r['seeds'][s][key]:.1f}" for s in seeds)
-                sd = r["spread"][key]
-                cells.append(f"{per}; {100 * sd['mean']:.1f} ({100 * sd['sd']:.1f})")
+                cells.append(_seed_cell(r, key, seeds))
             rows.append([label, m, *cells])
     header = ["audio grounding tags", "expert",
               *(f"{c}, seeds {', '.join(seeds)}; mean (sd)" if i == 0 else c
@@ -845,10 +851,7 @@ def _stage2_seeds(root: Path, name: str, variant: str, types: tuple[str, ...] = 
             if key not in v["spread"]:
                 raise ValueError(f"docs/results/{name}: variant {variant_name} has no {key!r}; "
                                  f"run benchmarks/stage2_seeds.py again")  # fmt: skip
-            scale, digits = (100, 1) if pct else (1, 0)
-            per = " / ".join(f"{scale * v['seeds'][s][key]:.{digits}f}" for s in seeds)
-            sd = v["spread"][key]
-            cells.append(f"{per}; {scale * sd['mean']:.1f} ({scale * sd['sd']:.1f})")
+            cells.append(_seed_cell(v, key, seeds, *((100, 1) if pct else (1, 0))))
         rows.append([variant_name, over, *cells])
     header = ["variant", "changed parameters", *(f"{c}, seeds {', '.join(seeds)}; mean (sd)"
                                                   if i == 0 else c
