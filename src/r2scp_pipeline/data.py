@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from . import avqa
-from .grounding import AUDIO_ATTRIBUTES, audio_target
+from .grounding import AUDIO_ATTRIBUTES, VISUAL_ATTRIBUTES, tag_target
 from .splits import join_splits
 from .tensors import frame_to_padded, frame_to_tokens
 from .vocabulary import DIRECTION_FOR_MISSING, MODALITIES
@@ -292,29 +292,29 @@ def _grounding_tensors(
     labels: pd.DataFrame, video_ids: list[str], shapes: dict[str, tuple[int, int, int]]
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """``grounding_labels`` rows -> targets ``{m: [V, T, S, K']}`` (audio ``S = 1``) and the
-    videos that have labels ``[V]``; rows of videos outside ``video_ids`` are ignored. Visual
-    ``K' = K`` (multi-hot); audio ``K' = 3K`` (:func:`r2scp_pipeline.grounding.audio_target`)
-    when the labels have the ``loud`` / ``rhythmic`` columns, else ``K``."""
+    videos that have labels ``[V]``; rows of videos outside ``video_ids`` are ignored. Presence
+    alone is ``K' = K`` (multi-hot); each modality's tag columns (``grounding.AUDIO_ATTRIBUTES``,
+    ``VISUAL_ATTRIBUTES``), when the labels have them, add K each
+    (:func:`r2scp_pipeline.grounding.tag_target`): audio ``3K``, visual ``2K``."""
     _require_columns(labels, GROUNDING_COLUMNS, "grounding_labels")
-    attrs = all(c in labels.columns for c in AUDIO_ATTRIBUTES)
     vpos = {v: i for i, v in enumerate(video_ids)}
     out, known = {}, torch.zeros(len(video_ids), dtype=torch.bool)
     for m, (v, t, s) in shapes.items():
         s = 1 if m == "audio" else s
         rows = labels[labels["modality"] == m]
         rows = rows[rows["video_id"].astype(str).isin(vpos)]
-        tagged = attrs and m == "audio"
-        tags = [rows[c] if tagged else [None] * len(rows) for c in AUDIO_ATTRIBUTES]
-        y = torch.zeros(v, t, s, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES) * tagged))
-        for vid, ti, si, names, *tag in zip(rows["video_id"].astype(str), rows["t"], rows["s"],
-                                            rows["instruments"], *tags, strict=True):  # fmt: skip
+        names = AUDIO_ATTRIBUTES if m == "audio" else VISUAL_ATTRIBUTES
+        cols = [rows[c] for c in names] if all(c in labels.columns for c in names) else []
+        y = torch.zeros(v, t, s, len(avqa.INSTRUMENTS) * (1 + len(cols)))
+        for vid, ti, si, inst, *tag in zip(rows["video_id"].astype(str), rows["t"], rows["s"],
+                                           rows["instruments"], *cols, strict=True):  # fmt: skip
             if not (0 <= ti < t and 0 <= si < s):
                 raise ValueError(
                     f"grounding_labels: video {vid} {m} row t={ti}, s={si} is outside the "
                     f"features' [T, S] = [{t}, {s}] (rebuild the labels with the features)"
                 )
             try:
-                y[vpos[vid], ti, si] = torch.from_numpy(audio_target(list(names), *tag))
+                y[vpos[vid], ti, si] = torch.from_numpy(tag_target(list(inst), [list(x) for x in tag]))
             except ValueError as exc:
                 raise ValueError(f"grounding_labels: video {vid} {m} row t={ti}: {exc}") from None
         known[torch.tensor(sorted({vpos[x] for x in rows["video_id"].astype(str)}), dtype=torch.long)] = True

@@ -1,7 +1,7 @@
-"""Targets of stage I's audio grounding head (not in the paper; docs/model.md "Grounding").
+"""Targets of stage I's grounding heads (not in the paper; docs/model.md "Grounding").
 
-Per audio segment the head tags, for each of the K instrument classes, whether it sounds and,
-with ``pretrain.grounding_attributes``, how it sounds next to the video's other instruments:
+Per audio segment the audio head tags, for each of the K instrument classes, whether it sounds
+and, with ``pretrain.grounding_attributes``, how it sounds next to the video's other instruments:
 
     y [3K] = [ sounds_c | sounds_c * loud_c | sounds_c * rhythmic_c ]   (c over avqa.INSTRUMENTS)
 
@@ -15,6 +15,15 @@ rhythmic than the <Object>?", ``generator/questions.py``): presence alone tells 
 *what* sounds *when*, not which of two instruments is the louder one. Both tags are soft
 targets of the same binary cross-entropy as presence. Two instruments of one class sounding in
 the same second give that class their larger tag.
+
+Per visual grid cell and segment the visual head tags which classes stand in the cell and,
+with ``pretrain.grounding_playing``, which of them are being played in that second:
+
+    y [2K] = [ seen_c | seen_c * playing_c ]
+
+The frames show who plays (the embedded generator's glow and hop, real videos' bowing and
+strumming): with this tag the visual expert's tokens say *where* the sound comes from, which the
+audio-visual Location and Temporal questions ask ("Where is the first sounding instrument?").
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from r2scp_pipeline import avqa
 
 #: per-class attribute tags after the K presence tags, in this order
 AUDIO_ATTRIBUTES: tuple[str, ...] = ("loud", "rhythmic")
+#: per-class tags of the visual head after its K presence tags
+VISUAL_ATTRIBUTES: tuple[str, ...] = ("playing",)
 #: dB above the video's mean level at which loud_c = sigmoid(1) (the questions' margin is 4 dB)
 LOUD_SCALE_DB = 3.0
 #: rhythm scores 1.65x apart (the questions' ratio is 1.5) move rhythmic_c by sigmoid(1)
@@ -54,6 +65,25 @@ def attribute_tags(loudness_db: Sequence[float], rhythm_score: Sequence[float]) 
             for db, r in zip(loudness_db, rhythm_score, strict=True)]  # fmt: skip
 
 
+def tag_target(instruments: Sequence[str], tags: Sequence[Sequence[float]] = ()) -> np.ndarray:
+    """One token's target ``[K (1 + len(tags))]``: presence of ``instruments`` (class order of
+    ``avqa.INSTRUMENTS``), then each tag list (aligned with ``instruments``) as per-class
+    values; two instruments of one class give it their larger tag."""
+    k = len(avqa.INSTRUMENTS)
+    y = np.zeros(k * (1 + len(tags)), dtype=np.float32)
+    for j, name in enumerate(instruments):
+        try:
+            c = avqa.INSTRUMENTS.index(name)
+        except ValueError:
+            raise ValueError(f"unknown instrument {name!r} (see avqa.INSTRUMENTS)") from None
+        y[c] = 1.0
+        for a, values in enumerate(tags, start=1):
+            if len(values) != len(instruments):
+                raise ValueError(f"{len(values)} tags for {len(instruments)} instruments")
+            y[a * k + c] = max(y[a * k + c], float(values[j]))
+    return y
+
+
 def audio_target(
     instruments: Sequence[str],
     loud: Sequence[float] | None = None,
@@ -61,19 +91,7 @@ def audio_target(
 ) -> np.ndarray:
     """One segment's target: ``[K]`` presence of ``instruments``, or ``[3K]`` with their
     ``loud`` / ``rhythmic`` tags (aligned with ``instruments``) when both are given."""
-    k = len(avqa.INSTRUMENTS)
-    attrs = loud is not None and rhythmic is not None
-    y = np.zeros(k * (1 + len(AUDIO_ATTRIBUTES) * attrs), dtype=np.float32)
-    for j, name in enumerate(instruments):
-        try:
-            c = avqa.INSTRUMENTS.index(name)
-        except ValueError:
-            raise ValueError(f"unknown instrument {name!r} (see avqa.INSTRUMENTS)") from None
-        y[c] = 1.0
-        if attrs:
-            y[k + c] = max(y[k + c], float(loud[j]))
-            y[2 * k + c] = max(y[2 * k + c], float(rhythmic[j]))
-    return y
+    return tag_target(instruments, (loud, rhythmic) if loud is not None and rhythmic is not None else ())
 
 
 def segment_sounds(
@@ -94,6 +112,6 @@ def segment_sounds(
 
 
 def presence(y: torch.Tensor) -> torch.Tensor:
-    """The K presence tags of audio targets or logits ``[..., K(1 + A)]`` (the attribute tags
-    follow them)."""
+    """The K presence tags of targets or logits ``[..., K(1 + A)]`` (the attribute tags follow
+    them)."""
     return y[..., : len(avqa.INSTRUMENTS)]

@@ -89,6 +89,9 @@ class R2ScPConfig:
     # per-class attribute tags of the audio grounding head after its K presence tags (how loud
     # and how rhythmic, r2scp_pipeline/grounding.py); 0 = presence only
     grounding_attributes: int = 0
+    # per-class tags of the visual grounding head after its K presence tags (which instruments
+    # of the cell are being played in that second); 0 = presence only
+    grounding_visual_attributes: int = 0
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -115,8 +118,9 @@ class R2ScPConfig:
             )
         if self.n_grounding < 0:
             raise ValueError(f"model.n_grounding must be >= 0, got {self.n_grounding}")
-        if self.grounding_attributes < 0:
-            raise ValueError(f"model.grounding_attributes must be >= 0, got {self.grounding_attributes}")
+        for name in ("grounding_attributes", "grounding_visual_attributes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name} must be >= 0, got {getattr(self, name)}")
         if self.binding_hops < 0:
             raise ValueError(f"model.binding_hops must be >= 0, got {self.binding_hops}")
         for name in ("s_audio", "s_visual", "audio_tokens", "audio_channels"):
@@ -483,18 +487,22 @@ class ExpertHead(nn.Module):
 class GroundingHeads(nn.Module):
     """Stage-I auxiliary tags (not in the paper; docs/model.md "Grounding"): which of K
     instrument classes sound in each audio segment (and, with A attributes, how loud and how
-    rhythmic each is) and are seen in each visual cell.
+    rhythmic each is) and are seen in each visual cell (and, with A_v = 1, which of those are
+    being played in that second).
 
     H_a [B, T*P, d] -> segment means [B, T, 1, d] -> logits [B, T, 1, K * (1 + A)];
-    H_v [B, T*S_v, d] -> [B, T, S_v, d] -> logits [B, T, S_v, K]. Trained with a per-tag
+    H_v [B, T*S_v, d] -> [B, T, S_v, d] -> logits [B, T, S_v, K * (1 + A_v)]. Trained with a per-tag
     binary cross-entropy next to eq. 10, so each expert's tokens say *what* is heard or seen
     *when* and *where*; stage II freezes them with the experts and never reads the tags.
     """
 
-    def __init__(self, d: int, n_classes: int, tokens: dict[str, int], attributes: int = 0) -> None:
+    def __init__(
+        self, d: int, n_classes: int, tokens: dict[str, int], attributes: int = 0,
+        visual_attributes: int = 0,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.tokens = dict(tokens)  # expert tokens per segment: {"audio": P, "visual": S_v}
-        width = {"audio": n_classes * (1 + attributes), "visual": n_classes}
+        width = {"audio": n_classes * (1 + attributes), "visual": n_classes * (1 + visual_attributes)}
         self.out = nn.ModuleDict({m: nn.Linear(d, width[m]) for m in MODALITIES})
 
     def forward(self, modality: str, h: torch.Tensor) -> torch.Tensor:
@@ -811,7 +819,7 @@ class R2ScP(nn.Module):
         self.heads = nn.ModuleDict({m: ExpertHead(cfg, m) for m in EXPERTS})  # stage I (eq. 10)
         self.grounding = (
             GroundingHeads(d, cfg.n_grounding, {m: cfg.tokens_per_segment(m) for m in MODALITIES},
-                           cfg.grounding_attributes)
+                           cfg.grounding_attributes, cfg.grounding_visual_attributes)
             if cfg.n_grounding
             else None
         )  # stage I only
@@ -907,7 +915,7 @@ class R2ScP(nn.Module):
         """Each expert answers alone (eq. 10): {m: logits [B, n_answers]} for ``m`` in
         ``experts`` (default all three; the others are not computed).
 
-        ``grounding``: also ``{"tags_audio": [V', T, 1, K(1+A)], "tags_visual": [V', T, S_v, K]}``,
+        ``grounding``: also ``{"tags_audio": [V', T, 1, K(1+A)], "tags_visual": [V', T, S_v, K(1+A_v)]}``,
         the grounding heads' logits per video row of ``audio`` / ``visual``.
 
         ``choice_sent`` [B, C, Dt]: the candidates' raw sentence vectors (multiple choice).

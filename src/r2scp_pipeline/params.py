@@ -295,6 +295,7 @@ class PretrainParams(LoopParams):
     stage_one: bool
     grounding_weight: float = 0.0  # weight of the grounding heads' loss (0 = eq. 10 alone)
     grounding_attributes: bool = False  # the audio head also tags how loud / rhythmic (grounding.py)
+    grounding_playing: bool = False  # the visual head also tags which instruments are played
     audio_encoder: AudioEncoderParams = AudioEncoderParams()
 
 

@@ -942,9 +942,17 @@ def train_stage_one(
             logger.warning("pretrain: grounding_attributes is true but grounding_labels has no "
                            "loud / rhythmic tags (rebuild it: kedro run --pipelines=features): "
                            "the audio grounding head tags presence alone")  # fmt: skip
+    playing = 0  # per-class "being played" tags of the visual grounding head (grounding.py)
+    if grounding and params.get("grounding_playing", False):
+        playing = tensors.grounding["visual"].shape[-1] // len(avqa.INSTRUMENTS) - 1
+        if not playing:
+            logger.warning("pretrain: grounding_playing is true but grounding_labels has no "
+                           "playing tags (rebuild it: kedro run --pipelines=features): "
+                           "the visual grounding head tags presence alone")  # fmt: skip
     if grounding:
         cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS),
-                                  grounding_attributes=attributes)  # fmt: skip
+                                  grounding_attributes=attributes,
+                                  grounding_visual_attributes=playing)  # fmt: skip
     seed_everything(seed)
     model = R2ScP(cfg)
     summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
@@ -957,6 +965,7 @@ def train_stage_one(
     run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
                             "grounding": grounding,
                             **({"grounding_attributes": attributes} if attributes else {}),
+                            **({"grounding_playing": playing} if playing else {}),
                             **({"audio_encoder": {**params["audio_encoder"],
                                                   **set_fingerprint(audio_set)}}
                                if encoder_set is not None else {}),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from r2scp_pipeline.encoders import MiniLMQuestionEncoder
-from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, segment_sounds
+from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, VISUAL_ATTRIBUTES, segment_sounds
 from r2scp_pipeline.media import (
     align_media_features,
     extract_audio_features,
@@ -177,11 +177,13 @@ def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str,
     ``rhythmic`` tags (:func:`r2scp_pipeline.grounding.attribute_tags`, aligned with
     ``instruments``). Visual: one row per (video, ``t``, cell ``s``, row-major over
     ``features.visual.grid``) listing the visible instruments whose resting box centre lies in
-    that cell (the same for every ``t``: the embedded instruments stay in place; frames are
-    square, so the encoder's centre crop keeps the whole frame), with empty tag lists. Empty
-    when ``instrument_tracks`` is (real MUSIC-AVQA, AVQA).
+    that cell (the embedded instruments stay in place; frames are square, so the encoder's
+    centre crop keeps the whole frame), with their ``playing`` tags (1.0 when the instrument
+    sounds in that segment's second, the frame's glow and hop; aligned with ``instruments``).
+    Each modality's rows have empty lists in the other's tag columns. Empty when
+    ``instrument_tracks`` is (real MUSIC-AVQA, AVQA).
     """
-    columns = ["video_id", "modality", "t", "s", "instruments", *AUDIO_ATTRIBUTES]
+    columns = ["video_id", "modality", "t", "s", "instruments", *AUDIO_ATTRIBUTES, *VISUAL_ATTRIBUTES]
     if len(instrument_tracks) == 0:
         return pd.DataFrame({c: [] for c in columns})
     segments = int(feature_param(features_params, "segments"))
@@ -196,14 +198,18 @@ def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str,
                     if len(act)]  # fmt: skip
         for t, (names, loud, rhythmic) in enumerate(segment_sounds(sounding, seconds)):
             out.append((vid, "audio", t, 0, names, [round(x, 4) for x in loud],
-                        [round(x, 4) for x in rhythmic]))  # fmt: skip
-        cells: dict[int, list[str]] = {s: [] for s in range(rows_ * cols_)}
+                        [round(x, 4) for x in rhythmic], []))  # fmt: skip
+        cells: dict[int, list[tuple[str, set[int]]]] = {s: [] for s in range(rows_ * cols_)}
         for tr in tracks[tracks["visible"].astype(bool)].itertuples():
             cx, cy = (tr.x0 + tr.x1) / 2, (tr.y0 + tr.y1) / 2
             col = min(max(int(cx * cols_), 0), cols_ - 1)
             row = min(max(int(cy * rows_), 0), rows_ - 1)
-            cells[row * cols_ + col].append(tr.instrument)
-        out += [(vid, "visual", t, s, sorted(cells[s]), [], []) for t in range(segments) for s in cells]
+            cells[row * cols_ + col].append((tr.instrument, set(np.asarray(tr.active_seconds).tolist())))
+        for t, second in enumerate(seconds):
+            for s, seen in cells.items():
+                seen = sorted(seen, key=lambda x: x[0])
+                out.append((vid, "visual", t, s, [c for c, _ in seen], [], [],
+                            [float(int(second) in act) for _, act in seen]))  # fmt: skip
     frame = pd.DataFrame(out, columns=columns)
     frame["t"] = frame["t"].astype(np.int32)
     frame["s"] = frame["s"].astype(np.int32)
