@@ -766,22 +766,26 @@ ATTRIBUTE_FILES = (("stage1_seeds_no_attributes.json", "presence only"),
                    ("stage1_seeds_attributes.json", "presence, loudness, rhythm"))  # fmt: skip
 #: the question types the tags are for, and Audio Counting (their test accuracy gets a column)
 ATTRIBUTE_TYPES = ("Audio Comparative", "Audio Counting", "Audio-Visual Comparative")
+#: the two files of the visual head's who-plays tags, and the types they are for
+PLAYING_FILES = (("stage1_seeds_no_playing.json", "presence only"),
+                 ("stage1_seeds_playing.json", "presence, who plays"))  # fmt: skip
+PLAYING_TYPES = ("Audio-Visual Location", "Audio-Visual Temporal", "Audio-Visual Counting",
+                 "Audio-Visual Comparative", "Audio Counting")  # fmt: skip
 
 
-@renderer("stage1_attributes")
-def stage1_attributes(root: Path) -> str:
-    """benchmarks/stage1_seeds.py on one run's data, with ``--pretrain
-    grounding_attributes=false`` and ``=true``: each expert's best val and test accuracy and
-    its test accuracy on the comparative questions, per seed and mean (sd)."""
-    if not all((root / RESULTS / name).exists() for name, _ in ATTRIBUTE_FILES):
-        return ("Not measured yet: `python benchmarks/stage1_seeds.py --data DATA --pretrain "
-                "grounding_attributes=false|true --out docs/results/"
-                "stage1_seeds_[no_]attributes.json`.\n")  # fmt: skip
+def _tag_comparison(root: Path, files, types, switch: str, what: str) -> str:
+    """benchmarks/stage1_seeds.py on one run's data with ``--pretrain <switch>=false`` and
+    ``=true`` (``files``): each expert's best val and test accuracy and its test accuracy on
+    ``types``, per seed and mean (sd); ``what`` heads the first column."""
+    if not all((root / RESULTS / name).exists() for name, _ in files):
+        stem = files[1][0].removesuffix(".json").replace("stage1_seeds_", "stage1_seeds_[no_]")
+        return (f"Not measured yet: `python benchmarks/stage1_seeds.py --data DATA --pretrain "
+                f"{switch}=false|true --out docs/results/{stem}.json`.\n")  # fmt: skip
     lines, rows = [], []
     columns = [("best val", "val_{m}"), ("test", "test_{m}")]
-    columns += [(f"test, {t}", f"test_{{m}}/{t}") for t in ATTRIBUTE_TYPES]
-    seeds, loaded = _same_seeds(root, ATTRIBUTE_FILES)
-    for (name, label), r in zip(ATTRIBUTE_FILES, loaded, strict=True):
+    columns += [(f"test, {t}", f"test_{{m}}/{t}") for t in types]
+    seeds, loaded = _same_seeds(root, files)
+    for (name, label), r in zip(files, loaded, strict=True):
         changed = ", ".join(r.get("dirty_files") or []) or "none"
         lines.append(f"- {label}: `{r['command'].strip()}` (package at commit "
                      f"`{str(r['commit'])[:10]}`, files changed there: {changed}; load average "
@@ -795,10 +799,26 @@ def stage1_attributes(root: Path) -> str:
                                      "benchmarks/stage1_seeds.py again")  # fmt: skip
                 cells.append(_seed_cell(r, key, seeds))
             rows.append([label, m, *cells])
-    header = ["audio grounding tags", "expert",
+    header = [what, "expert",
               *(f"{c}, seeds {', '.join(seeds)}; mean (sd)" if i == 0 else c
                 for i, (c, _) in enumerate(columns))]  # fmt: skip
     return "\n".join(lines) + "\n\n" + md_table(header, rows)
+
+
+@renderer("stage1_attributes")
+def stage1_attributes(root: Path) -> str:
+    """The audio head's loudness / rhythm tags off and on (``grounding_attributes``), per
+    expert, on the comparative questions."""
+    return _tag_comparison(root, ATTRIBUTE_FILES, ATTRIBUTE_TYPES, "grounding_attributes",
+                           "audio grounding tags")  # fmt: skip
+
+
+@renderer("stage1_playing")
+def stage1_playing(root: Path) -> str:
+    """The visual head's who-plays tags off and on (``grounding_playing``), per expert, on the
+    audio-visual questions."""
+    return _tag_comparison(root, PLAYING_FILES, PLAYING_TYPES, "grounding_playing",
+                           "visual grounding tags")  # fmt: skip
 
 
 #: (column, key of benchmarks/stage2_seeds.py, percent) of the stage-II seed table

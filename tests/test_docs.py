@@ -159,6 +159,32 @@ def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_
         render_docs.stage1_attributes(tmp_path)
 
 
+def test_the_playing_block_compares_the_two_stage1_files_on_the_audio_visual_types(tmp_path):
+    import json
+
+    def result(location):
+        keys = [f"{k}_{m}" for k in ("val", "test") for m in ("audio", "visual", "text")]
+        keys += [f"test_{m}/{t}" for m in ("audio", "visual", "text") for t in render_docs.PLAYING_TYPES]
+        seeds = {s: {k: location if k == "test_visual/Audio-Visual Location" else 0.5 for k in keys}
+                 for s in ("42", "43")}  # fmt: skip
+        spread = {k: {"mean": seeds["42"][k], "sd": 0.0} for k in keys}
+        return {"command": "python benchmarks/stage1_seeds.py --data d", "seeds": seeds,
+                "spread": spread, "commit": "f" * 40, "dirty_files": [],
+                "machine": {"load_average": [1.0]}}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    assert "--pretrain grounding_playing=false|true --out docs/results/stage1_seeds_[no_]playing.json" in (
+        render_docs.stage1_playing(tmp_path))
+    for (name, _), r in zip(render_docs.PLAYING_FILES, (result(0.4), result(0.7)), strict=True):
+        (folder / name).write_text(json.dumps(r))
+    text = render_docs.stage1_playing(tmp_path)
+    assert text.count("| visual grounding tags | expert |") == 1
+    assert "| test, Audio-Visual Location | test, Audio-Visual Temporal |" in text
+    assert "| presence only | visual | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) |" in text
+    assert "| presence, who plays | visual | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 70.0 / 70.0; 70.0 (0.0) |" in text
+
+
 def test_the_reproducibility_block_says_when_the_two_runs_are_of_different_code(tmp_path):
     import json
 

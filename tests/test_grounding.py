@@ -12,7 +12,7 @@ import torch
 
 from r2scp_pipeline import avqa
 from r2scp_pipeline.data import build_tensors
-from r2scp_pipeline.grounding import attribute_tags, audio_target
+from r2scp_pipeline.grounding import attribute_tags, audio_target, tag_target
 from r2scp_pipeline.pipelines.dataset.ingestion import AnnotationError, scene_tracks
 from r2scp_pipeline.pipelines.dataset.nodes import TRACK_COLUMNS, instrument_tracks
 from r2scp_pipeline.pipelines.features.nodes import grounding_labels
@@ -58,6 +58,13 @@ def test_labels_follow_the_segments_and_the_grid():
     assert list(visual[1]) == ["drum"]  # row 0 (top), col 1
     assert list(visual[0]) == [] and list(visual[3]) == []
     assert len(out) == 10 + 10 * 4
+    # who is being played: the violin in the segments that read seconds 0 and 2, never the
+    # silent drum; audio rows carry no playing tags, visual rows no loud / rhythmic ones
+    playing = out[out["modality"] == "visual"].set_index(["t", "s"])["playing"]
+    assert [list(playing[(t, 2)]) for t in range(3)] == [[1.0], [1.0], [0.0]]
+    assert all(list(playing[(t, 1)]) == [0.0] for t in range(10))
+    assert list(playing[(0, 0)]) == []
+    assert out.loc[out["modality"] == "audio", "playing"].map(len).eq(0).all()
     assert out.loc[out["modality"] == "visual", "loud"].map(len).eq(0).all()
 
 
@@ -79,6 +86,11 @@ def test_attribute_tags_are_relative_loudness_and_rhythm():
     assert audio_target(["piano"]).shape == (k,)
     with pytest.raises(ValueError, match="unknown instrument 'kazoo'"):
         audio_target(["kazoo"])
+    # the visual head's target: presence, then the playing tag of each class
+    y = tag_target(["piano", "violin"], [[0.0, 1.0]])
+    assert y.shape == (2 * k,) and y[:k].sum() == 2 and y[k + v] == 1 and y[k + p] == 0
+    with pytest.raises(ValueError, match="1 tags for 2 instruments"):
+        tag_target(["piano", "violin"], [[1.0]])
 
 
 def test_sources_without_labels_give_empty_tables():
@@ -195,6 +207,57 @@ def test_stage_one_tags_loudness_and_rhythm_when_asked(tables, caplog):
     with caplog.at_level(logging.WARNING):
         model, _ = train_stage_one(bare, MODEL, {**params, "epochs": 1}, {}, seed=0)
     assert "no loud / rhythmic tags" in caplog.text and model.cfg.grounding_attributes == 0
+
+
+def _playing(labels, seed=0):
+    """``labels`` with playing tags on the visual rows (empty lists on the audio)."""
+    rng = np.random.default_rng(seed)
+    out = labels.copy()
+    out["playing"] = [list(rng.integers(0, 2, len(n)).astype(float)) if m == "visual" else []
+                      for n, m in zip(labels["instruments"], labels["modality"], strict=True)]  # fmt: skip
+    return out
+
+
+def test_build_tensors_reads_the_playing_tags(tables):
+    labels = _playing(_labels(tables))
+    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=labels)
+    k = len(avqa.INSTRUMENTS)
+    visual = tens.grounding["visual"]
+    assert visual.shape == (len(tens.video_ids), 10, 2, 2 * k)
+    assert tens.grounding["audio"].shape[-1] == k  # no loud / rhythmic columns: presence alone
+    for row in labels[labels["modality"] == "visual"].head(20).itertuples():
+        v = tens.video_ids.index(row.video_id)
+        (name,), (tag,) = row.instruments, row.playing
+        c = avqa.INSTRUMENTS.index(name)
+        assert visual[v, row.t, row.s, c] == 1 and visual[v, row.t, row.s, k + c] == tag
+        assert visual[v, row.t, row.s].sum() == 1 + tag  # other classes: 0
+    bad = labels.copy()
+    first = int(np.flatnonzero(labels["modality"].eq("visual"))[0])
+    bad.at[first, "playing"] = [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"grounding_labels: video .* visual row t=0: 2 tags for 1"):
+        build_tensors(**tables, grounding_labels=bad)
+
+
+def test_stage_one_tags_who_plays_when_asked(tables, caplog):
+    k = len(avqa.INSTRUMENTS)
+    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=_playing(_tagged(_labels(tables))))
+    params = {**LOOP, "grounding_weight": 1.0, "grounding_attributes": True, "grounding_playing": True}
+    model, summary = train_stage_one(tens, MODEL, params, {}, seed=0)
+    assert model.cfg.grounding_visual_attributes == 1 and model.cfg.grounding_attributes == 2
+    assert model.grounding.out["visual"].out_features == 2 * k
+    assert model.grounding.out["audio"].out_features == 3 * k
+    loss = summary["history"]["train_loss_grounding_visual"]
+    assert loss[-1] < loss[0]
+    # the switch off: presence alone in the visual head, from the same labels
+    plain, plain_summary = train_stage_one(tens, MODEL, {**params, "grounding_playing": False},
+                                           {}, seed=0)  # fmt: skip
+    assert plain.cfg.grounding_visual_attributes == 0 and plain.grounding.out["visual"].out_features == k
+    assert plain_summary["history"]["train_loss_grounding_visual"][0] < loss[0]  # K tags, not 2K
+    # asked for but the labels have no playing column: presence alone, with a warning
+    bare = build_tensors(**tables, n_neighbors=2, grounding_labels=_tagged(_labels(tables)))
+    with caplog.at_level(logging.WARNING):
+        model, _ = train_stage_one(bare, MODEL, {**params, "epochs": 1}, {}, seed=0)
+    assert "no playing tags" in caplog.text and model.cfg.grounding_visual_attributes == 0
 
 
 def test_stage_one_trains_the_grounding_heads_and_stage_two_drops_them(tables):

@@ -28,7 +28,7 @@ from .recovery import build as build_recovery
 #: overrides is the parameter ``evaluate.ablations.<name>``.
 ABLATIONS: tuple[str, ...] = (
     "no_cmr", "no_cap", "no_cmr_cap", "no_stage1", "no_rank_loss", "no_mixing", "no_grounding",
-    "no_audio_pretraining", "no_grounding_attributes", "no_votes",
+    "no_audio_pretraining", "no_grounding_attributes", "no_grounding_playing", "no_votes",
     "sweep_n1", "sweep_n5", "sweep_k0", "sweep_k1", "sweep_k10",
 )  # fmt: skip
 #: What an ablation may override.

@@ -34,6 +34,7 @@ ABLATIONS = {
     "no_grounding": {"pretrain": {"grounding_weight": 0.0}},
     "no_audio_pretraining": {"pretrain": {"audio_encoder": {"videos": 0}}},
     "no_grounding_attributes": {"pretrain": {"grounding_attributes": False}},
+    "no_grounding_playing": {"pretrain": {"grounding_playing": False}},
     "no_votes": {"model": {"expert_votes": False}},
     **{f"sweep_{k}": {"model": v} for k, v in (("n1", {"n_retrieve": 1}), ("n5", {"n_retrieve": 5}),
        ("k0", {"k_purge": 0}), ("k1", {"k_purge": 1}), ("k10", {"k_purge": 10}))},

@@ -47,6 +47,7 @@ METHOD_LABELS: dict[str, str] = {
     "no_grounding": "w/o grounding heads",
     "no_audio_pretraining": "w/o audio encoder pretraining",
     "no_grounding_attributes": "w/o loudness / rhythm tags",
+    "no_grounding_playing": "w/o who-plays tags",
     "no_votes": "w/o expert votes",
 }
 
@@ -490,6 +491,7 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("grounding heads help", "not in the paper", "r2scp", "no_grounding"),
     ("audio encoder pretraining helps", "not in the paper", "r2scp", "no_audio_pretraining"),
     ("loudness / rhythm tags help", "not in the paper", "r2scp", "no_grounding_attributes"),
+    ("who-plays tags help", "not in the paper", "r2scp", "no_grounding_playing"),
     ("expert votes help", "not in the paper", "r2scp", "no_votes"),
 )
 
