@@ -124,19 +124,23 @@ def test_the_stage1_seeds_table_adds_the_run_of_the_earlier_code_when_kept(tmp_p
     assert text.index("without audio encoder pretraining") < text.index("single-query readout")
 
 
+def _stage1_result(types, key, value, commit="e"):
+    """A benchmarks/stage1_seeds.py result of seeds 42 and 43 with per-type keys for ``types``:
+    ``value`` at ``key``, 0.5 elsewhere."""
+    keys = [f"{k}_{m}" for k in ("val", "test") for m in ("audio", "visual", "text")]
+    keys += [f"test_{m}/{t}" for m in ("audio", "visual", "text") for t in types]
+    seeds = {s: {k: value if k == key else 0.5 for k in keys} for s in ("42", "43")}
+    spread = {k: {"mean": seeds["42"][k], "sd": 0.0} for k in keys}
+    return {"command": "python benchmarks/stage1_seeds.py --data d", "seeds": seeds,
+            "spread": spread, "commit": commit * 40, "dirty_files": [],
+            "machine": {"load_average": [1.0]}}  # fmt: skip
+
+
 def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_missing_key(tmp_path):
     import json
 
     def result(comparative):
-        keys = [f"{k}_{m}" for k in ("val", "test") for m in ("audio", "visual", "text")]
-        keys += [f"test_{m}/{t}" for m in ("audio", "visual", "text")
-                 for t in render_docs.ATTRIBUTE_TYPES]  # fmt: skip
-        seeds = {s: {k: comparative if k == "test_audio/Audio Comparative" else 0.5 for k in keys}
-                 for s in ("42", "43")}  # fmt: skip
-        spread = {k: {"mean": seeds["42"][k], "sd": 0.0} for k in keys}
-        return {"command": "python benchmarks/stage1_seeds.py --data d", "seeds": seeds,
-                "spread": spread, "commit": "e" * 40, "dirty_files": [],
-                "machine": {"load_average": [1.0]}}  # fmt: skip
+        return _stage1_result(render_docs.ATTRIBUTE_TYPES, "test_audio/Audio Comparative", comparative)
 
     folder = tmp_path / render_docs.RESULTS
     folder.mkdir(parents=True)
@@ -163,14 +167,7 @@ def test_the_playing_block_compares_the_two_stage1_files_on_the_audio_visual_typ
     import json
 
     def result(location):
-        keys = [f"{k}_{m}" for k in ("val", "test") for m in ("audio", "visual", "text")]
-        keys += [f"test_{m}/{t}" for m in ("audio", "visual", "text") for t in render_docs.PLAYING_TYPES]
-        seeds = {s: {k: location if k == "test_visual/Audio-Visual Location" else 0.5 for k in keys}
-                 for s in ("42", "43")}  # fmt: skip
-        spread = {k: {"mean": seeds["42"][k], "sd": 0.0} for k in keys}
-        return {"command": "python benchmarks/stage1_seeds.py --data d", "seeds": seeds,
-                "spread": spread, "commit": "f" * 40, "dirty_files": [],
-                "machine": {"load_average": [1.0]}}  # fmt: skip
+        return _stage1_result(render_docs.PLAYING_TYPES, "test_visual/Audio-Visual Location", location, "f")
 
     folder = tmp_path / render_docs.RESULTS
     folder.mkdir(parents=True)

@@ -187,28 +187,6 @@ def test_build_tensors_reads_the_loudness_and_rhythm_tags(tables):
     assert audio[v, 0, 0].count_nonzero() == 3 * len(row["instruments"])  # silent classes: 0
 
 
-def test_stage_one_tags_loudness_and_rhythm_when_asked(tables, caplog):
-    k = len(avqa.INSTRUMENTS)
-    tens = build_tensors(**tables, n_neighbors=2, grounding_labels=_tagged(_labels(tables)))
-    params = {**LOOP, "grounding_weight": 1.0, "grounding_attributes": True}
-    model, summary = train_stage_one(tens, MODEL, params, {}, seed=0)
-    assert model.cfg.grounding_attributes == 2 and model.cfg.n_grounding == k
-    assert model.grounding.out["audio"].out_features == 3 * k
-    assert model.grounding.out["visual"].out_features == k
-    loss = summary["history"]["train_loss_grounding_audio"]
-    assert loss[-1] < loss[0]
-    # the switch off: presence alone, from the same labels; another run hash and other weights
-    plain, plain_summary = train_stage_one(tens, MODEL, {**params, "grounding_attributes": False},
-                                           {}, seed=0)  # fmt: skip
-    assert plain.cfg.grounding_attributes == 0 and plain.grounding.out["audio"].out_features == k
-    assert plain_summary["history"]["train_loss_grounding_audio"][0] < loss[0]  # K tags, not 3K
-    # asked for but the labels have no tags: presence alone, with a warning that says why
-    bare = build_tensors(**tables, n_neighbors=2, grounding_labels=_labels(tables))
-    with caplog.at_level(logging.WARNING):
-        model, _ = train_stage_one(bare, MODEL, {**params, "epochs": 1}, {}, seed=0)
-    assert "no loud / rhythmic tags" in caplog.text and model.cfg.grounding_attributes == 0
-
-
 def _playing(labels, seed=0):
     """``labels`` with playing tags on the visual rows (empty lists on the audio)."""
     rng = np.random.default_rng(seed)
@@ -238,26 +216,31 @@ def test_build_tensors_reads_the_playing_tags(tables):
         build_tensors(**tables, grounding_labels=bad)
 
 
-def test_stage_one_tags_who_plays_when_asked(tables, caplog):
+@pytest.mark.parametrize(
+    ("switch", "modality", "field", "tags", "words"),
+    [("grounding_attributes", "audio", "grounding_attributes", 2, "no loud / rhythmic tags"),
+     ("grounding_playing", "visual", "grounding_visual_attributes", 1, "no playing tags")],
+)  # fmt: skip
+def test_stage_one_tags_more_than_presence_when_asked(tables, caplog, switch, modality, field, tags, words):
     k = len(avqa.INSTRUMENTS)
+    other = "visual" if modality == "audio" else "audio"
     tens = build_tensors(**tables, n_neighbors=2, grounding_labels=_playing(_tagged(_labels(tables))))
-    params = {**LOOP, "grounding_weight": 1.0, "grounding_attributes": True, "grounding_playing": True}
+    params = {**LOOP, "grounding_weight": 1.0, switch: True}
     model, summary = train_stage_one(tens, MODEL, params, {}, seed=0)
-    assert model.cfg.grounding_visual_attributes == 1 and model.cfg.grounding_attributes == 2
-    assert model.grounding.out["visual"].out_features == 2 * k
-    assert model.grounding.out["audio"].out_features == 3 * k
-    loss = summary["history"]["train_loss_grounding_visual"]
+    assert getattr(model.cfg, field) == tags and model.cfg.n_grounding == k
+    assert model.grounding.out[modality].out_features == (1 + tags) * k
+    assert model.grounding.out[other].out_features == k  # the other switch is off
+    loss = summary["history"][f"train_loss_grounding_{modality}"]
     assert loss[-1] < loss[0]
-    # the switch off: presence alone in the visual head, from the same labels
-    plain, plain_summary = train_stage_one(tens, MODEL, {**params, "grounding_playing": False},
-                                           {}, seed=0)  # fmt: skip
-    assert plain.cfg.grounding_visual_attributes == 0 and plain.grounding.out["visual"].out_features == k
-    assert plain_summary["history"]["train_loss_grounding_visual"][0] < loss[0]  # K tags, not 2K
-    # asked for but the labels have no playing column: presence alone, with a warning
-    bare = build_tensors(**tables, n_neighbors=2, grounding_labels=_tagged(_labels(tables)))
+    # the switch off: presence alone, from the same labels
+    plain, plain_summary = train_stage_one(tens, MODEL, {**params, switch: False}, {}, seed=0)
+    assert getattr(plain.cfg, field) == 0 and plain.grounding.out[modality].out_features == k
+    assert plain_summary["history"][f"train_loss_grounding_{modality}"][0] < loss[0]  # K tags, not more
+    # asked for but the labels have no such tags: presence alone, with a warning that says why
+    bare = build_tensors(**tables, n_neighbors=2, grounding_labels=_labels(tables))
     with caplog.at_level(logging.WARNING):
         model, _ = train_stage_one(bare, MODEL, {**params, "epochs": 1}, {}, seed=0)
-    assert "no playing tags" in caplog.text and model.cfg.grounding_visual_attributes == 0
+    assert words in caplog.text and getattr(model.cfg, field) == 0
 
 
 def test_stage_one_trains_the_grounding_heads_and_stage_two_drops_them(tables):

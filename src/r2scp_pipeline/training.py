@@ -909,6 +909,20 @@ def history_to_mlflow(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- stage I ---------------------------------------------------------------------------------
+def _grounding_tags(tensors: AVQATensors, modality: str, switch: str, what: str, wanted: bool) -> int:
+    """How many per-class tags ``modality``'s grounding head learns after presence: those of
+    ``tensors.grounding[modality]`` when ``wanted`` (``pretrain.<switch>`` on), else 0; a
+    warning when wanted but the labels have none."""
+    if not wanted:
+        return 0
+    tags = tensors.grounding[modality].shape[-1] // len(avqa.INSTRUMENTS) - 1
+    if not tags:
+        logger.warning("pretrain: %s is true but grounding_labels has no %s tags (rebuild it: "
+                       "kedro run --pipelines=features): the %s grounding head tags presence "
+                       "alone", switch, what, modality)  # fmt: skip
+    return tags
+
+
 def train_stage_one(
     tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int,
     audio_set: dict[str, Any] | None = None,
@@ -935,20 +949,12 @@ def train_stage_one(
         logger.warning("pretrain: grounding_weight %s but the data has no grounding labels "
                        "(only the embedded dataset has them): eq. 10 alone", grounding)  # fmt: skip
         grounding = 0.0
-    attributes = 0  # per-class attribute tags of the audio grounding head (grounding.py)
-    if grounding and params.get("grounding_attributes", False):
-        attributes = tensors.grounding["audio"].shape[-1] // len(avqa.INSTRUMENTS) - 1
-        if not attributes:
-            logger.warning("pretrain: grounding_attributes is true but grounding_labels has no "
-                           "loud / rhythmic tags (rebuild it: kedro run --pipelines=features): "
-                           "the audio grounding head tags presence alone")  # fmt: skip
-    playing = 0  # per-class "being played" tags of the visual grounding head (grounding.py)
-    if grounding and params.get("grounding_playing", False):
-        playing = tensors.grounding["visual"].shape[-1] // len(avqa.INSTRUMENTS) - 1
-        if not playing:
-            logger.warning("pretrain: grounding_playing is true but grounding_labels has no "
-                           "playing tags (rebuild it: kedro run --pipelines=features): "
-                           "the visual grounding head tags presence alone")  # fmt: skip
+    # per-class tags after the K presence tags (grounding.py): the audio head's loud / rhythmic,
+    # the visual head's playing; each only when its switch is on and the labels have them
+    attributes = _grounding_tags(tensors, "audio", "grounding_attributes", "loud / rhythmic",
+                                 bool(grounding and params.get("grounding_attributes", False)))  # fmt: skip
+    playing = _grounding_tags(tensors, "visual", "grounding_playing", "playing",
+                              bool(grounding and params.get("grounding_playing", False)))  # fmt: skip
     if grounding:
         cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS),
                                   grounding_attributes=attributes,
