@@ -205,9 +205,9 @@ def grounding_labels(instrument_tracks: pd.DataFrame, features_params: dict[str,
             col = min(max(int(cx * cols_), 0), cols_ - 1)
             row = min(max(int(cy * rows_), 0), rows_ - 1)
             cells[row * cols_ + col].append((tr.instrument, set(np.asarray(tr.active_seconds).tolist())))
+        cells = {s: sorted(seen, key=lambda x: x[0]) for s, seen in cells.items()}  # class order
         for t, second in enumerate(seconds):
             for s, seen in cells.items():
-                seen = sorted(seen, key=lambda x: x[0])
                 out.append((vid, "visual", t, s, [c for c, _ in seen], [], [],
                             [float(int(second) in act) for _, act in seen]))  # fmt: skip
     frame = pd.DataFrame(out, columns=columns)
