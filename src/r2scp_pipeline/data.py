@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from . import avqa
-from .grounding import AUDIO_ATTRIBUTES, VISUAL_ATTRIBUTES, tag_target
+from .grounding import ATTRIBUTES, tag_target
 from .splits import join_splits
 from .tensors import frame_to_padded, frame_to_tokens
 from .vocabulary import DIRECTION_FOR_MISSING, MODALITIES
@@ -293,8 +293,8 @@ def _grounding_tensors(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """``grounding_labels`` rows -> targets ``{m: [V, T, S, K']}`` (audio ``S = 1``) and the
     videos that have labels ``[V]``; rows of videos outside ``video_ids`` are ignored. Presence
-    alone is ``K' = K`` (multi-hot); each modality's tag columns (``grounding.AUDIO_ATTRIBUTES``,
-    ``VISUAL_ATTRIBUTES``), when the labels have them, add K each
+    alone is ``K' = K`` (multi-hot); each modality's tag columns (``grounding.ATTRIBUTES``),
+    when the labels have them, add K each
     (:func:`r2scp_pipeline.grounding.tag_target`): audio ``3K``, visual ``2K``."""
     _require_columns(labels, GROUNDING_COLUMNS, "grounding_labels")
     vpos = {v: i for i, v in enumerate(video_ids)}
@@ -303,7 +303,7 @@ def _grounding_tensors(
         s = 1 if m == "audio" else s
         rows = labels[labels["modality"] == m]
         rows = rows[rows["video_id"].astype(str).isin(vpos)]
-        names = AUDIO_ATTRIBUTES if m == "audio" else VISUAL_ATTRIBUTES
+        names = ATTRIBUTES[m]
         cols = [rows[c] for c in names] if all(c in labels.columns for c in names) else []
         y = torch.zeros(v, t, s, len(avqa.INSTRUMENTS) * (1 + len(cols)))
         for vid, ti, si, inst, *tag in zip(rows["video_id"].astype(str), rows["t"], rows["s"],

@@ -40,6 +40,8 @@ from r2scp_pipeline import avqa
 AUDIO_ATTRIBUTES: tuple[str, ...] = ("loud", "rhythmic")
 #: per-class tags of the visual head after its K presence tags
 VISUAL_ATTRIBUTES: tuple[str, ...] = ("playing",)
+#: each head's tags after presence: the ``grounding_labels`` columns that hold them
+ATTRIBUTES: dict[str, tuple[str, ...]] = {"audio": AUDIO_ATTRIBUTES, "visual": VISUAL_ATTRIBUTES}
 #: dB above the video's mean level at which loud_c = sigmoid(1) (the questions' margin is 4 dB)
 LOUD_SCALE_DB = 3.0
 #: rhythm scores 1.65x apart (the questions' ratio is 1.5) move rhythmic_c by sigmoid(1)
@@ -70,6 +72,9 @@ def tag_target(instruments: Sequence[str], tags: Sequence[Sequence[float]] = ())
     ``avqa.INSTRUMENTS``), then each tag list (aligned with ``instruments``) as per-class
     values; two instruments of one class give it their larger tag."""
     k = len(avqa.INSTRUMENTS)
+    for values in tags:
+        if len(values) != len(instruments):
+            raise ValueError(f"{len(values)} tags for {len(instruments)} instruments")
     y = np.zeros(k * (1 + len(tags)), dtype=np.float32)
     for j, name in enumerate(instruments):
         try:
@@ -78,8 +83,6 @@ def tag_target(instruments: Sequence[str], tags: Sequence[Sequence[float]] = ())
             raise ValueError(f"unknown instrument {name!r} (see avqa.INSTRUMENTS)") from None
         y[c] = 1.0
         for a, values in enumerate(tags, start=1):
-            if len(values) != len(instruments):
-                raise ValueError(f"{len(values)} tags for {len(instruments)} instruments")
             y[a * k + c] = max(y[a * k + c], float(values[j]))
     return y
 

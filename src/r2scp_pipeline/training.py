@@ -34,6 +34,7 @@ from .data import AVQATensors, exclude_missing_from_bank, train_missing_masks
 from .datasets.torch_checkpoint_dataset import atomic_torch_save
 from .distributed import DistContext
 from .distributed import context as dist_context
+from .grounding import ATTRIBUTES
 from .model import Encodings, R2ScP, R2ScPConfig, sentence_vector
 from .recovery import Recovery, Retrieval, Source
 from .recovery import build as build_recovery
@@ -909,17 +910,18 @@ def history_to_mlflow(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- stage I ---------------------------------------------------------------------------------
-def _grounding_tags(tensors: AVQATensors, modality: str, switch: str, what: str, wanted: bool) -> int:
-    """How many per-class tags ``modality``'s grounding head learns after presence: those of
-    ``tensors.grounding[modality]`` when ``wanted`` (``pretrain.<switch>`` on), else 0; a
-    warning when wanted but the labels have none."""
-    if not wanted:
+def _grounding_tags(tensors: AVQATensors, params: dict, modality: str, switch: str) -> int:
+    """How many per-class tags ``modality``'s grounding head learns after presence
+    (``grounding.ATTRIBUTES``): those of ``tensors.grounding[modality]`` when
+    ``pretrain.<switch>`` is on, else 0; a warning when asked for but the labels have none.
+    Call it only with grounding on (the labels are there)."""
+    if not params.get(switch, False):
         return 0
     tags = tensors.grounding[modality].shape[-1] // len(avqa.INSTRUMENTS) - 1
     if not tags:
         logger.warning("pretrain: %s is true but grounding_labels has no %s tags (rebuild it: "
                        "kedro run --pipelines=features): the %s grounding head tags presence "
-                       "alone", switch, what, modality)  # fmt: skip
+                       "alone", switch, " / ".join(ATTRIBUTES[modality]), modality)  # fmt: skip
     return tags
 
 
@@ -951,10 +953,8 @@ def train_stage_one(
         grounding = 0.0
     # per-class tags after the K presence tags (grounding.py): the audio head's loud / rhythmic,
     # the visual head's playing; each only when its switch is on and the labels have them
-    attributes = _grounding_tags(tensors, "audio", "grounding_attributes", "loud / rhythmic",
-                                 bool(grounding and params.get("grounding_attributes", False)))  # fmt: skip
-    playing = _grounding_tags(tensors, "visual", "grounding_playing", "playing",
-                              bool(grounding and params.get("grounding_playing", False)))  # fmt: skip
+    attributes = _grounding_tags(tensors, params, "audio", "grounding_attributes") if grounding else 0
+    playing = _grounding_tags(tensors, params, "visual", "grounding_playing") if grounding else 0
     if grounding:
         cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS),
                                   grounding_attributes=attributes,
