@@ -92,6 +92,30 @@ def test_r2scp_stage_one_and_fuse_shapes(complete_mode):
     assert torch.isfinite(out).all()
 
 
+def test_expert_logits_encode_each_distinct_video_and_question_text_once_with_the_same_result():
+    """Per-distinct inputs with ``video_of`` / ``question_of`` give every row the logits it
+    gets from per-row inputs; the text expert then runs on the distinct texts only."""
+    torch.manual_seed(0)
+    model = R2ScP(cfg()).eval()
+    a, v = torch.randn(2, T, 1, 6), torch.randn(2, T, 1, 9)
+    q, qm = torch.randn(B, LQ, 5), text_mask()
+    video_of, question_of = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 2, 0, 1, 2])
+    per_row = model.expert_logits(a[video_of], v[video_of], q[question_of], qm[question_of])
+    seen = []
+    hook = model.experts["text"].register_forward_hook(
+        lambda mod, args, out: seen.append(args[0].shape[0]))  # fmt: skip
+    shared = model.expert_logits(a, v, q, qm, video_of, question_of=question_of)
+    hook.remove()
+    assert seen == [B]  # three texts encoded for five rows
+    for m in EXPERTS:
+        torch.testing.assert_close(shared[m], per_row[m])
+    model.train()
+    loss = sum(x.sum() for x in model.expert_logits(a, v, q, qm, video_of,
+                                                     question_of=question_of).values())  # fmt: skip
+    loss.backward()
+    assert model.phi["text"].proj.weight.grad.abs().sum() > 0
+
+
 # ---- token front ends (spatial grid, audio frames) ------------------------------------------
 def test_token_encoder_keeps_time_and_place():
     enc = TokenEncoder(9, D, 64, 6, 0.0)

@@ -100,6 +100,17 @@ def test_build_tensors_names_the_missing_table_rows(tables):
         )
 
 
+def test_question_batch_gives_each_distinct_text_once_and_each_row_its_text(tensors):
+    rows = tensors.indices("train")[:24]
+    q, mask, question_of = training._question_batch(tensors, rows, torch.device("cpu"))
+    texts = tensors.text[rows]
+    assert len(q) == len(texts.unique()) < len(rows)  # the synthetic questions repeat
+    width = q.shape[1]
+    torch.testing.assert_close(q[question_of], tensors.question[texts, :width])
+    assert torch.equal(mask[question_of], tensors.question_mask[texts, :width])
+    assert not tensors.question_mask[texts, width:].any()  # trimmed to the longest text
+
+
 def test_train_missing_masks_hit_only_training_videos(tensors):
     masks = train_missing_masks(tensors, 0.5, "both", seed=0)
     hit = masks["audio"] | masks["visual"]

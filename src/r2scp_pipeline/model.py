@@ -911,6 +911,7 @@ class R2ScP(nn.Module):
         choice_sent: torch.Tensor | None = None,
         grounding: bool = False,
         experts: tuple[str, ...] = EXPERTS,
+        question_of: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Each expert answers alone (eq. 10): {m: logits [B, n_answers]} for ``m`` in
         ``experts`` (default all three; the others are not computed).
@@ -923,8 +924,15 @@ class R2ScP(nn.Module):
         ``audio`` / ``visual`` are per question [B, T, S, D], or per distinct video [V', T, S, D]
         with ``video_of`` [B] giving each question's row: each video is then encoded once
         however many of its questions are in the batch (same result, less work).
+
+        ``question`` [B, Lq, Dt] / ``q_mask`` [B, Lq] likewise: per question, or per distinct
+        question text [Q', Lq, Dt] with ``question_of`` [B]. The text expert, whose tokens are a
+        batch's largest input, then encodes each distinct text once (in training its dropout
+        mask is shared by the rows that ask the same text).
         """
-        q_sent = sentence_vector(question, q_mask)  # [B, Dt]
+        q_sent = sentence_vector(question, q_mask)  # [B or Q', Dt]
+        if question_of is not None:
+            q_sent = q_sent[question_of]  # [B, Dt]
         raw = {"audio": audio, "visual": visual}
         h = {m: self.encode(m, raw[m]) for m in MODALITIES if m in experts}
         tags = {}
@@ -935,7 +943,10 @@ class R2ScP(nn.Module):
         if video_of is not None:
             h = {m: x[video_of] for m, x in h.items()}  # [B, L_m, d]
         if "text" in experts:
-            h["text"] = self.encode("text", question, q_mask)
+            h["text"] = self.encode("text", question, q_mask)  # [B or Q', Lq, d]
+        if question_of is not None:
+            h = h | ({"text": h["text"][question_of]} if "text" in h else {})  # [B, Lq, d]
+            q_mask = q_mask[question_of]  # [B, Lq]
         masks = {"audio": None, "visual": None, "text": q_mask}
         return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in h} | tags
 

@@ -463,11 +463,14 @@ def _choice_sent(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
 
 
 def _question_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device):
-    """Raw question tokens of ``rows``, trimmed to the longest in the batch."""
-    t = tensors.text[rows]
-    mask = tensors.question_mask[t]
+    """Raw tokens of the distinct question texts of ``rows``, trimmed to the longest:
+    ``(tokens [Q', Lq, Dt], mask [Q', Lq], question_of [B])``, ``question_of`` giving each
+    row's text (a batch of a few videos' questions asks many texts more than once)."""
+    texts, question_of = torch.unique(tensors.text[rows], return_inverse=True)
+    mask = tensors.question_mask[texts]
     width = int(mask.any(0).nonzero().max()) + 1
-    return tensors.question[t, :width].to(device), mask[:, :width].to(device)
+    return (tensors.question[texts, :width].to(device), mask[:, :width].to(device),
+            question_of.to(device))  # fmt: skip
 
 
 @dataclass
@@ -580,8 +583,9 @@ def batch_encodings(
         com = {
             m: model.encode_common(m, tensors.features(OTHER[m])[v].to(device)) for m in MODALITIES
         }
-        q, text_mask = _question_batch(tensors, rows, device)
-        h_text, q_sent = model.encode("text", q, text_mask), sentence_vector(q, text_mask)
+        q, text_mask, question_of = _question_batch(tensors, rows, device)
+        h_text = model.encode("text", q, text_mask)[question_of]  # [B, Lq, d]
+        q_sent, text_mask = sentence_vector(q, text_mask)[question_of], text_mask[question_of]
     src = Source(model, tensors, rows, v, device, cache, n, h)
     need = None if missing is None else model.recovered_rows(missing.to(device))
 
@@ -771,9 +775,10 @@ def _expert_logits(
     out: dict[str, list[torch.Tensor]] = {m: [] for m in EXPERTS}
     for i in range(0, len(rows), batch_size):  # no grad: the decorator
         r = rows[i : i + batch_size]
-        q, qm = _question_batch(tensors, r, device)
+        q, qm, question_of = _question_batch(tensors, r, device)
         a, vis, video_of = _video_batch(tensors, r, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device))
+        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device),
+                                     question_of=question_of)  # fmt: skip
         for m in EXPERTS:
             out[m].append(logits[m].cpu())
     model.train(was_training)
@@ -1019,12 +1024,13 @@ def train_stage_one(
             logger.info("pretrain: the %s expert stopped improving; no longer trained", m)
 
     def step(rows, _):
-        q, qm = _question_batch(tensors, rows, device)
+        q, qm, question_of = _question_batch(tensors, rows, device)
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
         a, vis, video_of = _video_batch(tensors, rows, device)
         logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device),
-                                     grounding=bool(grounding), experts=tuple(active))  # fmt: skip
+                                     grounding=bool(grounding), experts=tuple(active),
+                                     question_of=question_of)  # fmt: skip
         loss, logs = torch.zeros((), device=device), {}
         for m in active:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
@@ -1050,10 +1056,11 @@ def train_stage_one(
         correct = {m: 0.0 for m in EXPERTS}
         for i in range(0, len(val_rows), loop.eval_batch_size):
             rows = val_rows[i : i + loop.eval_batch_size]
-            q, qm = _question_batch(tensors, rows, device)
+            q, qm, question_of = _question_batch(tensors, rows, device)
             a, vis, video_of = _video_batch(tensors, rows, device)
             logits = model.expert_logits(a, vis, q, qm, video_of,
-                                         _choice_sent(tensors, rows, device))  # fmt: skip
+                                         _choice_sent(tensors, rows, device),
+                                         question_of=question_of)  # fmt: skip
             y = tensors.answer[rows].to(device)
             for m in EXPERTS:
                 correct[m] += _accuracy(logits[m], y) * len(rows)
