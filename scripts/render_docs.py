@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
+EXPERTS = ("audio", "visual", "text")  # the stage-I experts, as the result files name them
 BLOCK = re.compile(
     r"(<!-- BEGIN GENERATED (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED (?P=name) -->)",
     re.S,
@@ -742,7 +743,7 @@ def stage1_seeds(root: Path) -> str:
         lines.append(f"- {label}: `{r['command'].strip()}`{code}; seed {r['run_seed']} repeats "
                      f"the stage I of the run whose data it read, epoch for epoch: {same}; load "
                      f"average {r['machine']['load_average'][0]:.1f}.")  # fmt: skip
-        for m in ("audio", "visual", "text"):
+        for m in EXPERTS:
             val, test = r["spread"][f"val_{m}"], r["spread"][f"test_{m}"]
             rows.append([label, m, " / ".join(f"{100 * r['seeds'][s][f'val_{m}']:.1f}" for s in seeds),
                          f"{100 * val['mean']:.1f} ({100 * val['sd']:.1f})",
@@ -773,14 +774,19 @@ PLAYING_TYPES = ("Audio-Visual Location", "Audio-Visual Temporal", "Audio-Visual
                  "Audio-Visual Comparative", "Audio Counting")  # fmt: skip
 
 
-def _tag_comparison(root: Path, files, types, switch: str, what: str) -> str:
-    """benchmarks/stage1_seeds.py on one run's data with ``--pretrain <switch>=false`` and
-    ``=true`` (``files``): each expert's best val and test accuracy and its test accuracy on
-    ``types``, per seed and mean (sd); ``what`` heads the first column."""
+def _switch_command(files, switch: str) -> str:
+    """The benchmark command that measures a pretrain ``switch`` off and on (``files``)."""
+    stem = files[1][0].removesuffix(".json").replace("stage1_seeds_", "stage1_seeds_[no_]")
+    return (f"python benchmarks/stage1_seeds.py --data DATA --pretrain {switch}=false|true "
+            f"--out docs/results/{stem}.json")  # fmt: skip
+
+
+def _tag_comparison(root: Path, files, types, command: str, what: str) -> str:
+    """Two benchmarks/stage1_seeds.py files (``files``, e.g. a pretrain switch off and on, on
+    one run's data; ``command`` makes them): each expert's best val and test accuracy and its
+    test accuracy on ``types``, per seed and mean (sd); ``what`` heads the first column."""
     if not all((root / RESULTS / name).exists() for name, _ in files):
-        stem = files[1][0].removesuffix(".json").replace("stage1_seeds_", "stage1_seeds_[no_]")
-        return (f"Not measured yet: `python benchmarks/stage1_seeds.py --data DATA --pretrain "
-                f"{switch}=false|true --out docs/results/{stem}.json`.\n")  # fmt: skip
+        return f"Not measured yet: `{command}`.\n"
     lines, rows = [], []
     columns = [("best val", "val_{m}"), ("test", "test_{m}")]
     columns += [(f"test, {t}", f"test_{{m}}/{t}") for t in types]
@@ -790,7 +796,7 @@ def _tag_comparison(root: Path, files, types, switch: str, what: str) -> str:
         lines.append(f"- {label}: `{r['command'].strip()}` (package at commit "
                      f"`{str(r['commit'])[:10]}`, files changed there: {changed}; load average "
                      f"{r['machine']['load_average'][0]:.1f})")  # fmt: skip
-        for m in ("audio", "visual", "text"):
+        for m in EXPERTS:
             cells = []
             for _, pattern in columns:
                 key = pattern.format(m=m)
@@ -809,7 +815,8 @@ def _tag_comparison(root: Path, files, types, switch: str, what: str) -> str:
 def stage1_attributes(root: Path) -> str:
     """The audio head's loudness / rhythm tags off and on (``grounding_attributes``), per
     expert, on the comparative questions."""
-    return _tag_comparison(root, ATTRIBUTE_FILES, ATTRIBUTE_TYPES, "grounding_attributes",
+    return _tag_comparison(root, ATTRIBUTE_FILES, ATTRIBUTE_TYPES,
+                           _switch_command(ATTRIBUTE_FILES, "grounding_attributes"),
                            "audio grounding tags")  # fmt: skip
 
 
@@ -817,8 +824,32 @@ def stage1_attributes(root: Path) -> str:
 def stage1_playing(root: Path) -> str:
     """The visual head's who-plays tags off and on (``grounding_playing``), per expert, on the
     audio-visual questions."""
-    return _tag_comparison(root, PLAYING_FILES, PLAYING_TYPES, "grounding_playing",
+    return _tag_comparison(root, PLAYING_FILES, PLAYING_TYPES,
+                           _switch_command(PLAYING_FILES, "grounding_playing"),
                            "visual grounding tags")  # fmt: skip
+
+
+TEXT_ONCE_FILES = (("stage1_seeds_playing.json", "every row"),
+                   ("stage1_seeds_text_once.json", "each distinct text once"))  # fmt: skip
+
+
+@renderer("stage1_text_once")
+def stage1_text_once(root: Path) -> str:
+    """Stage I with the text expert encoding every question row, then each distinct text of a
+    batch once (the same data, seeds and parameters): each expert's scores, its best epochs
+    and the benchmark's wall time."""
+    command = ("python benchmarks/stage1_seeds.py --data DATA --seeds 42 43 44 "
+               "--out docs/results/stage1_seeds_text_once.json")  # fmt: skip
+    text = _tag_comparison(root, TEXT_ONCE_FILES, (), command, "the text expert encodes")
+    if text.startswith("Not measured"):
+        return text
+    seeds, loaded = _same_seeds(root, TEXT_ONCE_FILES)
+    rows = [[label, *(_seed_cell(r, f"epoch_{m}", seeds, scale=1, digits=0) for m in EXPERTS),
+             f"{r['seconds'] / 60:.1f}"]
+            for (_, label), r in zip(TEXT_ONCE_FILES, loaded, strict=True)]  # fmt: skip
+    header = ["the text expert encodes", *(f"best epoch, {m}" for m in EXPERTS),
+              "benchmark wall time (min, all seeds)"]  # fmt: skip
+    return text + "\n" + md_table(header, rows)
 
 
 #: (column, key of benchmarks/stage2_seeds.py, percent) of the stage-II seed table
