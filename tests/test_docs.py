@@ -136,18 +136,26 @@ def _stage1_result(types, key, value, commit="e"):
             "machine": {"load_average": [1.0]}}  # fmt: skip
 
 
+def _write_results(tmp_path, files, results) -> Path:
+    """Each of ``results`` as the docs/results file of its entry of ``files``; the folder."""
+    import json
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for (name, _), r in zip(files, results, strict=True):
+        (folder / name).write_text(json.dumps(r))
+    return folder
+
+
 def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_missing_key(tmp_path):
     import json
 
     def result(comparative):
         return _stage1_result(render_docs.ATTRIBUTE_TYPES, "test_audio/Audio Comparative", comparative)
 
-    folder = tmp_path / render_docs.RESULTS
-    folder.mkdir(parents=True)
     assert "Not measured yet" in render_docs.stage1_attributes(tmp_path)
     tagged = result(0.6)
-    for (name, _), r in zip(render_docs.ATTRIBUTE_FILES, (result(0.4), tagged), strict=True):
-        (folder / name).write_text(json.dumps(r))
+    folder = _write_results(tmp_path, render_docs.ATTRIBUTE_FILES, (result(0.4), tagged))
     text = render_docs.stage1_attributes(tmp_path)
     assert "| test, Audio Comparative | test, Audio Counting | test, Audio-Visual Comparative |" in text
     assert "| presence only | audio | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) | 50.0" in text
@@ -164,22 +172,36 @@ def test_the_attribute_block_compares_the_two_stage1_files_per_type_and_names_a_
 
 
 def test_the_playing_block_compares_the_two_stage1_files_on_the_audio_visual_types(tmp_path):
-    import json
-
     def result(location):
         return _stage1_result(render_docs.PLAYING_TYPES, "test_visual/Audio-Visual Location", location, "f")
 
-    folder = tmp_path / render_docs.RESULTS
-    folder.mkdir(parents=True)
     assert "--pretrain grounding_playing=false|true --out docs/results/stage1_seeds_[no_]playing.json" in (
         render_docs.stage1_playing(tmp_path))
-    for (name, _), r in zip(render_docs.PLAYING_FILES, (result(0.4), result(0.7)), strict=True):
-        (folder / name).write_text(json.dumps(r))
+    _write_results(tmp_path, render_docs.PLAYING_FILES, (result(0.4), result(0.7)))
     text = render_docs.stage1_playing(tmp_path)
     assert text.count("| visual grounding tags | expert |") == 1
     assert "| test, Audio-Visual Location | test, Audio-Visual Temporal |" in text
     assert "| presence only | visual | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 40.0 / 40.0; 40.0 (0.0) |" in text
     assert "| presence, who plays | visual | 50.0 / 50.0; 50.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) | 70.0 / 70.0; 70.0 (0.0) |" in text
+
+
+def test_the_text_once_block_compares_scores_best_epochs_and_wall_time(tmp_path):
+    def result(text_val, epoch, seconds):
+        r = _stage1_result((), "val_text", text_val, "a")
+        for m in ("audio", "visual", "text"):
+            for s in r["seeds"].values():
+                s[f"epoch_{m}"] = epoch if m == "text" else 20
+            r["spread"][f"epoch_{m}"] = {"mean": epoch if m == "text" else 20, "sd": 0.0}
+        return {**r, "seconds": seconds}
+
+    assert "Not measured yet: `python benchmarks/stage1_seeds.py" in render_docs.stage1_text_once(tmp_path)
+    _write_results(tmp_path, render_docs.TEXT_ONCE_FILES,
+                   (result(0.4, 14, 1200.0), result(0.45, 6, 900.0)))  # fmt: skip
+    text = render_docs.stage1_text_once(tmp_path)
+    assert "| every row | text | 40.0 / 40.0; 40.0 (0.0) | 50.0 / 50.0; 50.0 (0.0) |" in text
+    assert "| each distinct text once | text | 45.0 / 45.0; 45.0 (0.0) |" in text
+    assert "| every row | 20 / 20; 20.0 (0.0) | 20 / 20; 20.0 (0.0) | 14 / 14; 14.0 (0.0) | 20.0 |" in text
+    assert "| each distinct text once | 20 / 20; 20.0 (0.0) | 20 / 20; 20.0 (0.0) | 6 / 6; 6.0 (0.0) | 15.0 |" in text
 
 
 def test_the_reproducibility_block_says_when_the_two_runs_are_of_different_code(tmp_path):
