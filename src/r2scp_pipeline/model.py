@@ -943,9 +943,9 @@ class R2ScP(nn.Module):
         if video_of is not None:
             h = {m: x[video_of] for m, x in h.items()}  # [B, L_m, d]
         if "text" in experts:
-            h["text"] = self.encode("text", question, q_mask)  # [B or Q', Lq, d]
+            h_text = self.encode("text", question, q_mask)  # [B or Q', Lq, d]
+            h["text"] = h_text if question_of is None else h_text[question_of]  # [B, Lq, d]
         if question_of is not None:
-            h = h | ({"text": h["text"][question_of]} if "text" in h else {})  # [B, Lq, d]
             q_mask = q_mask[question_of]  # [B, Lq]
         masks = {"audio": None, "visual": None, "text": q_mask}
         return {m: self.heads[m](h[m], masks[m], q_sent, choice_sent) for m in h} | tags
