@@ -40,8 +40,9 @@ MODEL = {"d_model": 16, "n_heads": 2, "router_hidden": 8, "dropout": 0.0, "k_pur
 # 26 training questions per batch: 6 global batches per epoch, the last one short
 LOOP = {"epochs": 2, "batch_size": 26, "lr": 3e-3, "patience": 5, "checkpoint_dir": None,
         "threads": 1}  # fmt: skip
-#: the tolerance stated in docs/scaling.md ("Distributed training")
-PARAM_ATOL, LOSS_RTOL = 1e-4, 1e-5
+#: the tolerance stated in docs/scaling.md ("Distributed training"); the parameter bound is
+#: about 1/15 of one AdamW step at this lr (the router's output bias comes closest)
+PARAM_ATOL, LOSS_RTOL = 2e-4, 1e-5
 WORLD = 2
 SRC = Path(__file__).resolve().parents[1] / "src"
 
