@@ -529,7 +529,7 @@ def default_router_loads(root: Path) -> str:
     for run, label in runs:
         best = load_json(root, f"{run}/mix_history.json")["best"]
         for setting, name in names.items():
-            loads = [best.get(f"val_load_{setting}_{m}") for m in ("audio", "visual", "text")]
+            loads = [best.get(f"val_load_{setting}_{m}") for m in EXPERTS]
             if any(v is None for v in loads):
                 continue
             acc = best.get(f"val_acc_{setting}")

@@ -473,6 +473,16 @@ def _question_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device
             question_of.to(device))  # fmt: skip
 
 
+def _expert_batch_logits(model: R2ScP, tensors: AVQATensors, rows: np.ndarray,
+                         device: torch.device, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """``model.expert_logits`` on question ``rows``: each distinct video and question text of
+    the batch encoded once (``kwargs``: its ``grounding`` / ``experts``)."""
+    q, qm, question_of = _question_batch(tensors, rows, device)
+    a, vis, video_of = _video_batch(tensors, rows, device)
+    return model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device),
+                               question_of=question_of, **kwargs)  # fmt: skip
+
+
 @dataclass
 class ExpertCache:
     """Frozen experts' encodings of every video, bank entry and question (stage II, inference).
@@ -775,10 +785,7 @@ def _expert_logits(
     out: dict[str, list[torch.Tensor]] = {m: [] for m in EXPERTS}
     for i in range(0, len(rows), batch_size):  # no grad: the decorator
         r = rows[i : i + batch_size]
-        q, qm, question_of = _question_batch(tensors, r, device)
-        a, vis, video_of = _video_batch(tensors, r, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, r, device),
-                                     question_of=question_of)  # fmt: skip
+        logits = _expert_batch_logits(model, tensors, r, device)
         for m in EXPERTS:
             out[m].append(logits[m].cpu())
     model.train(was_training)
@@ -1024,13 +1031,10 @@ def train_stage_one(
             logger.info("pretrain: the %s expert stopped improving; no longer trained", m)
 
     def step(rows, _):
-        q, qm, question_of = _question_batch(tensors, rows, device)
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
-        a, vis, video_of = _video_batch(tensors, rows, device)
-        logits = model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device),
-                                     grounding=bool(grounding), experts=tuple(active),
-                                     question_of=question_of)  # fmt: skip
+        logits = _expert_batch_logits(model, tensors, rows, device, grounding=bool(grounding),
+                                      experts=tuple(active))  # fmt: skip
         loss, logs = torch.zeros((), device=device), {}
         for m in active:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
@@ -1056,11 +1060,7 @@ def train_stage_one(
         correct = {m: 0.0 for m in EXPERTS}
         for i in range(0, len(val_rows), loop.eval_batch_size):
             rows = val_rows[i : i + loop.eval_batch_size]
-            q, qm, question_of = _question_batch(tensors, rows, device)
-            a, vis, video_of = _video_batch(tensors, rows, device)
-            logits = model.expert_logits(a, vis, q, qm, video_of,
-                                         _choice_sent(tensors, rows, device),
-                                         question_of=question_of)  # fmt: skip
+            logits = _expert_batch_logits(model, tensors, rows, device)
             y = tensors.answer[rows].to(device)
             for m in EXPERTS:
                 correct[m] += _accuracy(logits[m], y) * len(rows)
