@@ -2,6 +2,7 @@
 
     python scripts/reference_run.py                     # kedro run (base env) -> docs/results/default/
     python scripts/reference_run.py --env full --out docs/results/full
+    python scripts/reference_run.py --env full --pipelines dataset,features,build_index,pretrain,mix
     python scripts/reference_run.py --skip-run          # only collect an existing run's outputs
     python scripts/reference_run.py --runner r2scp_pipeline.runner.DaskRunner  # another runner
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-run", action="store_true", help="collect an existing run's outputs")
     ap.add_argument("--runner", default=None, help="kedro run --runner (default: kedro's)")
     ap.add_argument("--runner-params", default=None, help="kedro run --runner-params")
+    ap.add_argument("--pipelines", default=None,
+                    help="kedro run --pipelines, e.g. dataset,features (default: all of them)")
     args = ap.parse_args(argv)
     out = ROOT / args.out
     data_root = ROOT / (args.data_root or (Path("data") if args.env == "base" else Path("data") / args.env))
@@ -136,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     command = ["kedro", "run"] + ([] if args.env == "base" else [f"--env={args.env}"])
     command += [f"--runner={args.runner}"] if args.runner else []
     command += [f"--runner-params={args.runner_params}"] if args.runner_params else []
+    command += [f"--pipelines={args.pipelines}"] if args.pipelines else []
     run: dict = {
         "command": " ".join(command),
+        "pipelines": args.pipelines or "__default__",
         "runner": args.runner or "SequentialRunner",  # kedro run's default
         "env": args.env,
         "commit": _git("rev-parse", "HEAD"),
