@@ -3,6 +3,8 @@
     python scripts/reference_run.py                     # kedro run (base env) -> docs/results/default/
     python scripts/reference_run.py --env full --out docs/results/full
     python scripts/reference_run.py --env full --pipelines dataset,features,build_index,pretrain,mix
+    python scripts/reference_run.py --env full --pipelines variants,evaluate --continue-run \\
+        --config docs/run_configs/full_default_methods.yml --out docs/results/full_default_methods
     python scripts/reference_run.py --skip-run          # only collect an existing run's outputs
     python scripts/reference_run.py --runner r2scp_pipeline.runner.DaskRunner  # another runner
 
@@ -45,15 +47,17 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
-def parameters(env: str, conf: Path = ROOT / "conf") -> dict:
+def parameters(env: str, conf: Path = ROOT / "conf", runtime_params: dict | None = None) -> dict:
     """The parameters ``kedro run [--env=env]`` runs with: the project's own config-loader
     settings (``settings.CONFIG_LOADER_ARGS``: environments deep-merged over base, conf/local
-    when no env is named), so an environment that overrides one nested key keeps the rest."""
+    when no env is named), so an environment that overrides one nested key keeps the rest;
+    ``runtime_params`` (a run config's ``run.params``) merged over them as Kedro merges them."""
     from kedro.config import OmegaConfigLoader
 
     from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 
-    loader = OmegaConfigLoader(str(conf), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)
+    loader = OmegaConfigLoader(str(conf), env=None if env == "base" else env,
+                               runtime_params=runtime_params, **CONFIG_LOADER_ARGS)  # fmt: skip
     return json.loads(json.dumps(loader["parameters"], default=str))
 
 
@@ -108,6 +112,14 @@ class TreeMemory:
         self._thread.join()
 
 
+def run_config_params(path: Path) -> dict:
+    """The ``run.params`` of a ``kedro run --config`` file (what it overrides), ``{}`` if none."""
+    import yaml
+
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    return dict((config.get("run") or {}).get("params") or {})
+
+
 def earlier_models(data_root: Path) -> list[Path]:
     """Files an earlier run left under ``<data_root>/06_models`` (checkpoints, models): with
     ``resume: true`` the stages would return those instead of training, and the wall time and
@@ -127,10 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runner-params", default=None, help="kedro run --runner-params")
     ap.add_argument("--pipelines", default=None,
                     help="kedro run --pipelines, e.g. dataset,features (default: all of them)")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="kedro run --config FILE: a run config whose run.params override the "
+                         "environment's (recorded in run.json's parameters)")
+    ap.add_argument("--continue-run", action="store_true",
+                    help="run in a data root that holds an earlier run's models, as this run's "
+                         "inputs (e.g. --pipelines variants,evaluate after --pipelines ...,mix)")
     args = ap.parse_args(argv)
     out = ROOT / args.out
     data_root = ROOT / (args.data_root or (Path("data") if args.env == "base" else Path("data") / args.env))
-    left = [] if args.skip_run else earlier_models(data_root)
+    left = [] if args.skip_run or args.continue_run else earlier_models(data_root)
     if left:
         print(f"{data_root / '06_models'} holds {len(left)} files of an earlier run (e.g. "
               f"{left[0]}): the stages would resume from them. Remove them or use a fresh "
@@ -140,9 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     command += [f"--runner={args.runner}"] if args.runner else []
     command += [f"--runner-params={args.runner_params}"] if args.runner_params else []
     command += [f"--pipelines={args.pipelines}"] if args.pipelines else []
+    command += [f"--config={args.config}"] if args.config else []
+    runtime = run_config_params(args.config) if args.config else None
     run: dict = {
         "command": " ".join(command),
         "pipelines": args.pipelines or "__default__",
+        "continues_earlier_run": args.continue_run,
+        "run_config_params": runtime,
         "runner": args.runner or "SequentialRunner",  # kedro run's default
         "env": args.env,
         "commit": _git("rev-parse", "HEAD"),
@@ -167,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             print(f"kedro run failed with exit code {code}; nothing collected", file=sys.stderr)
             return code
-    params = parameters(args.env)
+    params = parameters(args.env, runtime_params=runtime)
     run["seed"] = params.get("seed")
     run["parameters"] = params
     reports = data_root / "08_reporting"

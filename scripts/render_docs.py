@@ -966,6 +966,117 @@ def nocue_targets(root: Path) -> str:
     )
 
 
+#: the kept measured part of ``kedro run --env=full`` (``reference_run.py --pipelines``)
+FULL_RUN = "full"
+#: the nodes of the measured part that train: stage I (seed ``params:seed``) and R2ScP's stage II
+STAGE_NODES = {"stage I": "pretrain_experts", "stage II": "mix_experts"}
+
+
+def grid_trainings(params: dict) -> dict[str, int]:
+    """What the ``variants`` pipeline of a configuration (``params``: every parameter) trains
+    beyond the ``pretrain`` and ``mix`` pipelines: ``stage I`` (the shared stage I of every seed
+    but ``params:seed``, and each seed of a variant that changes stage I) and ``stage II``
+    (each seed of each selected variant: R2ScP at ``params:seed`` is the mix pipeline's model,
+    and ``model.mixing: false`` trains no stage II), as ``pipelines/variants`` does."""
+    from r2scp_pipeline.experiment import check_parameters
+    from r2scp_pipeline.variants import variant_spec
+
+    cfg = check_parameters(params["evaluate"], params["seed"])
+    seeds = len(cfg.seeds)
+    count = {"stage I": seeds - int(params["seed"] in cfg.seeds), "stage II": 0}
+    for name in cfg.methods:
+        spec = variant_spec(name, cfg.ablations)
+        trains_one = spec.params("pretrain", params["pretrain"]).get("stage_one", True)
+        count["stage I"] += seeds * (spec.changes_stage_one and trains_one)
+        if spec.params("model", params["model"]).get("mixing", True):
+            count["stage II"] += seeds - int(name == "r2scp" and params["seed"] in cfg.seeds)
+    return count
+
+
+def _variant_seconds(root: Path, run: str) -> tuple[float, float]:
+    """(the ``variants`` pipeline's trainings in reference run ``run`` as :func:`grid_trainings`
+    projects them from the run's stage I and R2ScP stage II, as they took: the sum of its
+    ``train_variant`` nodes), in seconds."""
+    params = load_json(root, f"{run}/run.json")["parameters"]
+    nodes = load_json(root, f"{run}/node_times.json")["nodes"]
+    grid = grid_trainings(params)
+    projected = sum(grid[stage] * nodes[node] for stage, node in STAGE_NODES.items())
+    took = sum(sec for name, sec in nodes.items() if name.endswith(".train_variant"))
+    return projected, took
+
+
+def _val_comparison(root: Path, runs: tuple[str, ...]) -> str:
+    """Stage I and stage II of reference runs ``runs`` on their val splits: each expert's
+    best val accuracy, R2ScP's val accuracy per setting, its train accuracy, epochs and
+    training rates (``pretrain_history.json``, ``mix_history.json``)."""
+    pre = [load_json(root, f"{run}/pretrain_history.json") for run in runs]
+    mix = [load_json(root, f"{run}/mix_history.json") for run in runs]
+    rows = [["training questions (stage I)", *(p["num_train_questions"] for p in pre)]]
+    rows += [[f"stage I, {e} expert: best val accuracy %",
+              *(f"{100 * p['best'][f'val_acc_{e}']:.1f}" for p in pre)] for e in EXPERTS]  # fmt: skip
+    for key, what in (("none", "complete"), ("audio", "audio missing"),
+                      ("visual", "visual missing")):  # fmt: skip
+        rows.append([f"stage II, {what}: val accuracy %",
+                     *(f"{100 * m['best'][f'val_acc_{key}']:.1f}" for m in mix)])  # fmt: skip
+    rows.append(["stage II, complete: train accuracy %",
+                 *(f"{100 * m['best']['train_acc_none']:.1f}" for m in mix)])  # fmt: skip
+    rows.append(["stage II, complete: train minus val (points)",
+                 *(f"{100 * (m['best']['train_acc_none'] - m['best']['val_acc_none']):.1f}"
+                   for m in mix)])  # fmt: skip
+    for name, hist in (("stage I", pre), ("stage II", mix)):
+        rows.append([f"{name}: epochs run (best epoch, from 0)",
+                     *(f"{h['epochs_run']} ({_best_epochs(h)})" for h in hist)])  # fmt: skip
+        rows.append([f"{name}: training samples / s",
+                     *(f"{h['timing']['train_samples_per_s']:.0f}" for h in hist)])  # fmt: skip
+    return md_table(["what", *(f"`{run}`" for run in runs)], rows)
+
+
+def _best_epochs(history: dict) -> str:
+    """A history's best epoch: one number (stage II) or one per expert (stage I)."""
+    best = history["best_epoch"]
+    if isinstance(best, dict):
+        return " / ".join(f"{e} {best[e]}" for e in EXPERTS if e in best)
+    return str(best)
+
+
+@renderer("full.time")
+def full_time(root: Path) -> str:
+    """The measured part of ``kedro run --env=full`` (``FULL_RUN``), its slowest nodes, and
+    the trainings of the rest of the environment at the measured stage-I and stage-II times
+    (a projection, said so)."""
+    command = ("python scripts/reference_run.py --env full --pipelines "
+               "dataset,features,build_index,pretrain,mix --out docs/results/full")  # fmt: skip
+    missing = _not_measured(root, f"{FULL_RUN}/run.json", command)
+    if missing:
+        return missing
+    r = load_json(root, f"{FULL_RUN}/run.json")
+    nodes = load_json(root, f"{FULL_RUN}/node_times.json")["nodes"]
+    params = r["parameters"]
+    slowest = sorted(nodes.items(), key=lambda kv: -kv[1])[:8]
+    rows = [[name, f"{sec / 60:.1f}"] for name, sec in slowest]
+    grid = grid_trainings(params)
+    per = {stage: nodes[node] for stage, node in STAGE_NODES.items()}
+    rest = sum(grid[stage] * per[stage] for stage in grid)
+    cfg_seeds = params["evaluate"]["seeds"]
+    projected, took = _variant_seconds(root, "default")
+    return (
+        _run_line(root, FULL_RUN)
+        + "Its slowest nodes:\n\n" + md_table(["node", "minutes"], rows)
+        + "\nIts models on val, next to the default run's (each configuration's own val split):"
+        "\n\n" + _val_comparison(root, ("default", FULL_RUN))
+        + f"\nNot measured: the `variants` and `evaluate` pipelines of the environment "
+        f"({len(cfg_seeds)} seeds). They train {grid['stage I']} more stage-I models "
+        f"and {grid['stage II']} stage-II models. At this run's stage I "
+        f"({per['stage I'] / 60:.1f} min) and R2ScP's stage II ({per['stage II'] / 60:.1f} min) "
+        f"each, these trainings would take about **{rest / 3600:.1f} h**, so the whole "
+        f"environment about {(rest + r['wall_seconds']) / 3600:.1f} h on this machine, before "
+        "the generative imputers (one per seed), the evaluation of every model at every "
+        "setting and missing rate, and the reports. A projection, not a measurement; the "
+        f"same rule gives {projected / 60:.1f} min for the default run's variants, which took "
+        f"{took / 60:.1f} min (`docs/results/default/node_times.json`).\n"
+    )
+
+
 @renderer("expert_generalisation")
 def expert_generalisation(root: Path) -> str:
     """benchmarks/expert_generalisation.py: the stage-I experts on training vs unseen videos."""

@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("render_docs", ROOT / "scripts/render_docs.py")
 render_docs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(render_docs)
+spec = importlib.util.spec_from_file_location("reference_run", ROOT / "scripts/reference_run.py")
+reference_run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference_run)
 
 
 def test_generated_blocks_equal_their_result_files():
@@ -320,3 +323,45 @@ def test_the_stage2_binding_block_adds_the_audio_visual_types_and_names_a_missin
     (folder / "stage2_binding.json").write_text(json.dumps(r))
     with pytest.raises(ValueError, match="binding has no 'test_none/Audio-Visual Temporal'"):
         render_docs.stage2_binding(tmp_path)
+
+
+def test_grid_trainings_counts_what_the_variants_pipeline_trains():
+    """Per seed: a stage II for every selected variant (not R2ScP at params:seed, the mix
+    pipeline's model; not no_mixing) and a stage I for the shared experts of every seed but
+    params:seed and for every variant that retrains stage I (not no_stage1, which trains none)."""
+    ablations = {"no_votes": {"model": {"expert_votes": False}},
+                 "no_grounding": {"pretrain": {"grounding_weight": 0.0}},
+                 "no_stage1": {"pretrain": {"stage_one": False}},
+                 "no_mixing": {"model": {"mixing": False}}}  # fmt: skip
+    evaluate = {"split": "test", "settings": ["complete"], "missing_rates": [1.0],
+                "ablations": ablations, "methods": ["r2scp", "zero_fill", *ablations]}  # fmt: skip
+    params = {"seed": 2, "model": {}, "pretrain": {}}
+    count = render_docs.grid_trainings({**params, "evaluate": {**evaluate, "seeds": [1, 2, 3]}})
+    assert count == {"stage I": 2 + 3, "stage II": 6 * 3 - 1 - 3}
+    count = render_docs.grid_trainings({**params, "evaluate": {**evaluate, "seeds": [5, 6]}})
+    assert count == {"stage I": 2 + 2, "stage II": 6 * 2 - 2}
+    count = render_docs.grid_trainings({**params, "evaluate": {**evaluate, "seeds": None}})
+    assert count == {"stage I": 1, "stage II": 6 - 1 - 1}
+
+
+def test_the_full_time_block_projects_the_rest_from_the_measured_stages(tmp_path):
+    import json
+    import shutil
+
+    results = tmp_path / render_docs.RESULTS
+    assert render_docs.full_time(tmp_path).startswith("Not measured yet")
+    shutil.copytree(ROOT / render_docs.RESULTS / "default", results / "default")
+    run = json.loads((results / "default/run.json").read_text())
+    params = reference_run.parameters("full")
+    (results / "full").mkdir()
+    (results / "full/run.json").write_text(json.dumps(
+        {**run, "env": "full", "parameters": params, "wall_seconds": 1800.0}))  # fmt: skip
+    nodes = {"pretrain_experts": 600.0, "mix_experts": 120.0, "generate_embedded_dataset": 60.0}
+    (results / "full/node_times.json").write_text(json.dumps({"nodes": nodes}))
+    grid = render_docs.grid_trainings(params)
+    rest = grid["stage I"] * 600 + grid["stage II"] * 120
+    text = render_docs.full_time(tmp_path)
+    assert f"{grid['stage I']} more stage-I models and {grid['stage II']} stage-II" in text
+    assert f"about **{rest / 3600:.1f} h**" in text
+    assert f"about {(rest + 1800) / 3600:.1f} h on this machine" in text
+    assert "| pretrain_experts | 10.0 |" in text

@@ -49,3 +49,17 @@ def test_recorded_parameters_deep_merge_an_environment_over_base():
     assert rest == {k: v for k, v in base["dataset"]["embedded"].items()
                     if k not in ("visual_cue", "root")}  # fmt: skip
     assert nocue["pretrain"]["epochs"] == base["pretrain"]["epochs"]
+
+
+def test_a_run_config_overrides_the_recorded_parameters_as_kedro_merges_them():
+    """``--config docs/run_configs/full_default_methods.yml``: the full environment's data
+    with base's methods and seed; its nested params override keys and keep their siblings."""
+    runtime = reference_run.run_config_params(ROOT / "docs/run_configs/full_default_methods.yml")
+    full = reference_run.parameters("full")
+    both = reference_run.parameters("full", runtime_params=runtime)
+    base = reference_run.parameters("base")
+    assert full["evaluate"]["seeds"] and full["evaluate"]["all_ablations"] is True
+    assert both["evaluate"]["seeds"] is None and both["evaluate"]["all_ablations"] is False
+    assert both["evaluate"]["sweep"] == {**full["evaluate"]["sweep"], "retrain": False}
+    assert both["evaluate"]["methods"] == base["evaluate"]["methods"]
+    assert both["dataset"] == full["dataset"] and both["mix"] == full["mix"]
