@@ -936,21 +936,31 @@ def _cpu_of(root: Path, run: str) -> str:
     return load_json(root, f"{run}/run.json").get("machine", {}).get("cpu_model", "unknown")
 
 
+def _model_target_pairs(root: Path, runs) -> tuple[list[list[str]], str]:
+    """The targets that compare models (not :data:`SPEED_TARGETS`) of two reference runs
+    ``runs = ((run, label), (run, label))`` as table rows (what, target, first, second,
+    change), and each run's mean router weights with both modalities on val, in words."""
+    (a_run, _), (b_run, _) = runs
+    rows = [[what, target, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
+            for (what, target, a, _), (_, _, b, _) in zip(_target_values(root, a_run),
+                                                          _target_values(root, b_run), strict=True)
+            if not what.startswith(SPEED_TARGETS)]  # fmt: skip
+    loads = []
+    for run, label in runs:
+        best = load_json(root, f"{run}/mix_history.json")["best"]
+        loads.append(f"{label} {float(best['val_load_none_audio']):.2f} audio / "
+                     f"{float(best['val_load_none_visual']):.2f} visual")  # fmt: skip
+    return rows, "; ".join(loads)
+
+
 @renderer("nocue.targets")
 def nocue_targets(root: Path) -> str:
     """The base-model figures of the default configuration against the same configuration on
     data drawn without the visual cue (the accuracy and modality-cost rows of the targets),
     both on one processor: the kept default run on the nocue run's processor."""
     base = _default_run_on_cpu_of(root, NOCUE_RUN)
-    with_cue, without = _target_values(root, base), _target_values(root, NOCUE_RUN)
-    rows = [[what, target, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
-            for (what, target, a, _), (_, _, b, _) in zip(with_cue, without, strict=True)
-            if not what.startswith(SPEED_TARGETS)]  # fmt: skip
-    loads = []
-    for run, label in ((base, "with the cue"), (NOCUE_RUN, "without the cue")):
-        best = load_json(root, f"{run}/mix_history.json")["best"]
-        loads.append(f"{label} {float(best['val_load_none_audio']):.2f} audio / "
-                     f"{float(best['val_load_none_visual']):.2f} visual")  # fmt: skip
+    rows, loads = _model_target_pairs(root, ((base, "with the cue"),
+                                             (NOCUE_RUN, "without the cue")))  # fmt: skip
     needs = _csv(root, NOCUE_RUN, "modality_needs.csv")
     r = load_json(root, f"{base}/run.json")
     same = _cpu_of(root, NOCUE_RUN) == _cpu_of(root, base)
@@ -960,7 +970,7 @@ def nocue_targets(root: Path) -> str:
         + f"With the cue: `docs/results/{base}/` (commit `{r['commit'][:10]}`, {where}).\n\n"
         + md_table(["what", "target", "default configuration (with the cue)", "without the cue",
                     "change"], rows)  # fmt: skip
-        + f"\nMean router weight with both modalities on val: {'; '.join(loads)}.\n\n"
+        + f"\nMean router weight with both modalities on val: {loads}.\n\n"
         + "Per question type, without the cue:\n\n" + _modality_needs_table(needs)
         + _best_expert_line(needs)
     )
@@ -993,14 +1003,15 @@ def grid_trainings(params: dict) -> dict[str, int]:
     return count
 
 
-def _variant_seconds(root: Path, run: str) -> tuple[float, float]:
+def _variant_seconds(root: Path, run: str, stages_run: str | None = None) -> tuple[float, float]:
     """(the ``variants`` pipeline's trainings in reference run ``run`` as :func:`grid_trainings`
-    projects them from the run's stage I and R2ScP stage II, as they took: the sum of its
-    ``train_variant`` nodes), in seconds."""
+    projects them from stage I and R2ScP's stage II of ``stages_run`` (default: ``run``), as
+    they took: the sum of ``run``'s ``train_variant`` nodes), in seconds."""
     params = load_json(root, f"{run}/run.json")["parameters"]
     nodes = load_json(root, f"{run}/node_times.json")["nodes"]
+    stages = load_json(root, f"{stages_run or run}/node_times.json")["nodes"]
     grid = grid_trainings(params)
-    projected = sum(grid[stage] * nodes[node] for stage, node in STAGE_NODES.items())
+    projected = sum(grid[stage] * stages[node] for stage, node in STAGE_NODES.items())
     took = sum(sec for name, sec in nodes.items() if name.endswith(".train_variant"))
     return projected, took
 
@@ -1058,7 +1069,11 @@ def full_time(root: Path) -> str:
     per = {stage: nodes[node] for stage, node in STAGE_NODES.items()}
     rest = sum(grid[stage] * per[stage] for stage in grid)
     cfg_seeds = params["evaluate"]["seeds"]
-    projected, took = _variant_seconds(root, "default")
+    # the check of the projection rule: on this data when the default methods were trained on it
+    check = FULL_METHODS_RUN if (root / RESULTS / FULL_METHODS_RUN / "run.json").exists() else None
+    projected, took = _variant_seconds(root, check or "default", FULL_RUN if check else None)
+    checked = (f"the default methods' variants trained on this data (`docs/results/{check}`)"
+               if check else "the default run's variants (`docs/results/default`)")  # fmt: skip
     return (
         _run_line(root, FULL_RUN)
         + "Its slowest nodes:\n\n" + md_table(["node", "minutes"], rows)
@@ -1072,8 +1087,37 @@ def full_time(root: Path) -> str:
         f"environment about {(rest + r['wall_seconds']) / 3600:.1f} h on this machine, before "
         "the generative imputers (one per seed), the evaluation of every model at every "
         "setting and missing rate, and the reports. A projection, not a measurement; the "
-        f"same rule gives {projected / 60:.1f} min for the default run's variants, which took "
-        f"{took / 60:.1f} min (`docs/results/default/node_times.json`).\n"
+        f"same rule gives {projected / 60:.1f} min for {checked}, which took "
+        f"{took / 60:.1f} min.\n"
+    )
+
+
+#: the default configuration's methods and seed trained and evaluated on the full environment's
+#: data (``docs/run_configs/full_default_methods.yml``), after ``FULL_RUN`` in its data root
+FULL_METHODS_RUN = "full_default_methods"
+
+
+@renderer("full.default_methods")
+def full_default_methods(root: Path) -> str:
+    """The default configuration's model-comparing targets on the full environment's data
+    (``FULL_METHODS_RUN``) next to the default run's, per question type, and its claims."""
+    command = ("python scripts/reference_run.py --env full --pipelines variants,evaluate "
+               "--continue-run --config docs/run_configs/full_default_methods.yml "
+               "--out docs/results/full_default_methods")  # fmt: skip
+    missing = _not_measured(root, f"{FULL_METHODS_RUN}/run.json", command)
+    if missing:
+        return missing
+    base = _default_run_on_cpu_of(root, FULL_METHODS_RUN)
+    rows, loads = _model_target_pairs(root, ((base, "default data"),
+                                             (FULL_METHODS_RUN, "full data")))  # fmt: skip
+    needs = _csv(root, FULL_METHODS_RUN, "modality_needs.csv")
+    return (
+        _run_line(root, FULL_METHODS_RUN)
+        + f"Default data: `docs/results/{base}/`; each on its own test split.\n\n"
+        + md_table(["what", "target", "default data", "full data (3x videos)", "change"], rows)
+        + f"\nMean router weight with both modalities on val: {loads}.\n\n"
+        + "Per question type, on the full data:\n\n" + _modality_needs_table(needs)
+        + _best_expert_line(needs)
     )
 
 

@@ -353,7 +353,7 @@ def test_the_full_time_block_projects_the_rest_from_the_measured_stages(tmp_path
     shutil.copytree(ROOT / render_docs.RESULTS / "default", results / "default")
     run = json.loads((results / "default/run.json").read_text())
     params = reference_run.parameters("full")
-    (results / "full").mkdir()
+    shutil.copytree(results / "default", results / "full")  # histories: the default run's
     (results / "full/run.json").write_text(json.dumps(
         {**run, "env": "full", "parameters": params, "wall_seconds": 1800.0}))  # fmt: skip
     nodes = {"pretrain_experts": 600.0, "mix_experts": 120.0, "generate_embedded_dataset": 60.0}
@@ -365,3 +365,30 @@ def test_the_full_time_block_projects_the_rest_from_the_measured_stages(tmp_path
     assert f"about **{rest / 3600:.1f} h**" in text
     assert f"about {(rest + 1800) / 3600:.1f} h on this machine" in text
     assert "| pretrain_experts | 10.0 |" in text
+    assert "for the default run's variants (`docs/results/default`)" in text
+    # the rule checked on the variants trained on the full data, when that run is kept
+    methods = results / render_docs.FULL_METHODS_RUN
+    methods.mkdir()
+    runtime = reference_run.run_config_params(ROOT / "docs/run_configs/full_default_methods.yml")
+    both = reference_run.parameters("full", runtime_params=runtime)
+    (methods / "run.json").write_text(json.dumps({**run, "parameters": both}))
+    trained = {"zero_fill.train_variant": 100.0, "oracle.train_variant": 200.0, "mix_experts": 1.0}
+    (methods / "node_times.json").write_text(json.dumps({"nodes": trained}))
+    grid = render_docs.grid_trainings(both)
+    text = render_docs.full_time(tmp_path)
+    assert (f"gives {grid['stage II'] * 120 / 60:.1f} min for the default methods' variants "
+            f"trained on this data (`docs/results/{render_docs.FULL_METHODS_RUN}`), which took "
+            "5.0 min") in text  # fmt: skip
+
+
+def test_the_full_data_block_pairs_the_model_targets_with_the_default_run(tmp_path):
+    import shutil
+
+    results = tmp_path / render_docs.RESULTS
+    assert render_docs.full_default_methods(tmp_path).startswith("Not measured yet")
+    shutil.copytree(ROOT / render_docs.RESULTS / "default", results / "default")
+    shutil.copytree(results / "default", results / render_docs.FULL_METHODS_RUN)
+    text = render_docs.full_default_methods(tmp_path)
+    assert "Default data: `docs/results/default/`" in text
+    assert "| train minus test, complete (points) | <= 15 |" in text and "wall time" not in text
+    assert text.count(" | +0.0 |") == 9  # the same files on both sides: no change in any row
