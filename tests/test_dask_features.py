@@ -259,3 +259,34 @@ def test_a_cached_dataset_is_read_by_the_worker(tmp_path, dask_client):
     out = DaskRunner(client=dask_client).run(pipe, catalog)
     assert out["total"].load() == 6
     out["total"].release()
+
+
+def test_visual_workers_give_the_features_of_one_process(media, params):
+    """``features.visual.workers``: two spawned processes, each on its part of the videos cut
+    where one process starts a batch (16 frames across videos), give one process's table bit
+    for bit; a skipped video gives the same skips (features within VISUAL_ATOL); an error in a
+    worker is raised here; a bad value is refused."""
+    from r2scp_pipeline.media import MediaError, _batch_starts
+
+    _, video_index, _ = media
+    one = deep_merge(params, {"visual": {"workers": 1}})
+    two = deep_merge(params, {"visual": {"workers": 2}})
+    starts = _batch_starts(video_index, two)
+    assert starts[0] == 0 and any(0 < s < len(video_index) for s in starts[1:])  # a cut exists
+    table, stats = extract_visual_features(video_index, two)
+    want, want_stats = extract_visual_features(video_index, one)
+    _assert_same_features(table, want, atol=0)
+    _assert_same_stats(stats, want_stats)
+
+    broken = video_index.copy()
+    broken.loc[1, "frames_dir"] = "frames/absent"  # no frames: skipped, or raised
+    skip = {"on_error": "skip"}
+    got, got_stats = extract_visual_features(broken, deep_merge(two, skip))
+    ref, ref_stats = extract_visual_features(broken, deep_merge(one, skip))
+    _assert_same_features(got, ref, atol=VISUAL_ATOL)
+    _assert_same_stats(got_stats, ref_stats)
+    assert [s["video_id"] for s in got_stats["skipped"]] == [video_index.loc[1, "video_id"]]
+    with pytest.raises(MediaError, match=video_index.loc[1, "video_id"]):
+        extract_visual_features(broken, two)
+    with pytest.raises(ValueError, match="features.visual.workers must be a positive integer"):
+        extract_visual_features(video_index, deep_merge(params, {"visual": {"workers": 0}}))

@@ -157,7 +157,7 @@ class _Collector:
             "feats": self.feats,
             "sources": self.sources,
             "skipped": self.skipped,
-            "seconds": time.perf_counter() - self.start,
+            "seconds": self.earlier_seconds + time.perf_counter() - self.start,
         }
 
     @classmethod
@@ -311,7 +311,7 @@ def _progress(iterable: Any, total: int, desc: str, cfg: dict[str, Any]) -> Any:
     return tqdm(
         iterable,
         total=total,
-        desc=desc,
+        desc=cfg.get("_progress_desc", desc),  # a worker's part names itself
         unit="video",
         mininterval=1.0,
         disable=not bool(cfg.get("progress", True)),
@@ -440,7 +440,7 @@ def extract_visual_features(
 
     Returns the long feature table (videos that failed are absent) and extraction stats.
     """
-    col, video_ids = _collect_visual(video_index, params)
+    col, video_ids = _collect_visual_parts(video_index, params)
     return col.result(video_ids)
 
 
@@ -555,8 +555,81 @@ def extract_audio_shard(
 def extract_visual_shard(
     video_index: pd.DataFrame, params: dict[str, Any], shard: int, shards: int
 ) -> dict[str, Any]:
-    """Visual features of one shard of ``video_index``, like :func:`extract_audio_shard`."""
-    return _shard(_collect_visual, "visual", video_index, params, shard, shards)
+    """Visual features of one shard of ``video_index``, like :func:`extract_audio_shard`;
+    ``features.visual.workers`` processes encode its frames (:func:`_collect_visual_parts`)."""
+    return _shard(_collect_visual_parts, "visual", video_index, params, shard, shards)
+
+
+def _collect_visual_parts(
+    video_index: pd.DataFrame, params: dict[str, Any]
+) -> tuple[_Collector, list[str]]:
+    """:func:`_collect_visual` on ``features.visual.workers`` processes, each encoding one
+    contiguous part of ``video_index``, gathered in order as the pipeline merges shards.
+
+    EfficientNet encodes frames in batches across videos, and a frame's features move in the
+    last float32 digits with the batch it shares (tests/test_dask_features.py). So the parts
+    are cut where one process would start a new batch (:func:`_batch_starts`, from each
+    video's number of distinct frames): every frame is then encoded in the batch it would
+    share in one process, and the table is the same bit for bit. That holds when every video
+    reads a frames folder and none is skipped; with mp4 sources (frame counts unknown before
+    decoding) the parts are cut evenly, and a skipped video shifts its part's later batches:
+    then features can differ from one process's within 1e-4, as with shards. Workers are
+    started with ``spawn`` (no fork of a process whose torch threads are running); an error of
+    a video in a worker is raised here.
+    """
+    workers = (params.get("visual") or {}).get("workers", 1)  # the schema's default
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"features.visual.workers must be a positive integer, got {workers!r}")
+    encoder = feature_choice(params, VISUAL_ENCODERS, "visual", "encoder")
+    n = len(video_index)
+    if workers == 1 or n < 2 or encoder != "efficientnet_lite0":  # precomputed: file reads
+        return _collect_visual(video_index, params)
+    starts = _batch_starts(video_index, params) or list(range(n))
+    cuts = sorted({min(starts, key=lambda s: abs(s - w * n / workers)) for w in range(1, workers)}
+                  - {0, n})  # fmt: skip
+    bounds = [0, *cuts, n]
+    if len(bounds) == 2:  # one batch: nothing to split
+        return _collect_visual(video_index, params)
+    parts = [video_index.iloc[a:b].reset_index(drop=True)
+             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
+    labelled = [{**params, "_progress_desc": f"features: visual ({i + 1}/{len(parts)})"}
+                for i in range(len(parts))]  # fmt: skip
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(parts), mp_context=mp.get_context("spawn")) as pool:
+        done = list(pool.map(_visual_part, parts, labelled))
+    return _Collector.merge(done)
+
+
+def _batch_starts(video_index: pd.DataFrame, params: dict[str, Any]) -> list[int] | None:
+    """The positions of ``video_index`` at which :func:`_collect_visual` starts a new batch
+    (no frames pending) when no video is skipped, from each video's number of distinct
+    frames; ``None`` when a video has no frames folder (an mp4, or no media) or cannot be
+    listed: its count is known only once it is decoded."""
+    columns = _media_columns(params, "frames_dir")
+    root = Path(params.get("media_root") or Path.cwd())
+    segments = int(feature_param(params, "segments"))
+    batch_size = max(1, int(feature_param(params, "visual", "efficientnet_lite0", "batch_size")))
+    starts, pending = [0], 0
+    for i, (src, mp4) in enumerate(_media_files(video_index, columns, root)):
+        if src is None or mp4:
+            return None
+        try:
+            seconds = len(list_frames(src))
+        except MediaError:
+            return None
+        pending += len(np.unique(segment_indices(seconds, segments)))
+        if pending >= batch_size:
+            starts.append(i + 1)
+            pending = 0
+    return starts
+
+
+def _visual_part(video_index: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """One worker's part of :func:`_collect_visual_parts`, as a partial result."""
+    col, video_ids = _collect_visual(video_index, params)
+    return col.shard(video_ids)
 
 
 def merge_feature_shards(*shards: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -145,6 +145,7 @@ class EfficientNetParams(_Schema):
 class VisualFeatureParams(_Schema):
     encoder: str  # efficientnet_lite0 | precomputed
     grid: Pair[int] = _expect("a list [rows, cols] of two integers")
+    workers: int = 1  # processes encoding one shard's frames (the features do not depend on it)
     efficientnet_lite0: EfficientNetParams
     precomputed: PrecomputedParams
 
