@@ -1006,14 +1006,12 @@ def grid_trainings(params: dict) -> dict[str, int]:
 def _variant_seconds(root: Path, run: str, stages_run: str | None = None) -> tuple[float, float]:
     """(the ``variants`` pipeline's trainings in reference run ``run`` as :func:`grid_trainings`
     projects them from stage I and R2ScP's stage II of ``stages_run`` (default: ``run``), as
-    they took: the sum of ``run``'s ``train_variant`` nodes), in seconds."""
+    they took: the sum of ``run``'s :func:`_variant_times`), in seconds."""
     params = load_json(root, f"{run}/run.json")["parameters"]
-    nodes = load_json(root, f"{run}/node_times.json")["nodes"]
     stages = load_json(root, f"{stages_run or run}/node_times.json")["nodes"]
     grid = grid_trainings(params)
     projected = sum(grid[stage] * stages[node] for stage, node in STAGE_NODES.items())
-    took = sum(sec for name, sec in nodes.items() if name.endswith(".train_variant"))
-    return projected, took
+    return projected, sum(_variant_times(root, run).values())
 
 
 def _val_comparison(root: Path, runs: tuple[str, ...]) -> str:
@@ -1052,9 +1050,9 @@ def _best_epochs(history: dict) -> str:
 
 @renderer("full.time")
 def full_time(root: Path) -> str:
-    """The measured part of ``kedro run --env=full`` (``FULL_RUN``), its slowest nodes, and
-    the trainings of the rest of the environment at the measured stage-I and stage-II times
-    (a projection, said so)."""
+    """The measured part of ``kedro run --env=full`` (``FULL_RUN``), its slowest nodes, its
+    models on val, and the rest of the environment projected from measured parts (a table:
+    what, how many, each, basis), checked on the variants of ``FULL_METHODS_RUN``."""
     command = ("python scripts/reference_run.py --env full --pipelines "
                "dataset,features,build_index,pretrain,mix --out docs/results/full")  # fmt: skip
     missing = _not_measured(root, f"{FULL_RUN}/run.json", command)
@@ -1062,34 +1060,77 @@ def full_time(root: Path) -> str:
         return missing
     r = load_json(root, f"{FULL_RUN}/run.json")
     nodes = load_json(root, f"{FULL_RUN}/node_times.json")["nodes"]
-    params = r["parameters"]
     slowest = sorted(nodes.items(), key=lambda kv: -kv[1])[:8]
-    rows = [[name, f"{sec / 60:.1f}"] for name, sec in slowest]
-    grid = grid_trainings(params)
-    per = {stage: nodes[node] for stage, node in STAGE_NODES.items()}
-    rest = sum(grid[stage] * per[stage] for stage in grid)
-    cfg_seeds = params["evaluate"]["seeds"]
-    # the check of the projection rule: on this data when the default methods were trained on it
-    check = FULL_METHODS_RUN if (root / RESULTS / FULL_METHODS_RUN / "run.json").exists() else None
-    projected, took = _variant_seconds(root, check or "default", FULL_RUN if check else None)
-    checked = (f"the default methods' variants trained on this data (`docs/results/{check}`)"
-               if check else "the default run's variants (`docs/results/default`)")  # fmt: skip
-    return (
+    rows, total = _full_projection(root, r["parameters"], nodes)
+    head = ["part (not measured)", "how many", "each (min)", "all (h)", "each as measured by"]
+    text = (
         _run_line(root, FULL_RUN)
-        + "Its slowest nodes:\n\n" + md_table(["node", "minutes"], rows)
+        + "Its slowest nodes:\n\n"
+        + md_table(["node", "minutes"], [[name, f"{sec / 60:.1f}"] for name, sec in slowest])
         + "\nIts models on val, next to the default run's (each configuration's own val split):"
         "\n\n" + _val_comparison(root, ("default", FULL_RUN))
-        + f"\nNot measured: the `variants` and `evaluate` pipelines of the environment "
-        f"({len(cfg_seeds)} seeds). They train {grid['stage I']} more stage-I models "
-        f"and {grid['stage II']} stage-II models. At this run's stage I "
-        f"({per['stage I'] / 60:.1f} min) and R2ScP's stage II ({per['stage II'] / 60:.1f} min) "
-        f"each, these trainings would take about **{rest / 3600:.1f} h**, so the whole "
-        f"environment about {(rest + r['wall_seconds']) / 3600:.1f} h on this machine, before "
-        "the generative imputers (one per seed), the evaluation of every model at every "
-        "setting and missing rate, and the reports. A projection, not a measurement; the "
-        f"same rule gives {projected / 60:.1f} min for {checked}, which took "
-        f"{took / 60:.1f} min.\n"
+        + f"\nThe rest of the environment ({len(r['parameters']['evaluate']['seeds'])} seeds, "
+        "every variant), projected from measured parts:\n\n" + md_table(head, rows)
+        + f"\nWith this run's {r['wall_seconds'] / 60:.0f} min, the whole environment would "
+        f"take about **{(total + r['wall_seconds']) / 3600:.1f} h** on this machine. A "
+        "projection, not a measurement"
     )
+    if not (root / RESULTS / FULL_METHODS_RUN / "run.json").exists():
+        return text + ".\n"
+    projected, took = _variant_seconds(root, FULL_METHODS_RUN, FULL_RUN)
+    stage2 = nodes[STAGE_NODES["stage II"]]
+    ratios = [sec / stage2 for name, sec in _variant_times(root, FULL_METHODS_RUN).items()]
+    return text + (
+        f": on this data the default methods' stage-II trainings took from {min(ratios):.1f} "
+        f"to {max(ratios):.1f} times R2ScP's, {took / 60:.1f} min in all where the table's "
+        f"rule gives {projected / 60:.1f} min (`docs/results/{FULL_METHODS_RUN}`).\n"
+    )
+
+
+def _variant_times(root: Path, run: str) -> dict[str, float]:
+    """Seconds of each ``train_variant`` node of reference run ``run`` that trained a model
+    (R2ScP at ``params:seed`` reuses the mix pipeline's; unselected variants train none)."""
+    from r2scp_pipeline.experiment import check_parameters
+
+    params = load_json(root, f"{run}/run.json")["parameters"]
+    nodes = load_json(root, f"{run}/node_times.json")["nodes"]
+    cfg = check_parameters(params["evaluate"], params["seed"])
+    reused = len(cfg.seeds) == 1 and params["seed"] in cfg.seeds
+    return {name: nodes[f"{name}.train_variant"] for name in cfg.methods
+            if not (name == "r2scp" and reused)}  # fmt: skip
+
+
+def _full_projection(root: Path, params: dict, nodes: dict) -> tuple[list[list], float]:
+    """The parts of a configuration (``params``) beyond its measured first part (``nodes``:
+    its node times): rows (what, how many, minutes each, hours in all, basis) and the total
+    seconds. Trainings at the first part's stage I and R2ScP stage II; the generative imputers
+    and the evaluation per model at ``FULL_METHODS_RUN``'s, when kept."""
+    from r2scp_pipeline.experiment import check_parameters
+
+    cfg = check_parameters(params["evaluate"], params["seed"])
+    grid = grid_trainings(params)
+    parts = [
+        ("stage I: every other seed's shared experts, and each seed of a variant that retrains "
+         "them", grid["stage I"], nodes[STAGE_NODES["stage I"]],
+         f"`{STAGE_NODES['stage I']}` above (seed {params['seed']})"),
+        ("stage II: each seed of each variant (R2ScP's at this seed is the one above)",
+         grid["stage II"], nodes[STAGE_NODES["stage II"]], f"`{STAGE_NODES['stage II']}` above"),
+    ]  # fmt: skip
+    if (root / RESULTS / FULL_METHODS_RUN / "run.json").exists():
+        other = load_json(root, f"{FULL_METHODS_RUN}/run.json")["parameters"]
+        done = load_json(root, f"{FULL_METHODS_RUN}/node_times.json")["nodes"]
+        seen = check_parameters(other["evaluate"], other["seed"])
+        basis = f"`{FULL_METHODS_RUN}` ({len(seen.methods) * len(seen.seeds)} models)"
+        parts += [
+            ("generative imputers, one per seed", len(cfg.seeds),
+             done["train_generative_imputers"] / len(seen.seeds), basis),
+            ("evaluation of each model at every setting and missing rate",
+             len(cfg.methods) * len(cfg.seeds),
+             done["evaluate_methods"] / (len(seen.methods) * len(seen.seeds)), basis),
+        ]  # fmt: skip
+    rows = [[what, n, f"{each / 60:.1f}", f"{n * each / 3600:.1f}", basis]
+            for what, n, each, basis in parts]  # fmt: skip
+    return rows, sum(n * each for _, n, each, _ in parts)
 
 
 #: the default configuration's methods and seed trained and evaluated on the full environment's
@@ -1119,6 +1160,12 @@ def full_default_methods(root: Path) -> str:
         + "Per question type, on the full data:\n\n" + _modality_needs_table(needs)
         + _best_expert_line(needs)
     )
+
+
+@renderer("full.default_methods.claims")
+def full_default_methods_claims(root: Path) -> str:
+    """The claim verdicts of ``FULL_METHODS_RUN`` (one seed, the default methods)."""
+    return run_claims(root, FULL_METHODS_RUN)
 
 
 @renderer("expert_generalisation")

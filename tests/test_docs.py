@@ -361,24 +361,34 @@ def test_the_full_time_block_projects_the_rest_from_the_measured_stages(tmp_path
     grid = render_docs.grid_trainings(params)
     rest = grid["stage I"] * 600 + grid["stage II"] * 120
     text = render_docs.full_time(tmp_path)
-    assert f"{grid['stage I']} more stage-I models and {grid['stage II']} stage-II" in text
-    assert f"about **{rest / 3600:.1f} h**" in text
-    assert f"about {(rest + 1800) / 3600:.1f} h on this machine" in text
-    assert "| pretrain_experts | 10.0 |" in text
-    assert "for the default run's variants (`docs/results/default`)" in text
-    # the rule checked on the variants trained on the full data, when that run is kept
+    assert f"| stage I: every other seed's shared experts, and each seed of a variant that " \
+           f"retrains them | {grid['stage I']} | 10.0 | {grid['stage I'] / 6:.1f} |" in text
+    assert f"R2ScP's at this seed is the one above) | {grid['stage II']} | 2.0 |" in text
+    assert f"would take about **{(rest + 1800) / 3600:.1f} h**" in text
+    assert "| pretrain_experts | 10.0 |" in text and "generative imputers" not in text
+    # kept: the default methods trained on the full data give the imputers' and evaluation's
+    # time per seed / model, and check the rule on their variants
     methods = results / render_docs.FULL_METHODS_RUN
     methods.mkdir()
     runtime = reference_run.run_config_params(ROOT / "docs/run_configs/full_default_methods.yml")
     both = reference_run.parameters("full", runtime_params=runtime)
     (methods / "run.json").write_text(json.dumps({**run, "parameters": both}))
-    trained = {"zero_fill.train_variant": 100.0, "oracle.train_variant": 200.0, "mix_experts": 1.0}
+    chosen = both["evaluate"]["methods"]
+    trained = {f"{m}.train_variant": 60.0 for m in chosen} | {
+        "train_generative_imputers": 300.0, "evaluate_methods": 24.0 * len(chosen)}  # fmt: skip
     (methods / "node_times.json").write_text(json.dumps({"nodes": trained}))
-    grid = render_docs.grid_trainings(both)
+    seeds = len(params["evaluate"]["seeds"])
+    from r2scp_pipeline.experiment import check_parameters
+
+    models = seeds * len(check_parameters(params["evaluate"], 42).methods)
+    rest += seeds * 300 + models * 24
     text = render_docs.full_time(tmp_path)
-    assert (f"gives {grid['stage II'] * 120 / 60:.1f} min for the default methods' variants "
-            f"trained on this data (`docs/results/{render_docs.FULL_METHODS_RUN}`), which took "
-            "5.0 min") in text  # fmt: skip
+    assert f"| generative imputers, one per seed | {seeds} | 5.0 |" in text
+    assert f"| evaluation of each model at every setting and missing rate | {models} | 0.4 |" in text
+    assert f"would take about **{(rest + 1800) / 3600:.1f} h**" in text
+    n2 = render_docs.grid_trainings(both)["stage II"]
+    assert (f"took from 0.5 to 0.5 times R2ScP's, {(len(chosen) - 1) * 60 / 60:.1f} min in all "
+            f"where the table's rule gives {n2 * 120 / 60:.1f} min") in text  # fmt: skip
 
 
 def test_the_full_data_block_pairs_the_model_targets_with_the_default_run(tmp_path):
