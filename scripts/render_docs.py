@@ -1120,13 +1120,14 @@ def _full_projection(root: Path, params: dict, nodes: dict) -> tuple[list[list],
         other = load_json(root, f"{FULL_METHODS_RUN}/run.json")["parameters"]
         done = load_json(root, f"{FULL_METHODS_RUN}/node_times.json")["nodes"]
         seen = check_parameters(other["evaluate"], other["seed"])
-        basis = f"`{FULL_METHODS_RUN}` ({len(seen.methods) * len(seen.seeds)} models)"
+        models = len(seen.methods) * len(seen.seeds)
         parts += [
             ("generative imputers, one per seed", len(cfg.seeds),
-             done["train_generative_imputers"] / len(seen.seeds), basis),
+             done["train_generative_imputers"] / len(seen.seeds),
+             f"`{FULL_METHODS_RUN}` ({len(seen.seeds)} seed{'s' * (len(seen.seeds) > 1)})"),
             ("evaluation of each model at every setting and missing rate",
-             len(cfg.methods) * len(cfg.seeds),
-             done["evaluate_methods"] / (len(seen.methods) * len(seen.seeds)), basis),
+             len(cfg.methods) * len(cfg.seeds), done["evaluate_methods"] / models,
+             f"`{FULL_METHODS_RUN}` ({models} models)"),
         ]  # fmt: skip
     rows = [[what, n, f"{each / 60:.1f}", f"{n * each / 3600:.1f}", basis]
             for what, n, each, basis in parts]  # fmt: skip
