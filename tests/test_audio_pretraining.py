@@ -79,21 +79,6 @@ def test_the_set_holds_log_mel_frames_and_the_instruments_sounding_per_second(au
     assert not torch.equal(other["x"][0], x[0])
 
 
-def test_the_set_is_the_same_on_worker_processes(audio_set, test_params):
-    """``dataset.embedded.num_workers``: scenes rendered and encoded on two spawned processes
-    give the one-process set bit for bit (each scene is encoded alone)."""
-    def with_workers(n):
-        embedded = {**test_params["dataset"]["embedded"], "num_workers": n}
-        return {**test_params["dataset"], "embedded": embedded}
-
-    one = audio_pretraining_set(with_workers(1), test_params["features"], ENCODER, seed=3)
-    two = audio_pretraining_set(with_workers(2), test_params["features"], ENCODER, seed=3)
-    assert torch.equal(one["x"], two["x"]) and torch.equal(one["y"], two["y"])
-    assert torch.equal(one["x"], audio_set["x"])  # the test environment's own setting
-    assert {k: v for k, v in one["meta"].items() if k != "seconds"} == {
-        k: v for k, v in two["meta"].items() if k != "seconds"}  # fmt: skip
-
-
 def test_no_set_without_videos_or_log_mel_frames_and_bad_ranges_are_named(test_params):
     data, feats = test_params["dataset"], test_params["features"]
     assert audio_pretraining_set(data, feats, {**ENCODER, "videos": 0}, 3)["x"].numel() == 0

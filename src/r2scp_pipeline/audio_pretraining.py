@@ -22,7 +22,6 @@ audio expert from these weights (:func:`r2scp_pipeline.training.train_stage_one`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any
@@ -86,14 +85,15 @@ def audio_pretraining_set(
     ``features.audio.logmel`` and ``features.segments``. Labels: the instruments sounding in
     the second that feeds each segment and how loud and rhythmic each is
     (:func:`r2scp_pipeline.grounding.audio_target`, what ``grounding_labels`` gives the
-    dataset's videos). ``dataset.embedded.num_workers`` processes render and encode the scenes
-    (the set does not depend on it: each scene is encoded alone, :func:`_encode_scenes`).
+    dataset's videos).
 
     Returns ``{"x": float32 [N, T, S_a, D_a], "y": float32 [N, T, 3K], "meta": {...}}``; with
     ``videos: 0`` or audio features that are not log-mel frames (official VGGish features,
     ``pooling`` other than ``frames``) an empty set whose ``meta.skipped`` says why.
     """
     from r2scp_pipeline.pipelines.dataset.generator import resolve_config, sample_scenes
+    from r2scp_pipeline.pipelines.dataset.generator.assets import load_note_bank
+    from r2scp_pipeline.pipelines.dataset.generator.audio import render_audio
 
     params = check_params(audio_encoder_params)
     videos = int(params["videos"])
@@ -116,53 +116,14 @@ def audio_pretraining_set(
                           "split_fractions": {"train": 1.0, "val": 0.0, "test": 0.0}})  # fmt: skip
     tick = time.perf_counter()
     scenes = sample_scenes(cfg, int(seed) + offset)
-    segments = int(feature_param(features_params, "segments"))
-    workers = max(1, int(dataset_params["embedded"].get("num_workers") or 1))
-    size = -(-len(scenes) // (4 * workers))  # a few chunks per worker: the bar moves
-    jobs = [(scenes[i : i + size], str(cfg["sound_source"]), int(cfg["sample_rate"]), logmel,
-             segments, torch.get_num_threads()) for i in range(0, len(scenes), size)]  # fmt: skip
-    with tqdm(total=len(scenes), desc="audio pretraining set", unit="video",
-              mininterval=1.0) as bar:  # fmt: skip
-        pool = None
-        if workers > 1 and len(jobs) > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn: no fork of a process whose torch threads run
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-        parts = []
-        with pool or contextlib.nullcontext():
-            for job, part in zip(jobs, (pool.map if pool else map)(_encode_scenes, jobs),
-                                 strict=True):  # fmt: skip
-                parts.append(part)
-                bar.update(len(job[0]))
-    x = np.concatenate([part[0] for part in parts])  # [N, T, S_a, D_a]
-    y = np.concatenate([part[1] for part in parts])  # [N, T, 3K]
-    meta = {"videos": videos, "generator_seed": int(seed) + offset, "segments": segments,
-            "sounding_per_second": round(float(presence(torch.from_numpy(y)).sum(-1).mean()), 3),
-            "seconds": round(time.perf_counter() - tick, 1)}  # fmt: skip
-    logger.info("audio pretraining set: %d generated videos, x %s, %.2f instruments sounding "
-                "per second, %.1f s", videos, list(x.shape), meta["sounding_per_second"],
-                meta["seconds"])  # fmt: skip
-    return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "meta": meta}
-
-
-def _encode_scenes(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Audio and labels of a chunk of generated scenes (one job of :func:`audio_pretraining_set`,
-    in its process or a worker's): ``(x [n, T, S_a, D_a], y [n, T, 3K])``. Each scene is
-    rendered and encoded alone on the caller's torch thread count, so the arrays do not depend
-    on how the scenes are chunked or on the process."""
-    from r2scp_pipeline.pipelines.dataset.generator.assets import load_note_bank
-    from r2scp_pipeline.pipelines.dataset.generator.audio import render_audio
-
-    scenes, sound_source, sample_rate, logmel, segments, threads = job
-    torch.set_num_threads(threads)
-    bank = load_note_bank(sound_source, sample_rate)
+    bank = load_note_bank(str(cfg["sound_source"]), cfg["sample_rate"])
     enc = LogMelEncoder(**logmel)
-    x = np.zeros((len(scenes), segments, enc.tokens, enc.dim), dtype=np.float32)
-    y = np.zeros((len(scenes), segments, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES))),
+    segments = int(feature_param(features_params, "segments"))
+    x = np.zeros((videos, segments, enc.tokens, enc.dim), dtype=np.float32)
+    y = np.zeros((videos, segments, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES))),
                  dtype=np.float32)  # fmt: skip
-    for i, scene in enumerate(scenes):
+    for i, scene in enumerate(tqdm(scenes, desc="audio pretraining set", unit="video",
+                                   mininterval=1.0)):  # fmt: skip
         wave = render_audio(scene, bank)
         wave = np.clip(np.round(wave * 32767.0), -32768, 32767) / 32768.0  # as PCM16 read back
         per_second = enc(wave)  # [seconds, S_a, D_a]
@@ -172,7 +133,13 @@ def _encode_scenes(job: tuple) -> tuple[np.ndarray, np.ndarray]:
         seconds = segment_indices(int(scene["seconds"]), segments)
         for t, sounds in enumerate(segment_sounds(sounding, seconds)):
             y[i, t] = audio_target(*sounds)
-    return x, y
+    meta = {"videos": videos, "generator_seed": int(seed) + offset, "segments": segments,
+            "sounding_per_second": round(float(presence(torch.from_numpy(y)).sum(-1).mean()), 3),
+            "seconds": round(time.perf_counter() - tick, 1)}  # fmt: skip
+    logger.info("audio pretraining set: %d generated videos, x %s, %.2f instruments sounding "
+                "per second, %.1f s", videos, list(x.shape), meta["sounding_per_second"],
+                meta["seconds"])  # fmt: skip
+    return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "meta": meta}
 
 
 def set_fingerprint(audio_set: dict[str, Any] | None) -> dict[str, Any]:
