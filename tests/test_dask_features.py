@@ -73,7 +73,8 @@ def params(media):
         "progress": False,
         "media_root": str(media[0]),
         # batches of 16 frames: a batch mixes videos, so sharding changes batch composition
-        "visual": {"efficientnet_lite0": {"input_size": 96, "batch_size": 16}},
+        "visual": {"efficientnet_lite0": {"input_size": 96, "batch_size": 16},
+                   "workers": 1},  # the workers test below sets 1 and 2
     }
     return deep_merge(base["features"], small)
 

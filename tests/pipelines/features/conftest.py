@@ -31,7 +31,8 @@ def make_params(base_params, tmp_path):
             "progress": False,
             "media_root": str(tmp_path),
             # 96 px: a 3x3 last map, the smallest that holds the default [2, 3] grid
-            "visual": {"efficientnet_lite0": {"input_size": 96, "batch_size": 16}},
+            # one process: a few tiny videos (test_dask_features checks the workers)
+            "visual": {"efficientnet_lite0": {"input_size": 96, "batch_size": 16}, "workers": 1},
         }
         return deep_merge(deep_merge(base_params, small), over)
 
