@@ -311,7 +311,7 @@ def _progress(iterable: Any, total: int, desc: str, cfg: dict[str, Any]) -> Any:
     return tqdm(
         iterable,
         total=total,
-        desc=cfg.get("_progress_desc", desc),  # a worker's part names itself
+        desc=desc,
         unit="video",
         mininterval=1.0,
         disable=not bool(cfg.get("progress", True)),
@@ -444,8 +444,19 @@ def extract_visual_features(
     return col.result(video_ids)
 
 
+def _unique_seconds(n_seconds: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct source seconds the ``segments`` segments of an ``n_seconds`` video need,
+    and segment -> position among them."""
+    return np.unique(segment_indices(n_seconds, segments), return_inverse=True)
+
+
+def _visual_batch_size(params: dict[str, Any]) -> int:
+    """Frames per EfficientNet forward pass (``features.visual.efficientnet_lite0.batch_size``)."""
+    return max(1, int(feature_param(params, "visual", "efficientnet_lite0", "batch_size")))
+
+
 def _collect_visual(
-    video_index: pd.DataFrame, params: dict[str, Any]
+    video_index: pd.DataFrame, params: dict[str, Any], desc: str = "features: visual"
 ) -> tuple[_Collector, list[str]]:
     """Encode the frames of ``video_index``'s videos; the collector holds them (and skips)."""
     encoder_name, columns, col, root, video_ids = _start(
@@ -456,7 +467,7 @@ def _collect_visual(
     with torch_threads(params.get("num_threads")):
         if encoder_name == "precomputed":
             load = _precomputed_loader(params, "visual")
-            for vid in _progress(video_ids, len(video_ids), "features: visual", params):
+            for vid in _progress(video_ids, len(video_ids), desc, params):
                 try:
                     per_second, src = load(vid)
                 except MediaError as err:
@@ -466,7 +477,7 @@ def _collect_visual(
             return col, video_ids
 
         size = int(feature_param(params, "visual", "efficientnet_lite0", "input_size"))
-        batch_size = max(1, int(feature_param(params, "visual", "efficientnet_lite0", "batch_size")))
+        batch_size = _visual_batch_size(params)
         token = feature_param(params, "visual", "efficientnet_lite0", "token")
         encoder = EfficientNetLite0Encoder(size, feature_param(params, "visual", "grid"), token)
         # pending videos: (video_id, frames_dir, inverse index [T]) and their unique frames
@@ -484,10 +495,6 @@ def _collect_visual(
             pending.clear()
             pending_frames.clear()
 
-        def unique_seconds(n_seconds: int) -> tuple[np.ndarray, np.ndarray]:
-            """The distinct source seconds the T segments need, and segment -> position."""
-            return np.unique(segment_indices(n_seconds, T), return_inverse=True)
-
         n_pending = 0
         files = _media_files(video_index, columns, root)
         for vid, (src, mp4) in _progress(
@@ -498,12 +505,12 @@ def _collect_visual(
                     raise _no_media(columns)
                 if mp4:
                     decoded, n_seconds = read_mp4_frames(
-                        src, size, lambda n: unique_seconds(n)[0]
+                        src, size, lambda n: _unique_seconds(n, T)[0]
                     )  # [U, s, s, 3]
-                    inverse = unique_seconds(n_seconds)[1]
+                    inverse = _unique_seconds(n_seconds, T)[1]
                 else:
                     frames = list_frames(src)
-                    unique, inverse = unique_seconds(len(frames))
+                    unique, inverse = _unique_seconds(len(frames), T)
                     decoded = np.stack([decode_frame(frames[i], size) for i in unique])
             except MediaError as err:
                 col.fail(vid, err)
@@ -592,13 +599,12 @@ def _collect_visual_parts(
         return _collect_visual(video_index, params)
     parts = [video_index.iloc[a:b].reset_index(drop=True)
              for a, b in zip(bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
-    labelled = [{**params, "_progress_desc": f"features: visual ({i + 1}/{len(parts)})"}
-                for i in range(len(parts))]  # fmt: skip
+    descs = [f"features: visual ({i + 1}/{len(parts)})" for i in range(len(parts))]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(len(parts), mp_context=mp.get_context("spawn")) as pool:
-        done = list(pool.map(_visual_part, parts, labelled))
+        done = list(pool.map(_visual_part, parts, [params] * len(parts), descs))
     return _Collector.merge(done)
 
 
@@ -610,7 +616,7 @@ def _batch_starts(video_index: pd.DataFrame, params: dict[str, Any]) -> list[int
     columns = _media_columns(params, "frames_dir")
     root = Path(params.get("media_root") or Path.cwd())
     segments = int(feature_param(params, "segments"))
-    batch_size = max(1, int(feature_param(params, "visual", "efficientnet_lite0", "batch_size")))
+    batch_size = _visual_batch_size(params)
     starts, pending = [0], 0
     for i, (src, mp4) in enumerate(_media_files(video_index, columns, root)):
         if src is None or mp4:
@@ -619,16 +625,17 @@ def _batch_starts(video_index: pd.DataFrame, params: dict[str, Any]) -> list[int
             seconds = len(list_frames(src))
         except MediaError:
             return None
-        pending += len(np.unique(segment_indices(seconds, segments)))
+        pending += len(_unique_seconds(seconds, segments)[0])
         if pending >= batch_size:
             starts.append(i + 1)
             pending = 0
     return starts
 
 
-def _visual_part(video_index: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """One worker's part of :func:`_collect_visual_parts`, as a partial result."""
-    col, video_ids = _collect_visual(video_index, params)
+def _visual_part(video_index: pd.DataFrame, params: dict[str, Any], desc: str) -> dict[str, Any]:
+    """One worker's part of :func:`_collect_visual_parts` (its progress bar ``desc``), as a
+    partial result."""
+    col, video_ids = _collect_visual(video_index, params, desc)
     return col.shard(video_ids)
 
 
