@@ -881,6 +881,13 @@ def stage2_binding(root: Path) -> str:
                          BINDING_TYPES)  # fmt: skip
 
 
+@renderer("stage2_draw")
+def stage2_draw(root: Path) -> str:
+    """benchmarks/stage2_seeds.py on the default run's data and experts: R2ScP's stage II per
+    seed drawing questions (as configured) and drawing whole videos (``mix.draw: videos``)."""
+    return _stage2_seeds(root, "stage2_draw.json", "--variant video_draws mix.draw=videos")
+
+
 def _stage2_seeds(root: Path, name: str, variant: str, types: tuple[str, ...] = ()) -> str:
     """The table of one benchmarks/stage2_seeds.py file: per variant, each STAGE2_COLUMNS
     figure per seed with its mean (sd), then the complete test accuracy of ``types``."""

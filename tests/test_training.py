@@ -222,6 +222,46 @@ def test_stage_two_batch_by_video_keeps_a_videos_questions_together(tensors, sta
     assert np.isfinite(predict(by_video, tensors, "val").logits).all()
 
 
+def test_draw_videos_takes_whole_videos_and_is_seeded(tensors):
+    rows = tensors.indices("train")
+    video = tensors.video[rows].numpy()
+    draw = training.draw_videos(tensors)
+    n = len(rows) // 2
+    got = draw(rows, n, np.random.default_rng(3))
+    assert len(got) == n and len(set(got.tolist())) == n and set(got) <= set(rows)
+    assert list(got) == sorted(got)
+    picked = tensors.video[got].numpy()
+    per_video = {v: int((video == v).sum()) for v in set(video.tolist())}
+    taken = {v: int((picked == v).sum()) for v in set(picked.tolist())}
+    cut = [v for v, k in taken.items() if k < per_video[v]]
+    assert len(cut) <= 1  # every drawn video whole, but the last one taken
+    uniform = training.draw_rows(rows, n, np.random.default_rng(3))
+    assert len(set(tensors.video[uniform].tolist())) >= len(taken)  # fewer videos per question
+    assert np.array_equal(draw(rows, n, np.random.default_rng(3)), got)
+    assert not np.array_equal(draw(rows, n, np.random.default_rng(4)), got)
+    assert draw(rows, None, np.random.default_rng(3)) is rows
+    assert draw(rows, len(rows) + 5, np.random.default_rng(3)) is rows
+
+
+def test_stage_two_draws_whole_videos_when_asked(tensors, stage1, monkeypatch):
+    ckpt, _ = stage1
+    seen, real_fit = [], training.fit
+
+    def spy(**kw):
+        seen.append(kw["draw"])
+        return real_fit(**kw)
+
+    monkeypatch.setattr(training, "fit", spy)
+    n = len(tensors.indices("train")) // 2
+    loop = {**LOOP, "epochs": 1, "samples_per_epoch": n}
+    train_stage_two(ckpt, tensors, MODEL, loop, {}, seed=0)
+    model, _ = train_stage_two(ckpt, tensors, MODEL, {**loop, "draw": "videos"}, {}, seed=0)
+    assert seen[0] is training.draw_rows and seen[1] is not training.draw_rows
+    assert np.isfinite(predict(model, tensors, "val").logits).all()
+    with pytest.raises(ValueError, match="mix.draw must be questions or videos, got 'clips'"):
+        train_stage_two(ckpt, tensors, MODEL, {**loop, "draw": "clips"}, {}, seed=0)
+
+
 def test_stage_two_without_stage_one_trains_the_experts(tensors):
     model0, s0 = train_stage_one(tensors, MODEL, {**LOOP, "stage_one": False}, {}, seed=0)
     ckpt = model_checkpoint(model0, {"stage_one": False})

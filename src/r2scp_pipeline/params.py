@@ -28,7 +28,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -306,6 +306,7 @@ class MixParams(LoopParams):
     rank_loss_weight: float
     val_settings: list[str]
     batch_by_video: bool = False  # a batch holds whole videos' drawn questions (CAP's SA once per video)
+    draw: Literal["questions", "videos"] = "questions"  # what samples_per_epoch draws: questions or whole videos
 
 
 # ---- evaluate (conf/base/parameters_evaluate.yml; checked further by evaluate/config.py) -------

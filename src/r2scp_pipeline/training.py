@@ -213,6 +213,25 @@ def draw_rows(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.n
     return np.sort(rows[rng.choice(len(rows), n, replace=False)])
 
 
+Draw = Callable[[np.ndarray, "int | None", np.random.Generator], np.ndarray]
+
+
+def draw_videos(tensors: AVQATensors) -> Draw:
+    """A draw of ``n`` rows that takes whole videos: the videos in a random order, each with all
+    of its rows, until ``n`` rows are taken (the last video may be cut), sorted. An epoch then
+    sees fewer videos with more of each one's questions, so a batch by video (``permute``)
+    encodes fewer videos per question. ``rows`` itself (and no draw) when ``n`` is None or
+    not below ``len(rows)``, as :func:`draw_rows`."""
+
+    def draw(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+        if not n or n >= len(rows):
+            return rows
+        rank = rng.permutation(len(tensors.video_ids))[tensors.video[rows].numpy()]
+        return np.sort(rows[np.lexsort((rows, rank))][:n])
+
+    return draw
+
+
 def _clip_sets(model: R2ScP, params: list[torch.nn.Parameter],
                groups: dict[str, tuple[str, ...]]) -> list[list[torch.nn.Parameter]]:  # fmt: skip
     """``params`` split by ``groups`` (name -> key prefixes), the rest in one more set: each
@@ -247,6 +266,7 @@ def fit(
     train_mode: Callable[[], None],
     groups: dict[str, tuple[str, ...]] | None = None,
     permute: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
+    draw: Draw = draw_rows,
     dist: DistContext | None = None,
     on_groups_done: Callable[[set[str]], None] | None = None,
     extra: dict[str, Any] | None = None,
@@ -262,7 +282,9 @@ def fit(
     ``on_groups_done(done)`` is told, after each epoch, which groups have not improved for
     ``patience`` epochs: their best weights are what they will end with, so the caller may stop
     computing them (stage I then stops training a finished expert; not under ``dist``).
-    ``permute(rng, train_rows)`` replaces the epoch's uniform shuffle (same rows, other order).
+    ``permute(rng, train_rows)`` replaces the epoch's uniform shuffle (same rows, other order);
+    ``draw(train_rows, n, rng)`` picks an epoch's ``loop.samples_per_epoch`` rows (default
+    :func:`draw_rows`: questions uniformly; :func:`draw_videos`: whole videos).
     A checkpoint (``<checkpoint_dir>/last.pt``)
     holds model, optimizer, scheduler, torch RNG, history, best state and patience counter,
     tagged with ``run_hash``, and ``extra`` (plain values the caller computed before training,
@@ -321,7 +343,7 @@ def fit(
         eseed = epoch_seed(seed, stage, epoch)
         torch.manual_seed(eseed + (dist.rank if dist else 0))  # dropout: other masks per rank
         rng = np.random.default_rng(eseed)
-        rows = draw_rows(train_rows, per_epoch, rng)  # samples_per_epoch: this epoch's draw
+        rows = draw(train_rows, per_epoch, rng)  # samples_per_epoch: this epoch's draw
         order = permute(rng, rows) if permute else rows[rng.permutation(len(rows))]
         setup = epoch_setup(epoch, rng)
         train_mode()
@@ -1237,6 +1259,9 @@ def train_stage_two(
     weight = float(params.get("rank_loss_weight", 0.1))
     drop_rate = float(params.get("drop_rate", 0.5))
     by_video = bool(params.get("batch_by_video", False))
+    draw = {"questions": draw_rows, "videos": draw_videos(tensors)}.get(params.get("draw", "questions"))
+    if draw is None:
+        raise ValueError(f"mix.draw must be questions or videos, got {params.get('draw')!r}")
     drop_mods = list(params.get("drop_modalities", ["audio", "visual"]))
     val_settings = list(params.get("val_settings", ["none", "audio", "visual"]))
     bad = [m for m in drop_mods if m not in MODALITIES] + [
@@ -1352,7 +1377,7 @@ def train_stage_two(
         res = fit(stage="mix", model=model, params=trainable, train_rows=train_rows, loop=loop,
                   seed=seed, run_hash=run_hash, device=device, epoch_setup=epoch_setup,
                   step=step, evaluate=evaluate, train_mode=train_mode, dist=dist_context(),
-                  permute=shuffle_by_video(tensors) if by_video else None)  # fmt: skip
+                  permute=shuffle_by_video(tensors) if by_video else None, draw=draw)  # fmt: skip
     model.to("cpu").eval()
     summary.update(_summary(res))
     summary["timing"]["cache_seconds"] = round(cache_seconds, 2)
