@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
 EXPERTS = ("audio", "visual", "text")  # the stage-I experts, as the result files name them
@@ -1091,6 +1093,74 @@ def full_time(root: Path) -> str:
         f": on this data the default methods' stage-II trainings took from {min(ratios):.1f} "
         f"to {max(ratios):.1f} times R2ScP's, {took / 60:.1f} min in all where the table's "
         f"rule gives {projected / 60:.1f} min (`docs/results/{FULL_METHODS_RUN}`).\n"
+    )
+
+
+#: the default configuration's code run again on a fresh machine (``scripts/reference_run.py``)
+RERUN = "default_rerun"
+#: dataset ... mix of the default configuration on 1.4 times the videos (a run config)
+MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG = "more_videos", Path("docs/run_configs/more_videos.yml")
+#: benchmarks/stage2_seeds.py files with each run's seed-42 stage II on its test split
+MORE_VIDEOS_TESTS = {RERUN: ("stage2_draw.json", "configured"),
+                     MORE_VIDEOS_RUN: ("more_videos_stage2.json", "configured")}  # fmt: skip
+#: question types of the targets that the stage-II benchmark scores per type
+MORE_VIDEOS_TYPES = ("Visual Location", "Audio-Visual Location", "Audio-Visual Temporal")
+
+
+@renderer("default.more_videos")
+def default_more_videos(root: Path) -> str:
+    """The default configuration (``RERUN``) against the same on 1.4 times the videos with
+    fewer stage-I epochs (``MORE_VIDEOS_RUN``, run config ``MORE_VIDEOS_CONFIG``): their models
+    on val, R2ScP's seed-42 stage II on each run's test split, and the time of the nodes both
+    ran."""
+    command = (f"python scripts/reference_run.py --pipelines dataset,features,build_index,"
+               f"pretrain,mix --config {MORE_VIDEOS_CONFIG} --out docs/results/{MORE_VIDEOS_RUN}")  # fmt: skip
+    missing = _not_measured(root, f"{MORE_VIDEOS_RUN}/run.json", command)
+    if missing:
+        return missing
+    base, more = (load_json(root, f"{run}/run.json") for run in (RERUN, MORE_VIDEOS_RUN))
+    config = yaml.safe_load((root / MORE_VIDEOS_CONFIG).read_text())["run"]["params"]
+    if more["run_config_params"] != config:
+        raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json ran with run config params "
+                         f"{more['run_config_params']}, not those of {MORE_VIDEOS_CONFIG}")  # fmt: skip
+    tests = {}
+    for run, (name, variant) in MORE_VIDEOS_TESTS.items():
+        b = load_json(root, name)
+        tests[run] = (b, b["variants"][variant]["seeds"][str(base["seed"])])
+    rows = [["test questions", *(f"{b['test_questions']:,}" for b, _ in tests.values())]]
+    for key, what in (("none", "complete"), ("audio", "audio missing"), ("visual", "visual missing")):
+        rows.append([f"test, {what} %", *(f"{100 * t[f'test_{key}']:.1f}" for _, t in tests.values())])
+    rows += [[f"test, complete, {t} %", *(f"{100 * x[f'test_none/{t}']:.1f}" for _, x in tests.values())]
+             for t in MORE_VIDEOS_TYPES]  # fmt: skip
+    rows.append(["train (memorisation check) minus test, complete (points)",
+                 *(f"{100 * (t['train_none'] - t['test_none']):.1f}" for _, t in tests.values())])  # fmt: skip
+    nodes = {run: load_json(root, f"{run}/node_times.json")["nodes"] for run in (RERUN, MORE_VIDEOS_RUN)}
+    shared = sorted(set(nodes[MORE_VIDEOS_RUN]) & set(nodes[RERUN]))
+    spent = {run: sum(nodes[run][n] for n in shared) for run in nodes}
+    slow = sorted(shared, key=lambda n: -nodes[MORE_VIDEOS_RUN][n])[:6]
+    time_rows = [[n, f"{nodes[RERUN][n] / 60:.1f}", f"{nodes[MORE_VIDEOS_RUN][n] / 60:.1f}"] for n in slow]
+    time_rows.append([f"all {len(shared)} nodes of these pipelines",
+                      *(f"{spent[run] / 60:.1f}" for run in (RERUN, MORE_VIDEOS_RUN))])  # fmt: skip
+    bench = ", ".join(f"`{b['command']}` (commit `{str(b['commit'])[:10]}`)" for b, _ in tests.values())
+    added = spent[MORE_VIDEOS_RUN] - spent[RERUN]
+    return (
+        _run_line(root, RERUN)
+        + f"On more videos: `{more['command']}` with `{MORE_VIDEOS_CONFIG}` (its run.params: "
+        f"`{json.dumps(config)}`) at commit `{more['commit'][:10]}` in a fresh clone, the "
+        f"same machine; wall {more['wall_seconds'] / 60:.1f} min for the pipelines "
+        f"{more['pipelines']}. Files: `docs/results/{MORE_VIDEOS_RUN}/`.\n\n"
+        + "Their models on val (each run's own val split):\n\n"
+        + _val_comparison(root, (RERUN, MORE_VIDEOS_RUN))
+        + f"\nR2ScP's stage II of seed {base['seed']} on each run's own test split (every test "
+        f"video, rate 1.0 for the missing settings; {bench}):\n\n"
+        + md_table(["what", *(f"`{run}`" for run in tests)], rows)
+        + "\nMinutes of the nodes both runs ran (the slowest on more videos, then all):\n\n"
+        + md_table(["node", f"`{RERUN}`", f"`{MORE_VIDEOS_RUN}`"], time_rows)
+        + f"\nOn more videos these nodes took {added / 60:.1f} min more; the rest of a default "
+        f"run (the variants and the evaluation, {(base['wall_seconds'] - spent[RERUN]) / 60:.1f} "
+        f"min of `{RERUN}`'s {base['wall_seconds'] / 60:.1f} min, and more on a larger test split) "
+        f"puts the whole run at about {(base['wall_seconds'] + added) / 60:.1f} min or more: an "
+        "estimate, not a measurement.\n"
     )
 
 

@@ -402,3 +402,29 @@ def test_the_full_data_block_pairs_the_model_targets_with_the_default_run(tmp_pa
     assert "Default data: `docs/results/default/`" in text
     assert "| train minus test, complete (points) | <= 15 |" in text and "wall time" not in text
     assert text.count(" | +0.0 |") == 9  # the same files on both sides: no change in any row
+
+
+def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run_config(tmp_path):
+    """On the committed files the block names both runs and the test-split table; a run whose
+    recorded run config is not the committed one is refused (its figures would be mislabelled)."""
+    import json
+    import shutil
+
+    text = render_docs.default_more_videos(ROOT)
+    assert "`docs/results/default_rerun/`" in text and "`docs/results/more_videos/`" in text
+    assert "| test, complete, Audio-Visual Location % |" in text
+    assert "an estimate, not a measurement" in text
+    folder = tmp_path / render_docs.RESULTS
+    assert "Not measured yet" in render_docs.default_more_videos(tmp_path)
+    for name in ("default_rerun", "more_videos"):
+        shutil.copytree(ROOT / render_docs.RESULTS / name, folder / name)
+    for name in ("stage2_draw.json", "more_videos_stage2.json"):
+        shutil.copy(ROOT / render_docs.RESULTS / name, folder / name)
+    (tmp_path / render_docs.MORE_VIDEOS_CONFIG).parent.mkdir(parents=True)
+    shutil.copy(ROOT / render_docs.MORE_VIDEOS_CONFIG, tmp_path / render_docs.MORE_VIDEOS_CONFIG)
+    assert render_docs.default_more_videos(tmp_path) == text
+    run = json.loads((folder / "more_videos/run.json").read_text())
+    run["run_config_params"]["pretrain"]["epochs"] = 30
+    (folder / "more_videos/run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="not those of docs/run_configs/more_videos.yml"):
+        render_docs.default_more_videos(tmp_path)
