@@ -200,15 +200,21 @@ def test_stage_two_moves_the_mixing_weights(tensors, stage1):
         assert not torch.equal(model.state_dict()[name], init.state_dict()[name]), name
 
 
-def test_stage_two_batch_by_video_keeps_a_videos_questions_together(tensors, stage1, monkeypatch):
-    ckpt, _ = stage1
+def _spy_on_fit(monkeypatch, argument: str) -> list:
+    """What ``train_stage_two`` passes to ``training.fit`` as ``argument``, one per call."""
     seen, real_fit = [], training.fit
 
     def spy(**kw):
-        seen.append(kw["permute"])
+        seen.append(kw[argument])
         return real_fit(**kw)
 
     monkeypatch.setattr(training, "fit", spy)
+    return seen
+
+
+def test_stage_two_batch_by_video_keeps_a_videos_questions_together(tensors, stage1, monkeypatch):
+    ckpt, _ = stage1
+    seen = _spy_on_fit(monkeypatch, "permute")
     train_stage_two(ckpt, tensors, MODEL, {**LOOP, "epochs": 1}, {}, seed=0)
     by_video, _ = train_stage_two(ckpt, tensors, MODEL, {**LOOP, "epochs": 1, "batch_by_video": True},
                                   {}, seed=0)  # fmt: skip
@@ -245,13 +251,7 @@ def test_draw_videos_takes_whole_videos_and_is_seeded(tensors):
 
 def test_stage_two_draws_whole_videos_when_asked(tensors, stage1, monkeypatch):
     ckpt, _ = stage1
-    seen, real_fit = [], training.fit
-
-    def spy(**kw):
-        seen.append(kw["draw"])
-        return real_fit(**kw)
-
-    monkeypatch.setattr(training, "fit", spy)
+    seen = _spy_on_fit(monkeypatch, "draw")
     n = len(tensors.indices("train")) // 2
     loop = {**LOOP, "epochs": 1, "samples_per_epoch": n}
     train_stage_two(ckpt, tensors, MODEL, loop, {}, seed=0)
