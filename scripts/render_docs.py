@@ -1100,11 +1100,8 @@ def full_time(root: Path) -> str:
 RERUN = "default_rerun"
 #: dataset ... mix of the default configuration on 1.4 times the videos (a run config)
 MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG = "more_videos", Path("docs/run_configs/more_videos.yml")
-#: benchmarks/stage2_seeds.py files with each run's seed-42 stage II on its test split
-MORE_VIDEOS_TESTS = {RERUN: ("stage2_draw.json", "configured"),
-                     MORE_VIDEOS_RUN: ("more_videos_stage2.json", "configured")}  # fmt: skip
-#: question types of the targets that the stage-II benchmark scores per type
-MORE_VIDEOS_TYPES = ("Visual Location", "Audio-Visual Location", "Audio-Visual Temporal")
+#: variants and evaluate of the default configuration on MORE_VIDEOS_RUN's data (same clone)
+MORE_VIDEOS_METHODS = "more_videos_methods"
 
 
 @renderer("default.more_videos")
@@ -1123,17 +1120,6 @@ def default_more_videos(root: Path) -> str:
     if more["run_config_params"] != config:
         raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json ran with run config params "
                          f"{more['run_config_params']}, not those of {MORE_VIDEOS_CONFIG}")  # fmt: skip
-    tests = {}
-    for run, (name, variant) in MORE_VIDEOS_TESTS.items():
-        b = load_json(root, name)
-        tests[run] = (b, b["variants"][variant]["seeds"][str(base["seed"])])
-    rows = [["test questions", *(f"{b['test_questions']:,}" for b, _ in tests.values())]]
-    for key, what in (("none", "complete"), ("audio", "audio missing"), ("visual", "visual missing")):
-        rows.append([f"test, {what} %", *(f"{100 * t[f'test_{key}']:.1f}" for _, t in tests.values())])
-    rows += [[f"test, complete, {t} %", *(f"{100 * x[f'test_none/{t}']:.1f}" for _, x in tests.values())]
-             for t in MORE_VIDEOS_TYPES]  # fmt: skip
-    rows.append(["train (memorisation check) minus test, complete (points)",
-                 *(f"{100 * (t['train_none'] - t['test_none']):.1f}" for _, t in tests.values())])  # fmt: skip
     nodes = {run: load_json(root, f"{run}/node_times.json")["nodes"] for run in (RERUN, MORE_VIDEOS_RUN)}
     shared = sorted(set(nodes[MORE_VIDEOS_RUN]) & set(nodes[RERUN]))
     spent = {run: sum(nodes[run][n] for n in shared) for run in nodes}
@@ -1141,7 +1127,6 @@ def default_more_videos(root: Path) -> str:
     time_rows = [[n, f"{nodes[RERUN][n] / 60:.1f}", f"{nodes[MORE_VIDEOS_RUN][n] / 60:.1f}"] for n in slow]
     time_rows.append([f"all {len(shared)} nodes of these pipelines",
                       *(f"{spent[run] / 60:.1f}" for run in (RERUN, MORE_VIDEOS_RUN))])  # fmt: skip
-    bench = ", ".join(f"`{b['command']}` (commit `{str(b['commit'])[:10]}`)" for b, _ in tests.values())
     added = spent[MORE_VIDEOS_RUN] - spent[RERUN]
     return (
         _run_line(root, RERUN)
@@ -1151,9 +1136,7 @@ def default_more_videos(root: Path) -> str:
         f"{more['pipelines']}. Files: `docs/results/{MORE_VIDEOS_RUN}/`.\n\n"
         + "Their models on val (each run's own val split):\n\n"
         + _val_comparison(root, (RERUN, MORE_VIDEOS_RUN))
-        + f"\nR2ScP's stage II of seed {base['seed']} on each run's own test split (every test "
-        f"video, rate 1.0 for the missing settings; {bench}):\n\n"
-        + md_table(["what", *(f"`{run}`" for run in tests)], rows)
+        + _more_videos_targets(root)
         + "\nMinutes of the nodes both runs ran (the slowest on more videos, then all):\n\n"
         + md_table(["node", f"`{RERUN}`", f"`{MORE_VIDEOS_RUN}`"], time_rows)
         + f"\nOn more videos these nodes took {added / 60:.1f} min more; the rest of a default "
@@ -1162,6 +1145,41 @@ def default_more_videos(root: Path) -> str:
         f"puts the whole run at about {(base['wall_seconds'] + added) / 60:.1f} min or more: an "
         "estimate, not a measurement.\n"
     )
+
+
+def _more_videos_targets(root: Path) -> str:
+    """The model-comparing targets of ``RERUN`` and ``MORE_VIDEOS_METHODS`` (the rest of a
+    default run on the more-videos data), when that run is committed."""
+    command = (f"python scripts/reference_run.py --pipelines variants,evaluate --continue-run "
+               f"--config {MORE_VIDEOS_CONFIG} --out docs/results/{MORE_VIDEOS_METHODS}")  # fmt: skip
+    missing = _not_measured(root, f"{MORE_VIDEOS_METHODS}/run.json", command)
+    if missing:
+        return "\nThe targets on more videos: " + missing
+    r = load_json(root, f"{MORE_VIDEOS_METHODS}/run.json")
+    config = yaml.safe_load((root / MORE_VIDEOS_CONFIG).read_text())["run"]["params"]
+    if r["run_config_params"] != config or not r["continues_earlier_run"]:
+        raise ValueError(f"docs/results/{MORE_VIDEOS_METHODS}/run.json is not the second part of "
+                         f"a run with {MORE_VIDEOS_CONFIG}")  # fmt: skip
+    rows, loads = _model_target_pairs(root, ((RERUN, "1x videos"),
+                                             (MORE_VIDEOS_METHODS, "1.4x videos")))  # fmt: skip
+    return (
+        f"\nThe rest of a default run on that data, in the same clone: `{r['command']}` at commit "
+        f"`{r['commit'][:10]}` (1-minute load average {r['load_average_before'][0]:.1f} at the "
+        f"start, {r['load_average_after'][0]:.1f} at the end: other work ran beside it, so its "
+        f"wall time, {r['wall_seconds'] / 60:.1f} min, is not this part's cost). Files: "
+        f"`docs/results/{MORE_VIDEOS_METHODS}/`. The model-comparing targets, each run on its "
+        "own test split:\n\n"
+        + md_table(["what", "target", f"`{RERUN}`", f"`{MORE_VIDEOS_METHODS}`", "change"], rows)
+        + f"\nMean router weight with both modalities on val: {loads}.\n"
+    )
+
+
+@renderer("default.more_videos.claims")
+def default_more_videos_claims(root: Path) -> str:
+    """The claim verdicts of ``MORE_VIDEOS_METHODS`` (one seed, the default methods)."""
+    if not (root / RESULTS / MORE_VIDEOS_METHODS / "run.json").exists():
+        return f"Not measured yet: `docs/results/{MORE_VIDEOS_METHODS}`.\n"
+    return run_claims(root, MORE_VIDEOS_METHODS)
 
 
 def _variant_times(root: Path, run: str) -> dict[str, float]:

@@ -412,14 +412,12 @@ def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run_
 
     text = render_docs.default_more_videos(ROOT)
     assert "`docs/results/default_rerun/`" in text and "`docs/results/more_videos/`" in text
-    assert "| test, complete, Audio-Visual Location % |" in text
+    assert "| complete, Audio-Visual Location | >= 70 |" in text
     assert "an estimate, not a measurement" in text
     folder = tmp_path / render_docs.RESULTS
     assert "Not measured yet" in render_docs.default_more_videos(tmp_path)
-    for name in ("default_rerun", "more_videos"):
+    for name in ("default_rerun", "more_videos", "more_videos_methods"):
         shutil.copytree(ROOT / render_docs.RESULTS / name, folder / name)
-    for name in ("stage2_draw.json", "more_videos_stage2.json"):
-        shutil.copy(ROOT / render_docs.RESULTS / name, folder / name)
     (tmp_path / render_docs.MORE_VIDEOS_CONFIG).parent.mkdir(parents=True)
     shutil.copy(ROOT / render_docs.MORE_VIDEOS_CONFIG, tmp_path / render_docs.MORE_VIDEOS_CONFIG)
     assert render_docs.default_more_videos(tmp_path) == text
@@ -427,4 +425,11 @@ def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run_
     run["run_config_params"]["pretrain"]["epochs"] = 30
     (folder / "more_videos/run.json").write_text(json.dumps(run))
     with pytest.raises(ValueError, match="not those of docs/run_configs/more_videos.yml"):
+        render_docs.default_more_videos(tmp_path)
+    run["run_config_params"]["pretrain"]["epochs"] = 22
+    (folder / "more_videos/run.json").write_text(json.dumps(run))
+    second = json.loads((folder / "more_videos_methods/run.json").read_text())
+    second["continues_earlier_run"] = False  # not the second part of that run
+    (folder / "more_videos_methods/run.json").write_text(json.dumps(second))
+    with pytest.raises(ValueError, match="is not the second part of a run with"):
         render_docs.default_more_videos(tmp_path)
