@@ -216,6 +216,12 @@ def draw_rows(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.n
 Draw = Callable[[np.ndarray, "int | None", np.random.Generator], np.ndarray]
 
 
+def _video_rank(tensors: AVQATensors, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each row's video's place [len(rows)] in a random order of all videos (one draw from
+    ``rng``): sorting rows by it keeps a video's rows together, videos shuffled."""
+    return rng.permutation(len(tensors.video_ids))[tensors.video[rows].numpy()]
+
+
 def draw_videos(tensors: AVQATensors) -> Draw:
     """A draw of ``n`` rows that takes whole videos: the videos in a random order, each with all
     of its rows, until ``n`` rows are taken (the last video may be cut), sorted. An epoch then
@@ -226,8 +232,7 @@ def draw_videos(tensors: AVQATensors) -> Draw:
     def draw(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
         if not n or n >= len(rows):
             return rows
-        rank = rng.permutation(len(tensors.video_ids))[tensors.video[rows].numpy()]
-        return np.sort(rows[np.lexsort((rows, rank))][:n])
+        return np.sort(rows[np.lexsort((rows, _video_rank(tensors, rows, rng)))][:n])
 
     return draw
 
@@ -454,7 +459,7 @@ def shuffle_by_video(tensors: AVQATensors) -> Callable[[np.random.Generator, np.
     questions together: a batch then holds a few whole videos, each encoded once (stage I)."""
 
     def permute(rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
-        rank = rng.permutation(len(tensors.video_ids))[tensors.video[rows].numpy()]
+        rank = _video_rank(tensors, rows, rng)
         return rows[np.lexsort((rng.random(len(rows)), rank))]
 
     return permute
