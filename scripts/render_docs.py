@@ -945,15 +945,16 @@ def _cpu_of(root: Path, run: str) -> str:
     return load_json(root, f"{run}/run.json").get("machine", {}).get("cpu_model", "unknown")
 
 
-def _model_target_pairs(root: Path, runs) -> tuple[list[list[str]], str]:
-    """The targets that compare models (not :data:`SPEED_TARGETS`) of two reference runs
-    ``runs = ((run, label), (run, label))`` as table rows (what, target, first, second,
-    change), and each run's mean router weights with both modalities on val, in words."""
+def _model_target_pairs(root: Path, runs, speed: bool = False) -> tuple[list[list[str]], str]:
+    """The targets that compare models (with ``speed`` also :data:`SPEED_TARGETS`: both runs
+    are whole default runs) of two reference runs ``runs = ((run, label), (run, label))`` as
+    table rows (what, target, first, second, change), and each run's mean router weights with
+    both modalities on val, in words."""
     (a_run, _), (b_run, _) = runs
     rows = [[what, target, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"]
             for (what, target, a, _), (_, _, b, _) in zip(_target_values(root, a_run),
                                                           _target_values(root, b_run), strict=True)
-            if not what.startswith(SPEED_TARGETS)]  # fmt: skip
+            if speed or not what.startswith(SPEED_TARGETS)]  # fmt: skip
     loads = []
     for run, label in runs:
         best = load_json(root, f"{run}/mix_history.json")["best"]
@@ -1098,89 +1099,69 @@ def full_time(root: Path) -> str:
 
 #: the default configuration's code run again on a fresh machine (``scripts/reference_run.py``)
 RERUN = "default_rerun"
-#: dataset ... mix of the default configuration on 1.4 times the videos (a run config)
+#: the default configuration on 1.4 times the videos with fewer stage-I epochs (a run config),
+#: the whole run in one fresh clone
 MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG = "more_videos", Path("docs/run_configs/more_videos.yml")
-#: variants and evaluate of the default configuration on MORE_VIDEOS_RUN's data (same clone)
-MORE_VIDEOS_METHODS = "more_videos_methods"
-MORE_VIDEOS_METHODS_COMMAND = (
-    f"python scripts/reference_run.py --pipelines variants,evaluate --continue-run "
-    f"--config {MORE_VIDEOS_CONFIG} --out docs/results/{MORE_VIDEOS_METHODS}"
+MORE_VIDEOS_COMMAND = (
+    f"python scripts/reference_run.py --config {MORE_VIDEOS_CONFIG} --out docs/results/{MORE_VIDEOS_RUN}"
 )
+
+
+def _more_videos_run(root: Path) -> dict:
+    """``MORE_VIDEOS_RUN``'s run.json, checked: a whole default run (every pipeline, not a
+    continuation) with the run config ``MORE_VIDEOS_CONFIG`` as committed."""
+    r = load_json(root, f"{MORE_VIDEOS_RUN}/run.json")
+    config = yaml.safe_load((root / MORE_VIDEOS_CONFIG).read_text())["run"]["params"]
+    if r["run_config_params"] != config:
+        raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json ran with run config params "
+                         f"{r['run_config_params']}, not those of {MORE_VIDEOS_CONFIG}")  # fmt: skip
+    if r["pipelines"] != "__default__" or r["continues_earlier_run"] or r["env"] != "base":
+        raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json is not a whole default run "
+                         f"(pipelines {r['pipelines']}, env {r['env']}, continues an earlier run: "
+                         f"{r['continues_earlier_run']})")  # fmt: skip
+    return r
 
 
 @renderer("default.more_videos")
 def default_more_videos(root: Path) -> str:
     """The default configuration (``RERUN``) against the same on 1.4 times the videos with
-    fewer stage-I epochs (``MORE_VIDEOS_RUN``, run config ``MORE_VIDEOS_CONFIG``): their models
-    on val, the model-comparing targets on each run's test split (``MORE_VIDEOS_METHODS``), and
-    the time of the nodes both ran."""
-    command = (f"python scripts/reference_run.py --pipelines dataset,features,build_index,"
-               f"pretrain,mix --config {MORE_VIDEOS_CONFIG} --out docs/results/{MORE_VIDEOS_RUN}")  # fmt: skip
-    missing = _not_measured(root, f"{MORE_VIDEOS_RUN}/run.json", command)
+    fewer stage-I epochs (``MORE_VIDEOS_RUN``, run config ``MORE_VIDEOS_CONFIG``), each a whole
+    run: their models on val, every target on each run's test split, and the slowest nodes."""
+    missing = _not_measured(root, f"{MORE_VIDEOS_RUN}/run.json", MORE_VIDEOS_COMMAND)
     if missing:
         return missing
-    base, more = (load_json(root, f"{run}/run.json") for run in (RERUN, MORE_VIDEOS_RUN))
-    config = yaml.safe_load((root / MORE_VIDEOS_CONFIG).read_text())["run"]["params"]
-    if more["run_config_params"] != config:
-        raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json ran with run config params "
-                         f"{more['run_config_params']}, not those of {MORE_VIDEOS_CONFIG}")  # fmt: skip
+    more = _more_videos_run(root)
     nodes = {run: load_json(root, f"{run}/node_times.json")["nodes"] for run in (RERUN, MORE_VIDEOS_RUN)}
-    shared = sorted(set(nodes[MORE_VIDEOS_RUN]) & set(nodes[RERUN]))
-    spent = {run: sum(nodes[run][n] for n in shared) for run in nodes}
-    slow = sorted(shared, key=lambda n: -nodes[MORE_VIDEOS_RUN][n])[:6]
-    time_rows = [[n, f"{nodes[RERUN][n] / 60:.1f}", f"{nodes[MORE_VIDEOS_RUN][n] / 60:.1f}"] for n in slow]
-    time_rows.append([f"all {len(shared)} nodes of these pipelines",
-                      *(f"{spent[run] / 60:.1f}" for run in (RERUN, MORE_VIDEOS_RUN))])  # fmt: skip
-    added = spent[MORE_VIDEOS_RUN] - spent[RERUN]
+    slow = sorted(nodes[MORE_VIDEOS_RUN], key=lambda n: -nodes[MORE_VIDEOS_RUN][n])[:8]
+    time_rows = [[n, *(f"{nodes[run].get(n, float('nan')) / 60:.1f}" for run in nodes)]
+                 for n in slow]  # fmt: skip
+    time_rows.append(["all nodes", *(f"{sum(nodes[run].values()) / 60:.1f}" for run in nodes)])
+    rows, loads = _model_target_pairs(root, ((RERUN, "1x videos"), (MORE_VIDEOS_RUN, "1.4x videos")),
+                                      speed=True)  # fmt: skip
     return (
         _run_line(root, RERUN)
-        + f"On more videos: `{more['command']}` with `{MORE_VIDEOS_CONFIG}` (its run.params: "
-        f"`{json.dumps(config)}`) at commit `{more['commit'][:10]}` in a fresh clone, the "
-        f"same machine; wall {more['wall_seconds'] / 60:.1f} min for the pipelines "
-        f"{more['pipelines']}. Files: `docs/results/{MORE_VIDEOS_RUN}/`.\n\n"
+        + "On more videos, in another fresh clone: "
+        + _run_line(root, MORE_VIDEOS_RUN).removeprefix("Reference run ")
+        + f"Its run config `{MORE_VIDEOS_CONFIG}` (run.params "
+        f"`{json.dumps(more['run_config_params'])}`).\n\n"
         + "Their models on val (each run's own val split):\n\n"
         + _val_comparison(root, (RERUN, MORE_VIDEOS_RUN))
-        + _more_videos_targets(root, config)
-        + "\nMinutes of the nodes both runs ran (the slowest on more videos, then all):\n\n"
-        + md_table(["node", f"`{RERUN}`", f"`{MORE_VIDEOS_RUN}`"], time_rows)
-        + f"\nOn more videos these nodes took {added / 60:.1f} min more; the rest of a default "
-        f"run (the variants and the evaluation, {(base['wall_seconds'] - spent[RERUN]) / 60:.1f} "
-        f"min of `{RERUN}`'s {base['wall_seconds'] / 60:.1f} min, and more on a larger test split) "
-        f"puts the whole run at about {(base['wall_seconds'] + added) / 60:.1f} min or more: an "
-        "estimate, not a measurement.\n"
-    )
-
-
-def _more_videos_targets(root: Path, config: dict) -> str:
-    """The model-comparing targets of ``RERUN`` and ``MORE_VIDEOS_METHODS`` (the rest of a
-    default run on the more-videos data, run with ``config``: MORE_VIDEOS_CONFIG's run.params),
-    when that run is committed."""
-    missing = _not_measured(root, f"{MORE_VIDEOS_METHODS}/run.json", MORE_VIDEOS_METHODS_COMMAND)
-    if missing:
-        return "\nThe targets on more videos: " + missing
-    r = load_json(root, f"{MORE_VIDEOS_METHODS}/run.json")
-    if r["run_config_params"] != config or not r["continues_earlier_run"]:
-        raise ValueError(f"docs/results/{MORE_VIDEOS_METHODS}/run.json is not the second part of "
-                         f"a run with {MORE_VIDEOS_CONFIG}")  # fmt: skip
-    rows, loads = _model_target_pairs(root, ((RERUN, "1x videos"),
-                                             (MORE_VIDEOS_METHODS, "1.4x videos")))  # fmt: skip
-    return (
-        f"\nThe rest of a default run on that data, in the same clone: `{r['command']}` at commit "
-        f"`{r['commit'][:10]}` (1-minute load average {r['load_average_before'][0]:.1f} at the "
-        f"start, {r['load_average_after'][0]:.1f} at the end: other work ran beside it, so its "
-        f"wall time, {r['wall_seconds'] / 60:.1f} min, is not this part's cost). Files: "
-        f"`docs/results/{MORE_VIDEOS_METHODS}/`. The model-comparing targets, each run on its "
-        "own test split:\n\n"
-        + md_table(["what", "target", f"`{RERUN}`", f"`{MORE_VIDEOS_METHODS}`", "change"], rows)
+        + "\nThe targets, each run on its own test split:\n\n"
+        + md_table(["what", "target", f"`{RERUN}`", f"`{MORE_VIDEOS_RUN}`", "change"], rows)
         + f"\nMean router weight with both modalities on val: {loads}.\n"
+        + "\nMinutes of the slowest nodes on more videos, then of all nodes (`node_times.json`):\n\n"
+        + md_table(["node", f"`{RERUN}`", f"`{MORE_VIDEOS_RUN}`"], time_rows)
     )
 
 
 @renderer("default.more_videos.claims")
 def default_more_videos_claims(root: Path) -> str:
-    """The claim verdicts of ``MORE_VIDEOS_METHODS`` (one seed, the default methods)."""
-    missing = _not_measured(root, f"{MORE_VIDEOS_METHODS}/run.json", MORE_VIDEOS_METHODS_COMMAND)
-    return missing or run_claims(root, MORE_VIDEOS_METHODS)
+    """The claim verdicts of ``MORE_VIDEOS_RUN`` (one seed, the default methods)."""
+    missing = _not_measured(root, f"{MORE_VIDEOS_RUN}/run.json", MORE_VIDEOS_COMMAND)
+    if missing:
+        return missing
+    _more_videos_run(root)
+    return run_claims(root, MORE_VIDEOS_RUN)
 
 
 def _variant_times(root: Path, run: str) -> dict[str, float]:

@@ -404,19 +404,21 @@ def test_the_full_data_block_pairs_the_model_targets_with_the_default_run(tmp_pa
     assert text.count(" | +0.0 |") == 9  # the same files on both sides: no change in any row
 
 
-def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run_config(tmp_path):
-    """On the committed files the block names both runs and the test-split table; a run whose
-    recorded run config is not the committed one is refused (its figures would be mislabelled)."""
+def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run(tmp_path):
+    """On the committed files the block names both runs and every target, the time targets
+    included; a run whose recorded run config is not the committed one, or that is not a whole
+    default run, is refused (its figures would be mislabelled)."""
     import json
     import shutil
 
     text = render_docs.default_more_videos(ROOT)
     assert "`docs/results/default_rerun/`" in text and "`docs/results/more_videos/`" in text
     assert "| complete, Audio-Visual Location | >= 70 |" in text
-    assert "an estimate, not a measurement" in text
+    assert "| default `kedro run` wall time (min) | <= 20 |" in text
     folder = tmp_path / render_docs.RESULTS
     assert "Not measured yet" in render_docs.default_more_videos(tmp_path)
-    for name in ("default_rerun", "more_videos", "more_videos_methods"):
+    assert "Not measured yet" in render_docs.default_more_videos_claims(tmp_path)
+    for name in ("default_rerun", "more_videos"):
         shutil.copytree(ROOT / render_docs.RESULTS / name, folder / name)
     (tmp_path / render_docs.MORE_VIDEOS_CONFIG).parent.mkdir(parents=True)
     shutil.copy(ROOT / render_docs.MORE_VIDEOS_CONFIG, tmp_path / render_docs.MORE_VIDEOS_CONFIG)
@@ -424,12 +426,11 @@ def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run_
     run = json.loads((folder / "more_videos/run.json").read_text())
     run["run_config_params"]["pretrain"]["epochs"] = 30
     (folder / "more_videos/run.json").write_text(json.dumps(run))
-    with pytest.raises(ValueError, match="not those of docs/run_configs/more_videos.yml"):
-        render_docs.default_more_videos(tmp_path)
+    for block in (render_docs.default_more_videos, render_docs.default_more_videos_claims):
+        with pytest.raises(ValueError, match="not those of docs/run_configs/more_videos.yml"):
+            block(tmp_path)
     run["run_config_params"]["pretrain"]["epochs"] = 22
+    run["pipelines"] = "variants,evaluate"
     (folder / "more_videos/run.json").write_text(json.dumps(run))
-    second = json.loads((folder / "more_videos_methods/run.json").read_text())
-    second["continues_earlier_run"] = False  # not the second part of that run
-    (folder / "more_videos_methods/run.json").write_text(json.dumps(second))
-    with pytest.raises(ValueError, match="is not the second part of a run with"):
+    with pytest.raises(ValueError, match="is not a whole default run"):
         render_docs.default_more_videos(tmp_path)
