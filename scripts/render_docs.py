@@ -890,6 +890,35 @@ def stage2_draw(root: Path) -> str:
     return _stage2_seeds(root, "stage2_draw.json", "--variant video_draws mix.draw=videos")
 
 
+#: benchmarks/stage2_seeds.py files of ``mix.patience: 2`` against the configured patience, on a
+#: default run's data (``RERUN``'s) and on the more-videos run's (``MORE_VIDEOS_RUN``'s)
+PATIENCE_FILES = (("stage2_patience.json", "the default configuration's data"),
+                  ("stage2_patience_more_videos.json", "the more-videos data"))  # fmt: skip
+#: the figures that say whether two stage-II runs selected the same model
+SELECTED = ("val_score", "test_none", "test_audio", "test_visual", "train_none")
+
+
+@renderer("stage2_patience")
+def stage2_patience(root: Path) -> str:
+    """benchmarks/stage2_seeds.py with ``mix.patience: 2`` (variant ``patience2``) against the
+    configured patience on two runs' data: each table, and per file on how many seeds the
+    shorter patience selected the same model (every ``SELECTED`` figure equal) and how many
+    epochs it ran fewer."""
+    parts = []
+    for name, what in PATIENCE_FILES:
+        table = _stage2_seeds(root, name, "--variant patience2 mix.patience=2")
+        parts.append(f"On {what}: " + table)
+        if table.startswith("Not measured"):
+            continue
+        variants = load_json(root, name)["variants"]
+        base, short = variants["configured"]["seeds"], variants["patience2"]["seeds"]
+        same = sum(all(base[s][k] == short[s][k] for k in SELECTED) for s in base)
+        fewer = sum(base[s]["epochs"] - short[s]["epochs"] for s in base)
+        parts.append(f"`patience2` selected the same model as configured (the same {', '.join(SELECTED)}) "
+                     f"on {same} of {len(base)} seeds, in {fewer} epochs fewer over the seeds.\n")  # fmt: skip
+    return "\n".join(parts)
+
+
 def _stage2_seeds(root: Path, name: str, variant: str, types: tuple[str, ...] = ()) -> str:
     """The table of one benchmarks/stage2_seeds.py file: per variant, each STAGE2_COLUMNS
     figure per seed with its mean (sd), then the complete test accuracy of ``types``."""

@@ -298,6 +298,29 @@ def test_the_stage2_batching_block_shows_every_variant_per_seed(tmp_path):
     assert "| 3 / 5; 4.0 (1.4) |" in text
 
 
+def test_the_stage2_patience_block_counts_the_seeds_that_selected_the_same_model(tmp_path):
+    """A seed counts as the same model only when every selected-model figure is equal; the
+    epochs saved are summed over the seeds; a missing file is 'not measured' with its command."""
+    import json
+
+    def seed(val, epochs):
+        return {"val_score": val, "test_none": 0.6, "test_audio": 0.5, "test_visual": 0.4,
+                "train_none": 0.8, "epochs": epochs, "samples_per_s": 600.0}  # fmt: skip
+
+    folder = tmp_path / render_docs.RESULTS
+    folder.mkdir(parents=True)
+    text = render_docs.stage2_patience(tmp_path)
+    assert text.count("Not measured yet") == 2 and "--variant patience2 mix.patience=2" in text
+    r = _stage2_file({"configured": _stage2_variant("mix", {}, seed(0.5, 6), seed(0.6, 5)),
+                      "patience2": _stage2_variant("mix", {"patience": 2},
+                                                   seed(0.5, 5), seed(0.61, 3))}, True)  # fmt: skip
+    (folder / render_docs.PATIENCE_FILES[0][0]).write_text(json.dumps(r))
+    text = render_docs.stage2_patience(tmp_path)
+    assert "| patience2 | `mix.patience: 2` | 50.0 / 61.0; 55.5 (7.8) |" in text
+    assert "on 1 of 2 seeds, in 3 epochs fewer over the seeds" in text
+    assert text.count("Not measured yet") == 1  # the more-videos file
+
+
 def test_the_stage2_binding_block_adds_the_audio_visual_types_and_names_a_missing_one(tmp_path):
     import json
 
