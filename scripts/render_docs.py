@@ -919,6 +919,38 @@ def stage2_patience(root: Path) -> str:
     return "\n".join(parts)
 
 
+#: the default configuration with ``mix.patience: 2`` (a run config), a whole run on the machine
+#: of ``RERUN``
+PATIENCE_RUN, PATIENCE_CONFIG = "default_patience2", Path("docs/run_configs/patience2.yml")
+
+
+@renderer("default.patience")
+def default_patience(root: Path) -> str:
+    """The whole default run with ``PATIENCE_CONFIG`` next to ``RERUN``: wall time, the minutes
+    of every stage-II training node in each, and whether every report table is the same."""
+    command = f"python scripts/reference_run.py --config {PATIENCE_CONFIG} --out docs/results/{PATIENCE_RUN}"
+    missing = _not_measured(root, f"{PATIENCE_RUN}/run.json", command)
+    if missing:
+        return missing
+    _whole_run_with(root, PATIENCE_RUN, PATIENCE_CONFIG)
+    nodes = {run: load_json(root, f"{run}/node_times.json")["nodes"] for run in (RERUN, PATIENCE_RUN)}
+    stage2 = [n for n in nodes[RERUN] if n == "mix_experts" or n.endswith(".train_variant")]
+    stage2 = [n for n in stage2 if nodes[RERUN][n] >= 1.0]  # the variants this run trains
+    rows = [[n, *(f"{nodes[run][n] / 60:.2f}" for run in nodes)] for n in stage2]
+    rows.append(["these nodes, all", *(f"{sum(nodes[run][n] for n in stage2) / 60:.1f}" for run in nodes)])
+    wall = {run: load_json(root, f"{run}/run.json")["wall_seconds"] for run in nodes}
+    rows.append(["the whole run (wall)", *(f"{wall[run] / 60:.1f}" for run in nodes)])
+    differ = [name for name in COMPARED_TABLES
+              if (root / RESULTS / PATIENCE_RUN / name).read_bytes()
+              != (root / RESULTS / RERUN / name).read_bytes()]  # fmt: skip
+    same = (f"all {len(COMPARED_TABLES)} report tables are byte for byte `{RERUN}`'s" if not differ
+            else f"report tables that differ from `{RERUN}`'s: " + ", ".join(differ))  # fmt: skip
+    return (_run_line(root, PATIENCE_RUN) + f"Its run config `{PATIENCE_CONFIG}`; {same}. Minutes "
+            f"of the stage-II trainings (R2ScP's `mix_experts` and each variant's), next to "
+            f"`{RERUN}` (`docs/results/{RERUN}/`, the same commit and machine):\n\n"
+            + md_table(["node", f"`{RERUN}`", f"`{PATIENCE_RUN}`"], rows))  # fmt: skip
+
+
 def _stage2_seeds(root: Path, name: str, variant: str, types: tuple[str, ...] = ()) -> str:
     """The table of one benchmarks/stage2_seeds.py file: per variant, each STAGE2_COLUMNS
     figure per seed with its mean (sd), then the complete test accuracy of ``types``."""
@@ -1136,19 +1168,24 @@ MORE_VIDEOS_COMMAND = (
 )
 
 
-def _more_videos_run(root: Path) -> dict:
-    """``MORE_VIDEOS_RUN``'s run.json, checked: a whole default run (every pipeline, not a
-    continuation) with the run config ``MORE_VIDEOS_CONFIG`` as committed."""
-    r = load_json(root, f"{MORE_VIDEOS_RUN}/run.json")
-    config = yaml.safe_load((root / MORE_VIDEOS_CONFIG).read_text())["run"]["params"]
-    if r["run_config_params"] != config:
-        raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json ran with run config params "
-                         f"{r['run_config_params']}, not those of {MORE_VIDEOS_CONFIG}")  # fmt: skip
+def _whole_run_with(root: Path, run: str, config: Path) -> dict:
+    """``run``'s run.json, checked: a whole default run (every pipeline, env base, not a
+    continuation) with the run config ``config`` as committed."""
+    r = load_json(root, f"{run}/run.json")
+    params = yaml.safe_load((root / config).read_text())["run"]["params"]
+    if r["run_config_params"] != params:
+        raise ValueError(f"docs/results/{run}/run.json ran with run config params "
+                         f"{r['run_config_params']}, not those of {config}")  # fmt: skip
     if r["pipelines"] != "__default__" or r["continues_earlier_run"] or r["env"] != "base":
-        raise ValueError(f"docs/results/{MORE_VIDEOS_RUN}/run.json is not a whole default run "
+        raise ValueError(f"docs/results/{run}/run.json is not a whole default run "
                          f"(pipelines {r['pipelines']}, env {r['env']}, continues an earlier run: "
                          f"{r['continues_earlier_run']})")  # fmt: skip
     return r
+
+
+def _more_videos_run(root: Path) -> dict:
+    """``MORE_VIDEOS_RUN``'s run.json, checked by :func:`_whole_run_with`."""
+    return _whole_run_with(root, MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG)
 
 
 @renderer("default.more_videos")

@@ -321,6 +321,38 @@ def test_the_stage2_patience_block_counts_the_seeds_that_selected_the_same_model
     assert text.count("Not measured yet") == 1  # the more-videos file
 
 
+def test_the_patience_run_block_compares_the_stage_two_nodes_and_the_tables(tmp_path):
+    """The whole patience-2 run next to the default rerun: not measured without its files; with
+    them, the stage-II nodes' minutes and whether every report table is the same; a run of
+    another run config or only some pipelines is refused."""
+    import json
+    import shutil
+
+    folder = tmp_path / render_docs.RESULTS
+    (tmp_path / render_docs.PATIENCE_CONFIG).parent.mkdir(parents=True)
+    shutil.copy(ROOT / render_docs.PATIENCE_CONFIG, tmp_path / render_docs.PATIENCE_CONFIG)
+    assert "Not measured yet" in render_docs.default_patience(tmp_path)
+    shutil.copytree(ROOT / render_docs.RESULTS / render_docs.RERUN, folder / render_docs.RERUN)
+    shutil.copytree(folder / render_docs.RERUN, folder / render_docs.PATIENCE_RUN)
+    run_json = folder / render_docs.PATIENCE_RUN / "run.json"
+    run = json.loads(run_json.read_text())
+    run["run_config_params"] = {"mix": {"patience": 2}}
+    run_json.write_text(json.dumps(run))
+    text = render_docs.default_patience(tmp_path)
+    assert "all 7 report tables are byte for byte `default_rerun`'s" in text
+    assert "| mix_experts |" in text and "| the whole run (wall) |" in text
+    (folder / render_docs.PATIENCE_RUN / "results_table.csv").write_text("other\n")
+    assert "differ from `default_rerun`'s: results_table.csv" in render_docs.default_patience(tmp_path)
+    run["pipelines"] = "mix"
+    run_json.write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="is not a whole default run"):
+        render_docs.default_patience(tmp_path)
+    run["run_config_params"] = {}
+    run_json.write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="not those of docs/run_configs/patience2.yml"):
+        render_docs.default_patience(tmp_path)
+
+
 def test_the_stage2_binding_block_adds_the_audio_visual_types_and_names_a_missing_one(tmp_path):
     import json
 
