@@ -924,6 +924,20 @@ def stage2_patience(root: Path) -> str:
 PATIENCE_RUN, PATIENCE_CONFIG = "default_patience2", Path("docs/run_configs/patience2.yml")
 
 
+def _patience_changes(root: Path) -> str:
+    """Which methods' rows of ``results_table.csv`` differ between ``RERUN`` and
+    ``PATIENCE_RUN`` (they selected another stage-II model), and how many claim verdicts."""
+    tables = [_csv(root, run, "results_table.csv") for run in (RERUN, PATIENCE_RUN)]
+    if list(tables[0]["method"]) != list(tables[1]["method"]):
+        return " (the results tables list other methods)"
+    differ = (tables[0].fillna(-1) != tables[1].fillna(-1)).any(axis=1)
+    methods = list(dict.fromkeys(tables[0].loc[differ, "method"]))
+    verdicts = [_csv(root, run, "claims_verdicts.csv")["verdict"] for run in (RERUN, PATIENCE_RUN)]
+    changed = int((verdicts[0] != verdicts[1]).sum())
+    return (f" (the methods whose accuracy rows differ: {', '.join(methods) or 'none'}; claim "
+            f"verdicts that differ: {changed} of {len(verdicts[0])})")
+
+
 @renderer("default.patience")
 def default_patience(root: Path) -> str:
     """The whole default run with ``PATIENCE_CONFIG`` next to ``RERUN``: wall time, the minutes
@@ -944,10 +958,12 @@ def default_patience(root: Path) -> str:
               if (root / RESULTS / PATIENCE_RUN / name).read_bytes()
               != (root / RESULTS / RERUN / name).read_bytes()]  # fmt: skip
     same = (f"all {len(COMPARED_TABLES)} report tables are byte for byte `{RERUN}`'s" if not differ
-            else f"report tables that differ from `{RERUN}`'s: " + ", ".join(differ))  # fmt: skip
+            else f"report tables that differ from `{RERUN}`'s: " + ", ".join(differ)
+            + _patience_changes(root))  # fmt: skip
+    rerun_commit = load_json(root, f"{RERUN}/run.json")["commit"][:10]
     return (_run_line(root, PATIENCE_RUN) + f"Its run config `{PATIENCE_CONFIG}`; {same}. Minutes "
             f"of the stage-II trainings (R2ScP's `mix_experts` and each variant's), next to "
-            f"`{RERUN}` (`docs/results/{RERUN}/`, the same commit and machine):\n\n"
+            f"`{RERUN}` (`docs/results/{RERUN}/`, commit `{rerun_commit}`):\n\n"
             + md_table(["node", f"`{RERUN}`", f"`{PATIENCE_RUN}`"], rows))  # fmt: skip
 
 

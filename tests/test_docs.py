@@ -341,8 +341,15 @@ def test_the_patience_run_block_compares_the_stage_two_nodes_and_the_tables(tmp_
     text = render_docs.default_patience(tmp_path)
     assert "all 7 report tables are byte for byte `default_rerun`'s" in text
     assert "| mix_experts |" in text and "| the whole run (wall) |" in text
-    (folder / render_docs.PATIENCE_RUN / "results_table.csv").write_text("other\n")
-    assert "differ from `default_rerun`'s: results_table.csv" in render_docs.default_patience(tmp_path)
+    import pandas as pd
+
+    table = pd.read_csv(folder / render_docs.PATIENCE_RUN / "results_table.csv")
+    table.loc[0, "Exist"] = -1.0  # the first method selected another model
+    table.to_csv(folder / render_docs.PATIENCE_RUN / "results_table.csv", index=False)
+    text = render_docs.default_patience(tmp_path)
+    assert "differ from `default_rerun`'s: results_table.csv" in text
+    assert f"the methods whose accuracy rows differ: {table.loc[0, 'method']};" in text
+    assert "claim verdicts that differ: 0 of" in text
     run["pipelines"] = "mix"
     run_json.write_text(json.dumps(run))
     with pytest.raises(ValueError, match="is not a whole default run"):
