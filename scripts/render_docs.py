@@ -425,6 +425,12 @@ COMPARED_TABLES = ("results_table.csv", "ablation_table.csv", "comparison_table.
 SEQUENTIAL_PAIR_RUN = "default_sequential"
 
 
+def _tables_that_differ(root: Path, run: str, base: str) -> list[str]:
+    """The ``COMPARED_TABLES`` of reference run ``run`` that are not byte for byte ``base``'s."""
+    return [name for name in COMPARED_TABLES
+            if (root / RESULTS / run / name).read_bytes() != (root / RESULTS / base / name).read_bytes()]  # fmt: skip
+
+
 def _same_configuration_run(root: Path, other: dict) -> tuple[str, dict] | None:
     """The kept sequential reference run (``default``, else ``PREVIOUS_RUN``, else
     ``SEQUENTIAL_PAIR_RUN``) whose configuration (environment and every parameter) is
@@ -455,9 +461,7 @@ def default_runners(root: Path) -> str:
         if run == base:
             same = "-"
         else:
-            differ = [name for name in COMPARED_TABLES
-                      if (root / RESULTS / run / name).read_bytes()
-                      != (root / RESULTS / base / name).read_bytes()]  # fmt: skip
+            differ = _tables_that_differ(root, run, base)
             same = (f"all {len(COMPARED_TABLES)} identical" if not differ
                     else "differ: " + ", ".join(differ))  # fmt: skip
         dirty = " (uncommitted changes)" if r["dirty"] else ""
@@ -908,7 +912,7 @@ def stage2_patience(root: Path) -> str:
     for name, what in PATIENCE_FILES:
         table = _stage2_seeds(root, name, "--variant patience2 mix.patience=2")
         parts.append(f"On {what}: " + table)
-        if table.startswith("Not measured"):
+        if not (root / RESULTS / name).exists():
             continue
         variants = load_json(root, name)["variants"]
         base, short = variants["configured"]["seeds"], variants["patience2"]["seeds"]
@@ -948,19 +952,16 @@ def default_patience(root: Path) -> str:
         return missing
     _whole_run_with(root, PATIENCE_RUN, PATIENCE_CONFIG)
     nodes = {run: load_json(root, f"{run}/node_times.json")["nodes"] for run in (RERUN, PATIENCE_RUN)}
-    stage2 = [n for n in nodes[RERUN] if n == "mix_experts" or n.endswith(".train_variant")]
-    stage2 = [n for n in stage2 if nodes[RERUN][n] >= 1.0]  # the variants this run trains
+    stage2 = ["mix_experts", *(f"{name}.train_variant" for name in _variant_times(root, RERUN))]
     rows = [[n, *(f"{nodes[run][n] / 60:.2f}" for run in nodes)] for n in stage2]
     rows.append(["these nodes, all", *(f"{sum(nodes[run][n] for n in stage2) / 60:.1f}" for run in nodes)])
-    wall = {run: load_json(root, f"{run}/run.json")["wall_seconds"] for run in nodes}
-    rows.append(["the whole run (wall)", *(f"{wall[run] / 60:.1f}" for run in nodes)])
-    differ = [name for name in COMPARED_TABLES
-              if (root / RESULTS / PATIENCE_RUN / name).read_bytes()
-              != (root / RESULTS / RERUN / name).read_bytes()]  # fmt: skip
+    runs = {run: load_json(root, f"{run}/run.json") for run in nodes}
+    rows.append(["the whole run (wall)", *(f"{runs[run]['wall_seconds'] / 60:.1f}" for run in nodes)])
+    differ = _tables_that_differ(root, PATIENCE_RUN, RERUN)
     same = (f"all {len(COMPARED_TABLES)} report tables are byte for byte `{RERUN}`'s" if not differ
             else f"report tables that differ from `{RERUN}`'s: " + ", ".join(differ)
             + _patience_changes(root))  # fmt: skip
-    rerun_commit = load_json(root, f"{RERUN}/run.json")["commit"][:10]
+    rerun_commit = runs[RERUN]["commit"][:10]
     return (_run_line(root, PATIENCE_RUN) + f"Its run config `{PATIENCE_CONFIG}`; {same}. Minutes "
             f"of the stage-II trainings (R2ScP's `mix_experts` and each variant's), next to "
             f"`{RERUN}` (`docs/results/{RERUN}/`, commit `{rerun_commit}`):\n\n"
@@ -1199,11 +1200,6 @@ def _whole_run_with(root: Path, run: str, config: Path) -> dict:
     return r
 
 
-def _more_videos_run(root: Path) -> dict:
-    """``MORE_VIDEOS_RUN``'s run.json, checked by :func:`_whole_run_with`."""
-    return _whole_run_with(root, MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG)
-
-
 @renderer("default.more_videos")
 def default_more_videos(root: Path) -> str:
     """The default configuration (``RERUN``) against the same on 1.4 times the videos with
@@ -1212,7 +1208,7 @@ def default_more_videos(root: Path) -> str:
     missing = _not_measured(root, f"{MORE_VIDEOS_RUN}/run.json", MORE_VIDEOS_COMMAND)
     if missing:
         return missing
-    more = _more_videos_run(root)
+    more = _whole_run_with(root, MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG)
     nodes = {run: load_json(root, f"{run}/node_times.json")["nodes"] for run in (RERUN, MORE_VIDEOS_RUN)}
     slow = sorted(nodes[MORE_VIDEOS_RUN], key=lambda n: -nodes[MORE_VIDEOS_RUN][n])[:8]
     time_rows = [[n, *(f"{nodes[run].get(n, float('nan')) / 60:.1f}" for run in nodes)]
@@ -1242,7 +1238,7 @@ def default_more_videos_claims(root: Path) -> str:
     missing = _not_measured(root, f"{MORE_VIDEOS_RUN}/run.json", MORE_VIDEOS_COMMAND)
     if missing:
         return missing
-    _more_videos_run(root)
+    _whole_run_with(root, MORE_VIDEOS_RUN, MORE_VIDEOS_CONFIG)
     return run_claims(root, MORE_VIDEOS_RUN)
 
 
