@@ -340,8 +340,10 @@ def _target_values(root: Path, run: str) -> list[tuple[str, str, float, bool]]:
     rows.append(("default `kedro run` wall time (min)", "<= 20", wall, wall <= 20))
     rss = _peak_rss_mb(r) / 1024
     rows.append(("peak RSS (GB, all processes of the run)", "<= 4", rss, rss <= 4))
-    ratio = pre["timing"]["train_samples_per_s"] / mix["timing"]["train_samples_per_s"]
-    rows.append(("stage II time per sample / stage I's", "<= 2", ratio, ratio <= 2))
+    # CPU seconds, not wall: stage I may train its experts in several processes at once
+    # (pretrain.expert_processes); in one single-threaded process the two are about equal
+    ratio = pre["timing"]["train_samples_per_cpu_s"] / mix["timing"]["train_samples_per_cpu_s"]
+    rows.append(("stage II CPU time per sample / stage I's", "<= 2", ratio, ratio <= 2))
     return rows
 
 

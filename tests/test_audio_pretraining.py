@@ -211,3 +211,14 @@ def test_a_set_that_does_not_fit_the_data_is_refused_or_skipped(tensors, caplog)
     with caplog.at_level(logging.WARNING):
         _, summary = train_stage_one(tensors, MODEL, params, {}, 0, wrong)
     assert "no audio encoder pretraining" in caplog.text and "audio_encoder" not in summary
+
+
+
+def test_the_set_is_the_same_on_worker_processes(audio_set, test_params):
+    """``dataset.embedded.num_workers`` processes render and encode parts of the set: the same
+    tensors, bit for bit, as one process."""
+    dataset = {**test_params["dataset"],
+               "embedded": {**test_params["dataset"]["embedded"], "num_workers": 2}}  # fmt: skip
+    parts = audio_pretraining_set(dataset, test_params["features"], ENCODER, seed=3)
+    assert test_params["dataset"]["embedded"]["num_workers"] == 1  # the fixture: one process
+    assert torch.equal(parts["x"], audio_set["x"]) and torch.equal(parts["y"], audio_set["y"])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from r2scp_pipeline import training
+from r2scp_pipeline import avqa, training
 from r2scp_pipeline.data import build_tensors, exclude_missing_from_bank, train_missing_masks
 from r2scp_pipeline.training import (
     TrainingInterrupted,
@@ -619,3 +619,47 @@ def test_fills_are_computed_only_on_the_rows_that_read_them(tensors, r2scp):
     assert [c[:2] for c in lazy.calls] == [("audio", 7), ("visual", 6)]
     assert lazy.calls[0][2] == int(tensors.video[rows[0]])  # the rows' own videos
     torch.testing.assert_close(r2scp.fuse(some, miss)[0], r2scp.fuse(full, miss)[0])
+
+
+def test_stage_one_in_worker_processes_gives_the_one_process_weights(tables, tmp_path):
+    """``pretrain.expert_processes`` 2 and 3 train the experts side by side (the audio one
+    with its encoder's pretraining, the grounding heads with their experts): the same weights,
+    best epochs and val history as one process, also when the experts stop at different
+    epochs (each draws its dropout masks from its own stream); each process keeps its own
+    checkpoint."""
+    rng = np.random.default_rng(0)
+    labels = pd.DataFrame([(v, "audio", t, 0, list(rng.choice(avqa.INSTRUMENTS, 1)))
+                           for v in sorted(set(tables["qa_pairs"]["video_id"])) for t in range(10)],
+                          columns=["video_id", "modality", "t", "s", "instruments"])  # fmt: skip
+    tensors = build_tensors(**tables, n_neighbors=2, grounding_labels=labels)
+    g = torch.Generator().manual_seed(0)
+    shape = tensors.features("audio").shape[1:]
+    audio_set = {"x": torch.randn(8, *shape, generator=g), "meta": {"videos": 8},
+                 "y": (torch.rand(8, shape[0], len(avqa.INSTRUMENTS), generator=g) > 0.9).float()}  # fmt: skip
+    params = {**LOOP, "epochs": 8, "patience": 1, "lr": 1e-2, "grounding_weight": 1.0,
+              "audio_encoder": {"videos": 6, "epochs": 2, "batch_size": 2, "lr": 3e-3,
+                                "weight_decay": 0.01, "seed_offset": 7}}  # fmt: skip
+    one, s_one = train_stage_one(tensors, MODEL, params, {}, 0, audio_set)
+    trained = {m: len(s_one["history"][f"train_loss_{m}"]) for m in EXPERTS}
+    assert len(set(trained.values())) > 1, trained  # the experts stop at different epochs
+    for n, folders in ((2, ["audio", "visual+text"]), (3, ["audio", "text", "visual"])):
+        ckpt = tmp_path / str(n)
+        many, s_many = train_stage_one(
+            tensors, MODEL, {**params, "expert_processes": n, "checkpoint_dir": str(ckpt)}, {}, 0,
+            audio_set,
+        )
+        for name, p in one.state_dict().items():
+            assert torch.equal(p, many.state_dict()[name]), (n, name)
+        assert s_many["best_epoch"] == s_one["best_epoch"] and s_many["best"] == s_one["best"]
+        timeless = [{k: v for k, v in s["audio_encoder"].items() if k != "seconds"}
+                    for s in (s_one, s_many)]  # fmt: skip
+        assert timeless[0] == timeless[1]
+        h1, h2 = s_one["history"], s_many["history"]
+        assert list(h2) == list(h1)
+        for k in h1:  # the summed train loss adds the processes' sums: the last digits differ
+            assert h2[k] == (pytest.approx(h1[k], rel=1e-6) if k == "train_loss" else h1[k]), k
+        assert s_many["epochs_run"] == s_one["epochs_run"]
+        assert s_many["timing"]["expert_processes"] == n
+        assert sorted(p.name for p in ckpt.iterdir()) == folders
+    with pytest.raises(ValueError, match=r"pretrain.expert_processes must be one of \[1, 2, 3\]"):
+        train_stage_one(tensors, MODEL, {**params, "expert_processes": 4}, {}, 0, audio_set)

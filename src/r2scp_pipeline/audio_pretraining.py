@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from r2scp_pipeline import avqa
 from r2scp_pipeline.encoders import LogMelEncoder
 from r2scp_pipeline.grounding import AUDIO_ATTRIBUTES, audio_target, presence, segment_sounds
-from r2scp_pipeline.media import feature_param, segment_indices
+from r2scp_pipeline.media import feature_param, segment_indices, torch_threads
 from r2scp_pipeline.model import R2ScP
 from r2scp_pipeline.params import AudioEncoderParams
 
@@ -92,8 +92,6 @@ def audio_pretraining_set(
     ``pooling`` other than ``frames``) an empty set whose ``meta.skipped`` says why.
     """
     from r2scp_pipeline.pipelines.dataset.generator import resolve_config, sample_scenes
-    from r2scp_pipeline.pipelines.dataset.generator.assets import load_note_bank
-    from r2scp_pipeline.pipelines.dataset.generator.audio import render_audio
 
     params = check_params(audio_encoder_params)
     videos = int(params["videos"])
@@ -116,23 +114,23 @@ def audio_pretraining_set(
                           "split_fractions": {"train": 1.0, "val": 0.0, "test": 0.0}})  # fmt: skip
     tick = time.perf_counter()
     scenes = sample_scenes(cfg, int(seed) + offset)
-    bank = load_note_bank(str(cfg["sound_source"]), cfg["sample_rate"])
-    enc = LogMelEncoder(**logmel)
     segments = int(feature_param(features_params, "segments"))
-    x = np.zeros((videos, segments, enc.tokens, enc.dim), dtype=np.float32)
-    y = np.zeros((videos, segments, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES))),
-                 dtype=np.float32)  # fmt: skip
-    for i, scene in enumerate(tqdm(scenes, desc="audio pretraining set", unit="video",
-                                   mininterval=1.0)):  # fmt: skip
-        wave = render_audio(scene, bank)
-        wave = np.clip(np.round(wave * 32767.0), -32768, 32767) / 32768.0  # as PCM16 read back
-        per_second = enc(wave)  # [seconds, S_a, D_a]
-        x[i] = per_second[segment_indices(len(per_second), segments)]
-        sounding = [(inst["class"], inst["active_seconds"], inst["loudness_db"], inst["rhythm_score"])
-                    for inst in scene["instruments"] if inst["active_seconds"]]  # fmt: skip
-        seconds = segment_indices(int(scene["seconds"]), segments)
-        for t, sounds in enumerate(segment_sounds(sounding, seconds)):
-            y[i, t] = audio_target(*sounds)
+    workers = int((dataset_params.get("embedded") or {}).get("num_workers", 1) or 1)
+    job = (str(cfg["sound_source"]), int(cfg["sample_rate"]), logmel, segments)
+    if workers > 1 and videos > 1:  # each video is rendered and encoded alone: same set
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        bounds = np.linspace(0, videos, min(workers, videos) + 1).astype(int)
+        parts = [(scenes[a:b], *job, f"audio pretraining set ({i + 1}/{len(bounds) - 1})")
+                 for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]  # fmt: skip
+        # spawn: no fork of a process whose torch threads may be running
+        with ProcessPoolExecutor(len(parts), mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(_encode_scenes, parts))
+        x = np.concatenate([d[0] for d in done])
+        y = np.concatenate([d[1] for d in done])
+    else:
+        x, y = _encode_scenes((scenes, *job, "audio pretraining set"))
     meta = {"videos": videos, "generator_seed": int(seed) + offset, "segments": segments,
             "sounding_per_second": round(float(presence(torch.from_numpy(y)).sum(-1).mean()), 3),
             "seconds": round(time.perf_counter() - tick, 1)}  # fmt: skip
@@ -140,6 +138,32 @@ def audio_pretraining_set(
                 "per second, %.1f s", videos, list(x.shape), meta["sounding_per_second"],
                 meta["seconds"])  # fmt: skip
     return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "meta": meta}
+
+
+def _encode_scenes(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Render and encode one part of the audio pretraining set's scenes (one worker process of
+    :func:`audio_pretraining_set`, or all of them): ``(x [n, T, S_a, D_a], y [n, T, 3K])``."""
+    from r2scp_pipeline.pipelines.dataset.generator.assets import load_note_bank
+    from r2scp_pipeline.pipelines.dataset.generator.audio import render_audio
+
+    scenes, sound_source, sample_rate, logmel, segments, desc = job
+    bank = load_note_bank(sound_source, sample_rate)
+    enc = LogMelEncoder(**logmel)
+    x = np.zeros((len(scenes), segments, enc.tokens, enc.dim), dtype=np.float32)
+    y = np.zeros((len(scenes), segments, len(avqa.INSTRUMENTS) * (1 + len(AUDIO_ATTRIBUTES))),
+                 dtype=np.float32)  # fmt: skip
+    for i, scene in enumerate(tqdm(scenes, desc=desc, unit="video", mininterval=1.0)):
+        wave = render_audio(scene, bank)
+        wave = np.clip(np.round(wave * 32767.0), -32768, 32767) / 32768.0  # as PCM16 read back
+        with torch_threads(1):  # as the features pipeline's log-mel frontend, in any process
+            per_second = enc(wave)  # [seconds, S_a, D_a]
+        x[i] = per_second[segment_indices(len(per_second), segments)]
+        sounding = [(inst["class"], inst["active_seconds"], inst["loudness_db"], inst["rhythm_score"])
+                    for inst in scene["instruments"] if inst["active_seconds"]]  # fmt: skip
+        seconds = segment_indices(int(scene["seconds"]), segments)
+        for t, sounds in enumerate(segment_sounds(sounding, seconds)):
+            y[i, t] = audio_target(*sounds)
+    return x, y
 
 
 def set_fingerprint(audio_set: dict[str, Any] | None) -> dict[str, Any]:

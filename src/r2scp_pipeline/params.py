@@ -298,6 +298,7 @@ class PretrainParams(LoopParams):
     grounding_attributes: bool = False  # the audio head also tags how loud / rhythmic (grounding.py)
     grounding_playing: bool = False  # the visual head also tags which instruments are played
     audio_encoder: AudioEncoderParams = AudioEncoderParams()
+    expert_processes: int = 1  # stage I's experts side by side in 1, 2 or 3 processes (same weights)
 
 
 class MixParams(LoopParams):

@@ -51,6 +51,7 @@ RUNTIME_KEYS = (
     "eval_batch_size",
     "threads",
     "progress_desc",
+    "expert_processes",
 )
 STAGE_IDS = {"pretrain": 1, "mix": 2}
 
@@ -964,24 +965,68 @@ def _grounding_tags(tensors: AVQATensors, params: dict, modality: str, switch: s
     return tags
 
 
-def train_stage_one(
-    tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int,
-    audio_set: dict[str, Any] | None = None,
-) -> tuple[R2ScP, dict[str, Any]]:  # fmt: skip
-    """Stage I (section 3.4, eq. 10): each expert learns to answer alone on complete data.
+#: which experts each stage-I process trains, by ``pretrain.expert_processes``: the audio expert
+#: (with its encoder's pretraining) is about as much work as the visual and text experts together
+EXPERT_GROUPS: dict[int, tuple[tuple[str, ...], ...]] = {
+    1: (EXPERTS,),
+    2: (("audio",), ("visual", "text")),
+    3: tuple((m,) for m in EXPERTS),
+}
 
-    L_st1 = sum over m in (audio, visual, text) of CE(head_m(E_m(Phi_m(F_m)), question), y);
-    with training-time missingness a sample without m is left out of m's term. With
-    ``stage_one: false`` (Table 3, "w/o modality-specific expert pretraining") the experts
-    stay at their seeded initialisation and stage II trains them.
 
-    ``audio_set`` (:func:`r2scp_pipeline.audio_pretraining.audio_pretraining_set`): with
-    ``pretrain.audio_encoder.videos > 0`` the audio front end, audio expert and its grounding
-    head first learn to tag the instruments sounding in each second of these generated videos
-    and of the training videos that have grounding labels (the audio encoder's pretraining,
-    like VGGish's on AudioSet; also before ``stage_one: false``), then stage I starts from them.
-    Returns the model (best val epoch) and a summary with the per-epoch history.
+def _stage_one_prefixes(m: str) -> tuple[str, ...]:
+    """The state_dict key prefixes of one expert's stage-I parameters."""
+    return (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
+
+
+class DropoutStreams:
+    """One torch RNG stream per expert for stage I's dropout masks.
+
+    Each expert draws its masks from its own stream, seeded from the epoch's seed and the
+    expert, whatever else runs in the process. The experts of eq. 10 share nothing else but
+    the batches, so a stage I that trains them in one process and one that trains them in
+    several (``pretrain.expert_processes``) give the same weights.
     """
+
+    def __init__(self, epoch_seed_: int, experts: tuple[str, ...], device: torch.device,
+                 rank: int = 0) -> None:  # fmt: skip
+        self.device = device
+        self.states: dict[str, list[torch.Tensor]] = {}
+        outer = self._get()
+        for m in experts:
+            torch.manual_seed(int(np.random.SeedSequence(
+                [epoch_seed_, rank, EXPERTS.index(m)]).generate_state(1)[0]))  # fmt: skip
+            self.states[m] = self._get()
+        self._set(outer)
+
+    def _get(self) -> list[torch.Tensor]:
+        states = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return states
+
+    def _set(self, states: list[torch.Tensor]) -> None:
+        torch.set_rng_state(states[0])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(states[1], self.device)
+
+    @contextlib.contextmanager
+    def use(self, expert: str):
+        """Draw from ``expert``'s stream inside the block (the outer stream is restored)."""
+        outer = self._get()
+        self._set(self.states[expert])
+        try:
+            yield
+        finally:
+            self.states[expert] = self._get()
+            self._set(outer)
+
+
+def _stage_one_config(
+    tensors: AVQATensors, model_params: dict, params: dict
+) -> tuple[R2ScPConfig, float, int, int]:
+    """The stage-I model's configuration and its grounding settings ``(cfg, grounding weight,
+    audio attribute tags, visual attribute tags)``."""
     cfg = build_config(model_params, tensors)
     grounding = float(params.get("grounding_weight", 0.0))
     if grounding < 0:
@@ -998,14 +1043,157 @@ def train_stage_one(
         cfg = dataclasses.replace(cfg, n_grounding=len(avqa.INSTRUMENTS),
                                   grounding_attributes=attributes,
                                   grounding_visual_attributes=playing)  # fmt: skip
+    return cfg, grounding, attributes, playing
+
+
+def expert_processes(params: dict) -> int:
+    """``pretrain.expert_processes`` (default 1), checked: 1, 2 or 3."""
+    n = params.get("expert_processes", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n not in EXPERT_GROUPS:
+        raise ValueError(f"pretrain.expert_processes must be one of {sorted(EXPERT_GROUPS)} "
+                         f"(processes that train the experts side by side), got {n!r}")  # fmt: skip
+    return n
+
+
+def train_stage_one(
+    tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int,
+    audio_set: dict[str, Any] | None = None,
+) -> tuple[R2ScP, dict[str, Any]]:  # fmt: skip
+    """Stage I (section 3.4, eq. 10): each expert learns to answer alone on complete data.
+
+    L_st1 = sum over m in (audio, visual, text) of CE(head_m(E_m(Phi_m(F_m)), question), y);
+    with training-time missingness a sample without m is left out of m's term. With
+    ``stage_one: false`` (Table 3, "w/o modality-specific expert pretraining") the experts
+    stay at their seeded initialisation and stage II trains them.
+
+    ``audio_set`` (:func:`r2scp_pipeline.audio_pretraining.audio_pretraining_set`): with
+    ``pretrain.audio_encoder.videos > 0`` the audio front end, audio expert and its grounding
+    head first learn to tag the instruments sounding in each second of these generated videos
+    and of the training videos that have grounding labels (the audio encoder's pretraining,
+    like VGGish's on AudioSet; also before ``stage_one: false``), then stage I starts from them.
+
+    ``pretrain.expert_processes`` > 1 trains the experts in that many worker processes
+    (:data:`EXPERT_GROUPS`; the audio expert's process also pretrains its encoder), each on
+    ``pretrain.threads`` threads: the same weights and history as in one process (each expert
+    draws its dropout masks from its own stream, :class:`DropoutStreams`), in less wall time.
+    Returns the model (best val epoch) and a summary with the per-epoch history.
+    """
+    processes = expert_processes(params)
+    if processes > 1 and dist_context() is not None:
+        logger.warning("pretrain: expert_processes %d ignored under torchrun: the ranks split "
+                       "every batch, each trains all experts", processes)  # fmt: skip
+        processes = 1
+    if processes == 1 or not params.get("stage_one", True):
+        return _train_experts(tensors, model_params, params, train_missing, seed, audio_set)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    groups = EXPERT_GROUPS[processes]
+    fingerprint = tensors.fingerprint()
+    jobs = [(_features_for(tensors, g), model_params, params, train_missing, seed,
+             audio_set if "audio" in g else None, g, fingerprint) for g in groups]  # fmt: skip
+    logger.info("pretrain: the experts train in %d processes: %s", len(groups),
+                " | ".join("+".join(g) for g in groups))  # fmt: skip
+    # spawn: no fork of a process whose torch threads may be running
+    with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
+        done = list(pool.map(_train_expert_group, jobs))
+    cfg, *_ = _stage_one_config(tensors, model_params, params)
+    seed_everything(seed)
+    model = R2ScP(cfg)  # the same initial weights as in each process; experts from them
+    for state, _, _ in done:
+        model.load_state_dict(state, strict=False)
+    summary: dict[str, Any] = {"stage_one": True, "history": {}}
+    for _, _, extra in done:
+        summary.update(extra)
+    summary.update(_summary(_merge_fits([res for _, res, _ in done], groups)))
+    return model, summary
+
+
+def _train_expert_group(job: tuple) -> tuple[dict[str, torch.Tensor], FitResult, dict[str, Any]]:
+    """One worker process of :func:`train_stage_one`: its experts' trained weights, fit
+    result and the audio encoder's summary (when it trained the audio expert)."""
+    tensors, model_params, params, train_missing, seed, audio_set, experts, fingerprint = job
+    model, summary, res = _train_experts(tensors, model_params, params, train_missing, seed,
+                                         audio_set, experts=experts, fingerprint=fingerprint)  # fmt: skip
+    prefixes = tuple(p for m in experts for p in _stage_one_prefixes(m))
+    state = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    return state, res, {k: summary[k] for k in ("audio_encoder",) if k in summary}
+
+
+def _features_for(tensors: AVQATensors, experts: tuple[str, ...]) -> AVQATensors:
+    """``tensors`` for a process that trains ``experts``: the features of a modality none of
+    them reads become zeros of the same shape that take no memory (a stride-0 view), so the
+    process is sent and holds only what it reads."""
+    unread = {m: torch.zeros((), dtype=tensors.features(m).dtype).expand(tensors.features(m).shape)
+              for m in MODALITIES if m not in experts}  # fmt: skip
+    return dataclasses.replace(tensors, **unread)
+
+
+def _merge_fits(results: list[FitResult], groups: tuple[tuple[str, ...], ...]) -> FitResult:
+    """The fit results of the expert groups as one process's would be: a finished expert is
+    evaluated again with the same (frozen) weights while others train, so its val accuracy
+    repeats until the longest group's last epoch; the summed train loss and the mean val
+    score are over the experts that the epoch trained / scored."""
+    epochs = max(r.epochs_run for r in results)
+    history: dict[str, list[float]] = {}
+    for r in results:
+        for k, v in r.history.items():
+            if k.startswith("val_acc_"):
+                history[k] = v + v[-1:] * (epochs - len(v))
+            elif k not in ("train_loss", "lr", "val_score"):
+                history[k] = v
+    longest = max(results, key=lambda r: r.epochs_run)
+    history["train_loss"] = [
+        float(sum(r.history["train_loss"][e] for r in results if e < len(r.history["train_loss"])))
+        for e in range(epochs)
+    ]
+    history["lr"] = longest.history["lr"]
+    history["val_score"] = [float(np.mean([history[f"val_acc_{m}"][e] for m in EXPERTS]))
+                            for e in range(epochs)]  # fmt: skip
+    keys = ["train_loss", *[f"train_loss_{m}" for m in EXPERTS],  # one process's order
+            *[f"train_loss_grounding_{m}" for m in MODALITIES], "lr",
+            *[f"val_acc_{m}" for m in EXPERTS], "val_score", *history]  # fmt: skip
+    timing = {"train_seconds": max(r.timing["train_seconds"] for r in results),
+              "train_cpu_seconds": sum(r.timing["train_cpu_seconds"] for r in results),
+              "eval_seconds": max(r.timing["eval_seconds"] for r in results),
+              "train_samples": max(r.timing["train_samples"] for r in results),
+              "processes": 1, "expert_processes": len(groups),
+              "groups": {"+".join(g): {k: round(v, 2) for k, v in r.timing.items()}
+                         for g, r in zip(groups, results, strict=True)}}  # fmt: skip
+    return FitResult(
+        history={k: history[k] for k in dict.fromkeys(keys) if k in history},
+        best_epochs={g: e for r in results for g, e in r.best_epochs.items()},
+        best_scores={g: s for r in results for g, s in r.best_scores.items()},
+        epochs_run=epochs, stopped_early=any(r.stopped_early for r in results) and all(
+            r.stopped_early for r in results),
+        resumed_from=min(r.resumed_from for r in results), timing=timing,
+    )  # fmt: skip
+
+
+def _train_experts(
+    tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int,
+    audio_set: dict[str, Any] | None = None, experts: tuple[str, ...] | None = None,
+    fingerprint: str | None = None,
+) -> Any:  # fmt: skip
+    """Stage I of ``experts`` in this process (:func:`train_stage_one`). All experts (None):
+    ``(model, summary)``; a group of a worker process: ``(model, summary, fit result)``, its
+    checkpoint in ``checkpoint_dir/<experts>``. ``fingerprint``: the data's
+    (``tensors.fingerprint()``, computed here when None)."""
+    group = experts
+    experts = experts or EXPERTS
+    cfg, grounding, attributes, playing = _stage_one_config(tensors, model_params, params)
     seed_everything(seed)
     model = R2ScP(cfg)
     summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
     loop = LoopConfig.from_params(params, "pretrain")
+    if group is not None and loop.checkpoint_dir:
+        loop = dataclasses.replace(loop, checkpoint_dir=str(Path(loop.checkpoint_dir) / "+".join(group)),
+                                   progress_desc=f"pretrain [{'+'.join(group)}]")  # fmt: skip
     device = resolve_device(loop.device)
     model.to(device)
-    encoder_set = _audio_encoder_set(tensors, params, audio_set,
-                                     len(avqa.INSTRUMENTS) * (1 + attributes))  # fmt: skip
+    encoder_set = (_audio_encoder_set(tensors, params, audio_set,
+                                      len(avqa.INSTRUMENTS) * (1 + attributes))
+                   if "audio" in experts else None)  # fmt: skip
     tm = dict(train_missing or {})
     run_hash = config_hash({"stage": "pretrain", "model": cfg.expert_dict(), "dropout": cfg.dropout,
                             "grounding": grounding,
@@ -1014,8 +1202,10 @@ def train_stage_one(
                             **({"audio_encoder": {**params["audio_encoder"],
                                                   **set_fingerprint(audio_set)}}
                                if encoder_set is not None else {}),
+                            **({"experts": list(group)} if group is not None else {}),
+                            "dropout_streams": "per expert",
                             "loop": loop.hashed(), "train_missing": tm, "seed": seed,
-                            "data": tensors.fingerprint()})  # fmt: skip
+                            "data": fingerprint or tensors.fingerprint()})  # fmt: skip
     # a run that resumes from its checkpoint gets the pretrained weights from it: the
     # pretraining is not repeated, its summary comes from the checkpoint too
     saved = checkpoint_extra(loop, run_hash) if summary["stage_one"] else None
@@ -1040,28 +1230,38 @@ def train_stage_one(
     )
     absent = {m: torch.as_tensor(masks[m]) for m in MODALITIES}
     train_rows, val_rows = tensors.indices("train"), tensors.indices("val")
-    params_list = [p for mod in model.expert_modules() for p in mod.parameters()]
+    prefixes = tuple(p for m in experts for p in _stage_one_prefixes(m))
+    params_list = [p for name, p in model.named_parameters() if name.startswith(prefixes)]
+    dist = dist_context()
 
-    active = list(EXPERTS)  # experts still training (a finished one keeps its best epoch)
-
-    def stage_one_prefixes(m: str) -> tuple[str, ...]:  # one expert's stage-I parameters
-        return (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
+    active = list(experts)  # experts still training (a finished one keeps its best epoch)
 
     def stop_training(done: set[str]) -> None:
         for m in [m for m in active if m in done]:
             active.remove(m)
-            prefixes = stage_one_prefixes(m)
+            prefixes = _stage_one_prefixes(m)
             for name, p in model.named_parameters():
                 if name.startswith(prefixes):
                     p.requires_grad_(False)
                     p.grad = None
             logger.info("pretrain: the %s expert stopped improving; no longer trained", m)
 
-    def step(rows, _):
+    def epoch_setup(epoch: int, _rng: np.random.Generator) -> DropoutStreams:
+        return DropoutStreams(epoch_seed(seed, "pretrain", epoch), experts, device,
+                              dist.rank if dist else 0)  # fmt: skip
+
+    def step(rows, streams: DropoutStreams):
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
-        logits = _expert_batch_logits(model, tensors, rows, device, grounding=bool(grounding),
-                                      experts=tuple(active))  # fmt: skip
+        q, qm, question_of = _question_batch(tensors, rows, device)
+        a, vis, video_of = _video_batch(tensors, rows, device)
+        choices = _choice_sent(tensors, rows, device)
+        logits = {}
+        for m in active:  # each expert alone, with its own dropout stream
+            with streams.use(m):
+                logits |= model.expert_logits(a, vis, q, qm, video_of, choices,
+                                              grounding=bool(grounding), experts=(m,),
+                                              question_of=question_of)  # fmt: skip
         loss, logs = torch.zeros((), device=device), {}
         for m in active:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
@@ -1084,28 +1284,30 @@ def train_stage_one(
         return loss, logs
 
     def evaluate():
-        correct = {m: 0.0 for m in EXPERTS}
+        correct = {m: 0.0 for m in experts}
         for i in range(0, len(val_rows), loop.eval_batch_size):
             rows = val_rows[i : i + loop.eval_batch_size]
-            logits = _expert_batch_logits(model, tensors, rows, device)
+            logits = _expert_batch_logits(model, tensors, rows, device, experts=experts)
             y = tensors.answer[rows].to(device)
-            for m in EXPERTS:
+            for m in experts:
                 correct[m] += _accuracy(logits[m], y) * len(rows)
         acc = {f"acc_{m}": c / len(val_rows) for m, c in correct.items()}
         return {**acc, "score": float(np.mean(list(acc.values()))),
-                **{f"score_{m}": acc[f"acc_{m}"] for m in EXPERTS}}  # fmt: skip
+                **{f"score_{m}": acc[f"acc_{m}"] for m in experts}}  # fmt: skip
 
     with torch_threads(loop.threads):
         res = fit(stage="pretrain", model=model, params=params_list, train_rows=train_rows, loop=loop,
-                  seed=seed, run_hash=run_hash, device=device, epoch_setup=lambda e, r: None,
+                  seed=seed, run_hash=run_hash, device=device, epoch_setup=epoch_setup,
                   step=step, evaluate=evaluate, train_mode=model.train,
-                  groups={m: stage_one_prefixes(m) for m in EXPERTS},
-                  permute=shuffle_by_video(tensors), dist=dist_context(),
-                  on_groups_done=None if dist_context() else stop_training,
+                  groups={m: _stage_one_prefixes(m) for m in experts},
+                  permute=shuffle_by_video(tensors), dist=dist,
+                  on_groups_done=None if dist else stop_training,
                   extra={k: summary[k] for k in ("audio_encoder",) if k in summary})  # fmt: skip
     for p in params_list:  # the returned model is a plain module again
         p.requires_grad_(True)
     model.to("cpu")
+    if group is not None:
+        return model, summary, res
     summary.update(_summary(res))
     return model, summary
 
@@ -1171,7 +1373,7 @@ def _summary(res: FitResult) -> dict[str, Any]:
         if best:
             best["val_score"] = float(np.mean(list(best.values())))
     t = res.timing
-    timing = {k: round(v, 2) for k, v in t.items()}
+    timing = {k: v if isinstance(v, dict) else round(v, 2) for k, v in t.items()}
     if t.get("train_seconds"):
         timing["train_samples_per_s"] = round(t["train_samples"] / t["train_seconds"], 1)
         timing["train_samples_per_cpu_s"] = round(
