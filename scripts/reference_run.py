@@ -80,10 +80,13 @@ def _versions() -> dict[str, str]:
 class TreeMemory:
     """Peak of the summed resident memory of a process and all its descendants, sampled every
     ``interval`` seconds on a background thread (Dask workers are grandchildren of ``kedro run``:
-    ``RUSAGE_CHILDREN`` gives only the largest single one)."""
+    ``RUSAGE_CHILDREN`` gives only the largest single one). ``peak_bytes`` sums RSS, which
+    counts a page that several processes share (libraries, tensors sent to worker processes
+    through shared memory) once per process; ``peak_pss_bytes`` sums PSS, which splits such a
+    page between them (its peak, sampled alongside)."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.peak_bytes = 0
+        self.peak_bytes = self.peak_pss_bytes = 0
         self._root = psutil.Process(pid)
         self._interval = interval
         self._stop = threading.Event()
@@ -91,16 +94,18 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            total = 0
+            total = pss = 0
             try:
                 for proc in [self._root, *self._root.children(recursive=True)]:
                     try:
-                        total += proc.memory_info().rss
+                        info = proc.memory_full_info()
                     except psutil.Error:  # ended between listing and reading
-                        pass
+                        continue
+                    total, pss = total + info.rss, pss + info.pss
             except psutil.Error:  # the root has ended
                 return
             self.peak_bytes = max(self.peak_bytes, total)
+            self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
             self._stop.wait(self._interval)
 
     def __enter__(self) -> TreeMemory:
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         # ru_maxrss of the children: the largest single process (kedro runs in one), in KiB
         run["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
         run["peak_tree_rss_mb"] = round(tree.peak_bytes / 2**20, 1)
+        run["peak_tree_pss_mb"] = round(tree.peak_pss_bytes / 2**20, 1)
         if code:
             print(f"kedro run failed with exit code {code}; nothing collected", file=sys.stderr)
             return code

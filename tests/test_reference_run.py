@@ -37,6 +37,7 @@ def test_tree_memory_counts_the_children_of_the_process():
         with reference_run.TreeMemory(proc.pid, interval=0.1) as tree:
             proc.wait()
     assert tree.peak_bytes > 200 * 2**20
+    assert 0 < tree.peak_pss_bytes <= tree.peak_bytes
 
 
 def test_recorded_parameters_deep_merge_an_environment_over_base():

@@ -1186,9 +1186,12 @@ def _train_experts(
     model = R2ScP(cfg)
     summary: dict[str, Any] = {"stage_one": bool(params.get("stage_one", True)), "history": {}}
     loop = LoopConfig.from_params(params, "pretrain")
-    if group is not None and loop.checkpoint_dir:
-        loop = dataclasses.replace(loop, checkpoint_dir=str(Path(loop.checkpoint_dir) / "+".join(group)),
-                                   progress_desc=f"pretrain [{'+'.join(group)}]")  # fmt: skip
+    if group is not None:  # a worker process: its own checkpoint folder and progress bar
+        name = "+".join(group)
+        loop = dataclasses.replace(
+            loop, progress_desc=f"{loop.progress_desc or 'pretrain'} [{name}]",
+            checkpoint_dir=str(Path(loop.checkpoint_dir) / name) if loop.checkpoint_dir else None,
+        )  # fmt: skip
     device = resolve_device(loop.device)
     model.to(device)
     encoder_set = (_audio_encoder_set(tensors, params, audio_set,
