@@ -663,3 +663,15 @@ def test_stage_one_in_worker_processes_gives_the_one_process_weights(tables, tmp
         assert sorted(p.name for p in ckpt.iterdir()) == folders
     with pytest.raises(ValueError, match=r"pretrain.expert_processes must be one of \[1, 2, 3\]"):
         train_stage_one(tensors, MODEL, {**params, "expert_processes": 4}, {}, 0, audio_set)
+
+
+def test_history_to_mlflow_flattens_the_timing_of_stage_one_worker_processes():
+    summary = {"history": {"train_loss": [2.0, 1.0]}, "best": {"val_score": 0.5},
+               "timing": {"train_seconds": 3.0, "groups": {"audio": {"train_seconds": 1.0},
+                                                           "visual+text": {"train_seconds": 3.0}}}}  # fmt: skip
+    out = training.history_to_mlflow(summary)
+    assert out["train_loss"] == [{"step": 0, "value": 2.0}, {"step": 1, "value": 1.0}]
+    assert out["timing_train_seconds"]["value"] == 3.0
+    # MLflow metric names take no "+"
+    assert out["timing_audio_train_seconds"]["value"] == 1.0
+    assert out["timing_visual_text_train_seconds"]["value"] == 3.0

@@ -945,7 +945,12 @@ def history_to_mlflow(summary: dict[str, Any]) -> dict[str, Any]:
     if "seconds" in summary:
         out["seconds"] = {"step": 0, "value": float(summary["seconds"])}
     for name, value in summary.get("timing", {}).items():
-        out[f"timing_{name}"] = {"step": 0, "value": float(value)}
+        if isinstance(value, dict):  # per stage-I worker process: {"visual+text": {...}}
+            for group, timing in value.items():
+                for key, v in timing.items():
+                    out[f"timing_{group.replace('+', '_')}_{key}"] = {"step": 0, "value": float(v)}
+        else:
+            out[f"timing_{name}"] = {"step": 0, "value": float(value)}
     return out
 
 
