@@ -1077,10 +1077,11 @@ def train_stage_one(
     and of the training videos that have grounding labels (the audio encoder's pretraining,
     like VGGish's on AudioSet; also before ``stage_one: false``), then stage I starts from them.
 
-    ``pretrain.expert_processes`` > 1 trains the experts in that many worker processes
-    (:data:`EXPERT_GROUPS`; the audio expert's process also pretrains its encoder), each on
-    ``pretrain.threads`` threads: the same weights and history as in one process (each expert
-    draws its dropout masks from its own stream, :class:`DropoutStreams`), in less wall time.
+    ``pretrain.expert_processes`` > 1 trains the experts in that many processes side by side
+    (:data:`EXPERT_GROUPS`: the last group in this one, the others in worker processes; the
+    audio expert's process also pretrains its encoder), each on ``pretrain.threads`` threads:
+    the same weights and history as in one process (each expert draws its dropout masks from
+    its own stream, :class:`DropoutStreams`), in less wall time.
     Returns the model (best val epoch) and a summary with the per-epoch history.
     """
     processes = expert_processes(params)
@@ -1097,11 +1098,14 @@ def train_stage_one(
     fingerprint = tensors.fingerprint()
     jobs = [(_features_for(tensors, g), model_params, params, train_missing, seed,
              audio_set if "audio" in g else None, g, fingerprint) for g in groups]  # fmt: skip
-    logger.info("pretrain: the experts train in %d processes: %s", len(groups),
+    logger.info("pretrain: the experts train in %d processes: %s (this one)", len(groups),
                 " | ".join("+".join(g) for g in groups))  # fmt: skip
-    # spawn: no fork of a process whose torch threads may be running
-    with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
-        done = list(pool.map(_train_expert_group, jobs))
+    # the last group trains in this process, which holds the data already: one worker process
+    # fewer (less memory); spawn: no fork of a process whose torch threads may be running
+    with ProcessPoolExecutor(len(groups) - 1, mp_context=mp.get_context("spawn")) as pool:
+        others = [pool.submit(_train_expert_group, job) for job in jobs[:-1]]
+        own = _train_expert_group(jobs[-1])
+        done = [f.result() for f in others] + [own]
     cfg, *_ = _stage_one_config(tensors, model_params, params)
     seed_everything(seed)
     model = R2ScP(cfg)  # the same initial weights as in each process; experts from them
@@ -1115,7 +1119,7 @@ def train_stage_one(
 
 
 def _train_expert_group(job: tuple) -> tuple[dict[str, torch.Tensor], FitResult, dict[str, Any]]:
-    """One worker process of :func:`train_stage_one`: its experts' trained weights, fit
+    """One process's group of :func:`train_stage_one`: its experts' trained weights, fit
     result and the audio encoder's summary (when it trained the audio expert)."""
     tensors, model_params, params, train_missing, seed, audio_set, experts, fingerprint = job
     model, summary, res = _train_experts(tensors, model_params, params, train_missing, seed,
