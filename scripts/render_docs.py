@@ -280,9 +280,11 @@ def _run_line(root: Path, run: str) -> str:
     r = load_json(root, f"{run}/run.json")
     load = r.get("load_average_before", [None])[0]
     runner = f", runner `{_runner(r)}`"
+    pss = (f"; PSS, a page that processes share counted once, "
+           f"{r['peak_tree_pss_mb'] / 1024:.2f} GB" if "peak_tree_pss_mb" in r else "")
     memory = (
         f"peak RSS {_peak_rss_mb(r) / 1024:.2f} GB summed over its processes (largest one "
-        f"{r['peak_rss_mb'] / 1024:.2f} GB)"
+        f"{r['peak_rss_mb'] / 1024:.2f} GB{pss})"
         if "peak_tree_rss_mb" in r
         else f"peak RSS {r['peak_rss_mb'] / 1024:.2f} GB"
     )
@@ -374,7 +376,7 @@ def default_targets(root: Path) -> str:
 
 #: the target rows about speed and memory: they compare no model (the nocue and processor
 #: blocks leave them out)
-SPEED_TARGETS = ("default `kedro run`", "peak RSS", "stage II time")
+SPEED_TARGETS = ("default `kedro run`", "peak RSS", "stage II CPU time")
 
 
 #: a reference run of the same training code and configuration as ``OTHER_CPU_PAIR_RUN`` on
@@ -511,6 +513,12 @@ def default_reproducibility(root: Path) -> str:
         notes.append("The two runs are of different commits: where the training code changed "
                      "between them, their histories need not agree, and a **no** says nothing "
                      "about reproducibility.")  # fmt: skip
+    changed = [k for k in ("dataset", "features", "pretrain", "mix")
+               if runs["default"]["parameters"].get(k) != runs["seeds"]["parameters"].get(k)]
+    if changed:
+        notes.append("Their configurations differ too (the "
+                     f"{', '.join(f'`{k}`' for k in changed)} parameters): the default changed "
+                     "after the evidence run, which is of the earlier default.")  # fmt: skip
     cpus = [_cpu_of(root, folder[n]) for n in ("default", "seeds")]
     if cpus[0] != cpus[1]:
         notes.append(f"They ran on different processors ({cpus[0]}; {cpus[1]}): floating-point "
@@ -841,6 +849,44 @@ TEXT_ONCE_FILES = (("stage1_seeds_playing.json", "every row"),
                    ("stage1_seeds_text_once.json", "each distinct text once"))  # fmt: skip
 
 
+@renderer("stage1_processes")
+def stage1_processes(root: Path) -> str:
+    """benchmarks/stage1_processes.py: stage I in one process and with its experts on worker
+    processes (``pretrain.expert_processes``) on one run's data: wall and CPU time, the tree's
+    peak memory (RSS and PSS), per process group its training seconds, and whether weights,
+    best epochs and val history equal the first row's."""
+    name = "stage1_processes.json"
+    missing = _not_measured(root, name, "python benchmarks/stage1_processes.py --data DATA "
+                                        f"--processes 1 2 --out docs/results/{name}")  # fmt: skip
+    if missing:
+        return missing
+    r = load_json(root, name)
+    changed = ", ".join(r.get("dirty_files") or []) or "none"
+    yes = {True: "yes", False: "**no**"}
+    rows = []
+    for run in r["runs"]:
+        groups = run["timing"].get("groups") or {"+".join(EXPERTS): run["timing"]}
+        same = ("-" if "same_weights" not in run else
+                " / ".join(yes[run[k]] for k in ("same_weights", "same_best", "same_history")))  # fmt: skip
+        rows.append([run["expert_processes"], " / ".join(groups),
+                     f"{run['wall_s'] / 60:.1f}", f"{run['cpu_s'] / 60:.1f}",
+                     f"{run['audio_encoder_s'] / 60:.1f}" if run["audio_encoder_s"] else "-",
+                     " / ".join(f"{g['train_seconds'] / 60:.1f}" for g in groups.values()),
+                     f"{run['peak_tree_rss_gb']:.2f}", f"{run['peak_tree_pss_gb']:.2f}",
+                     run["epochs_run"], same])  # fmt: skip
+    head = (f"`{r['command'].strip()}` (package at commit `{str(r['commit'])[:10]}`, files changed "
+            f"there: {changed}; {r['machine']['cpus']} CPUs, {r['machine']['cpu']}; load average "
+            f"{r['machine']['load_average'][0]:.1f} at the end): {r['videos']:,} videos, "
+            f"{r['train_questions']:,} training questions, seed {r['seed']}"
+            + (f", {', '.join(f'`pretrain.{k}: {v}`' for k, v in r['pretrain_overrides'].items())}"
+               if r.get("pretrain_overrides") else "") + ".\n\n")  # fmt: skip
+    return head + md_table(
+        ["expert processes", "experts per process", "wall (min)", "CPU, all processes (min)",
+         "audio encoder pretraining (min)", "stage-I training per process (min)",
+         "peak RSS, all processes (GB)", "peak PSS, all processes (GB)", "epochs",
+         "same weights / best epochs / val history as the first row"], rows)  # fmt: skip
+
+
 @renderer("stage1_text_once")
 def stage1_text_once(root: Path) -> str:
     """Stage I with the text expert encoding every question row, then each distinct text of a
@@ -1041,6 +1087,45 @@ def _model_target_pairs(root: Path, runs, speed: bool = False) -> tuple[list[lis
         loads.append(f"{label} {float(best['val_load_none_audio']):.2f} audio / "
                      f"{float(best['val_load_none_visual']):.2f} visual")  # fmt: skip
     return rows, "; ".join(loads)
+
+
+def _param_changes(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """``key: a -> b`` for every leaf parameter that differs between two runs' parameters."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _param_changes(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"`{prefix}{key}`: {x} -> {y}")
+    return out
+
+
+@renderer("default.same_data")
+def default_same_data(root: Path) -> str:
+    """The default run next to ``MORE_VIDEOS_RUN``: the same dataset and features (checked:
+    the same dataset and features parameters, the same test answer prior and retrieval
+    quality files), other training (the parameters that differ are listed): how far one
+    run's figures move with its training draws and stage-II stopping on the same questions."""
+    runs = ("default", MORE_VIDEOS_RUN)
+    params = [load_json(root, f"{run}/run.json")["parameters"] for run in runs]
+    same = all(params[0][k] == params[1][k] for k in ("dataset", "features")) and all(
+        (root / RESULTS / runs[0] / f).read_bytes() == (root / RESULTS / runs[1] / f).read_bytes()
+        for f in ("answer_prior.csv", "retrieval_quality.csv"))  # fmt: skip
+    if not same:
+        return (f"`docs/results/{MORE_VIDEOS_RUN}/` is not of the default run's data (its dataset "
+                "or features parameters, answer prior or retrieval quality differ): no "
+                "same-data comparison.\n")  # fmt: skip
+    commits = [load_json(root, f"{run}/run.json")["commit"][:10] for run in runs]
+    rows, loads = _model_target_pairs(root, ((MORE_VIDEOS_RUN, f"`{MORE_VIDEOS_RUN}`"),
+                                             ("default", "`default`")))  # fmt: skip
+    changes = _param_changes(params[1], params[0])
+    return (f"`docs/results/{MORE_VIDEOS_RUN}/` (commit `{commits[1]}`) and `docs/results/default/` "
+            f"(commit `{commits[0]}`): the same dataset, features and memory bank (the same test "
+            f"questions, answer prior and retrieval quality); the parameters that differ: "
+            f"{'; '.join(changes) or 'none'}.\n\n"
+            + md_table(["what", "target", f"`{MORE_VIDEOS_RUN}`", "`default`", "change"], rows)
+            + f"\nMean router weight with both modalities on val: {loads}.\n")  # fmt: skip
 
 
 @renderer("nocue.targets")
@@ -1310,10 +1395,13 @@ def full_default_methods(root: Path) -> str:
     rows, loads = _model_target_pairs(root, ((base, "default data"),
                                              (FULL_METHODS_RUN, "full data")))  # fmt: skip
     needs = _csv(root, FULL_METHODS_RUN, "modality_needs.csv")
+    videos = [load_json(root, f"{run}/run.json")["parameters"]["dataset"]["embedded"]["num_videos"]
+              for run in (base, FULL_METHODS_RUN)]  # fmt: skip
     return (
         _run_line(root, FULL_METHODS_RUN)
         + f"Default data: `docs/results/{base}/`; each on its own test split.\n\n"
-        + md_table(["what", "target", "default data", "full data (3x videos)", "change"], rows)
+        + md_table(["what", "target", f"default data ({videos[0]:,} videos)",
+                    f"full data ({videos[1]:,} videos)", "change"], rows)
         + f"\nMean router weight with both modalities on val: {loads}.\n\n"
         + "Per question type, on the full data:\n\n" + _modality_needs_table(needs)
         + _best_expert_line(needs)

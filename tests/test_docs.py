@@ -496,3 +496,44 @@ def test_the_more_videos_block_reads_the_committed_runs_and_refuses_another_run(
     (folder / "more_videos/run.json").write_text(json.dumps(run))
     with pytest.raises(ValueError, match="is not a whole default run"):
         render_docs.default_more_videos(tmp_path)
+
+
+def test_the_same_data_block_pairs_the_default_run_with_the_more_videos_run(tmp_path):
+    """Both runs of one dataset: the targets side by side and the parameters that differ;
+    another dataset (its files differ) is refused in words, not compared."""
+    import json
+    import shutil
+
+    text = render_docs.default_same_data(ROOT)
+    assert "the same dataset, features and memory bank" in text
+    assert "`mix.patience`: 3 -> 2" in text
+    assert "| complete, Audio-Visual Location | >= 70 |" in text and "wall time" not in text
+    folder = tmp_path / render_docs.RESULTS
+    for name in ("default", "more_videos"):
+        shutil.copytree(ROOT / render_docs.RESULTS / name, folder / name)
+    assert render_docs.default_same_data(tmp_path) == text
+    run = json.loads((folder / "more_videos/run.json").read_text())
+    run["parameters"]["dataset"]["embedded"]["num_videos"] = 1000
+    (folder / "more_videos/run.json").write_text(json.dumps(run))
+    assert "is not of the default run's data" in render_docs.default_same_data(tmp_path)
+
+
+def test_the_stage1_processes_block_reads_the_benchmark_and_says_what_is_the_same(tmp_path):
+    import json
+
+    assert "Not measured yet" in render_docs.stage1_processes(tmp_path)
+    one = {"expert_processes": 1, "wall_s": 120.0, "cpu_s": 118.0, "peak_tree_rss_gb": 2.0,
+           "peak_tree_pss_gb": 1.9, "audio_encoder_s": 30.0, "epochs_run": 3,
+           "timing": {"train_seconds": 60.0}}  # fmt: skip
+    two = {**one, "expert_processes": 2, "wall_s": 70.0, "same_weights": True,
+           "same_best": True, "same_history": False,
+           "timing": {"groups": {"audio": {"train_seconds": 20.0},
+                                 "visual+text": {"train_seconds": 40.0}}}}  # fmt: skip
+    result = {"command": "python benchmarks/stage1_processes.py --data d", "commit": "abc",
+              "dirty_files": [], "machine": {"cpus": 2, "cpu": "CPU", "load_average": [1.0]},
+              "videos": 10, "train_questions": 50, "seed": 7, "runs": [one, two]}  # fmt: skip
+    (tmp_path / render_docs.RESULTS).mkdir(parents=True)
+    (tmp_path / render_docs.RESULTS / "stage1_processes.json").write_text(json.dumps(result))
+    text = render_docs.stage1_processes(tmp_path)
+    assert "| 1 | audio+visual+text | 2.0 | 2.0 | 0.5 | 1.0 | 2.00 | 1.90 | 3 | - |" in text
+    assert "| 2 | audio / visual+text | 1.2 | 2.0 | 0.5 | 0.3 / 0.7 | 2.00 | 1.90 | 3 | yes / yes / **no** |" in text
