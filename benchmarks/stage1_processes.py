@@ -19,12 +19,10 @@ import os
 import platform
 import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import torch
 from kedro.config import OmegaConfigLoader
 
@@ -35,40 +33,11 @@ from r2scp_pipeline.settings import CONFIG_LOADER_ARGS
 from r2scp_pipeline.training import train_stage_one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from reference_run import TreeMemory  # noqa: E402
 from stage1_seeds import TABLES, emit, pretrain_overrides, seeds_parser  # noqa: E402
 
 PACKAGE = Path(r2scp_pipeline.__file__).resolve().parent
-
-
-class TreePeak:
-    """Peak summed RSS and PSS (bytes) of this process and its descendants, sampled twice a
-    second on a background thread."""
-
-    def __init__(self) -> None:
-        self.rss = self.pss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            rss = pss = 0
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    info = proc.memory_full_info()
-                except psutil.Error:  # ended between listing and reading
-                    continue
-                rss, pss = rss + info.rss, pss + info.pss
-            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> TreePeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _cpu_seconds() -> float:
@@ -114,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     runs, first = [], None
     for n in args.processes:
         cpu, tick = _cpu_seconds(), time.perf_counter()
-        with TreePeak() as peak:
+        with TreeMemory(os.getpid()) as peak:  # this process and its workers
             model, summary = train_stage_one(tensors, params["model"],
                                              {**pretrain, "expert_processes": n},
                                              params.get("train_missing") or {}, seed, audio_set)  # fmt: skip
         run = {"expert_processes": n, "wall_s": round(time.perf_counter() - tick, 1),
                "cpu_s": round(_cpu_seconds() - cpu, 1),
-               "peak_tree_rss_gb": round(peak.rss / 2**30, 2),
-               "peak_tree_pss_gb": round(peak.pss / 2**30, 2),
+               "peak_tree_rss_gb": round(peak.peak_bytes / 2**30, 2),
+               "peak_tree_pss_gb": round(peak.peak_pss_bytes / 2**30, 2),
                "audio_encoder_s": (summary.get("audio_encoder") or {}).get("seconds"),
                "timing": summary["timing"], "epochs_run": summary["epochs_run"],
                "best_epoch": summary["best_epoch"], "best": summary["best"]}  # fmt: skip
