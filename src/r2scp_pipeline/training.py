@@ -1090,7 +1090,11 @@ def train_stage_one(
                        "every batch, each trains all experts", processes)  # fmt: skip
         processes = 1
     if processes == 1 or not params.get("stage_one", True):
-        return _train_experts(tensors, model_params, params, train_missing, seed, audio_set)
+        model, summary, res = _train_experts(tensors, model_params, params, train_missing, seed,
+                                             audio_set)  # fmt: skip
+        if res is not None:
+            summary.update(_summary(res))
+        return model, summary
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -1173,8 +1177,7 @@ def _merge_fits(results: list[FitResult], groups: tuple[tuple[str, ...], ...]) -
         history={k: history[k] for k in dict.fromkeys(keys) if k in history},
         best_epochs={g: e for r in results for g, e in r.best_epochs.items()},
         best_scores={g: s for r in results for g, s in r.best_scores.items()},
-        epochs_run=epochs, stopped_early=any(r.stopped_early for r in results) and all(
-            r.stopped_early for r in results),
+        epochs_run=epochs, stopped_early=all(r.stopped_early for r in results),
         resumed_from=min(r.resumed_from for r in results), timing=timing,
     )  # fmt: skip
 
@@ -1183,11 +1186,12 @@ def _train_experts(
     tensors: AVQATensors, model_params: dict, params: dict, train_missing: dict, seed: int,
     audio_set: dict[str, Any] | None = None, experts: tuple[str, ...] | None = None,
     fingerprint: str | None = None,
-) -> Any:  # fmt: skip
-    """Stage I of ``experts`` in this process (:func:`train_stage_one`). All experts (None):
-    ``(model, summary)``; a group of a worker process: ``(model, summary, fit result)``, its
-    checkpoint in ``checkpoint_dir/<experts>``. ``fingerprint``: the data's
-    (``tensors.fingerprint()``, computed here when None)."""
+) -> tuple[R2ScP, dict[str, Any], FitResult | None]:  # fmt: skip
+    """Stage I of ``experts`` (None: all) in this process (:func:`train_stage_one`): the
+    model, the summary so far (the audio encoder's) and the fit result (None with
+    ``stage_one: false``). A group of several processes keeps its checkpoint in
+    ``checkpoint_dir/<experts>``. ``fingerprint``: the data's (``tensors.fingerprint()``,
+    computed here when None)."""
     group = experts
     experts = experts or EXPERTS
     cfg, grounding, attributes, playing = _stage_one_config(tensors, model_params, params)
@@ -1236,7 +1240,7 @@ def _train_experts(
     if not summary["stage_one"]:
         logger.info("pretrain: stage_one is false, experts left untrained")
         model.to("cpu")
-        return model, summary
+        return model, summary, None
     masks = train_missing_masks(
         tensors, float(tm.get("rate", 0.0)), tm.get("modality", "both"), seed
     )
@@ -1318,10 +1322,7 @@ def _train_experts(
     for p in params_list:  # the returned model is a plain module again
         p.requires_grad_(True)
     model.to("cpu")
-    if group is not None:
-        return model, summary, res
-    summary.update(_summary(res))
-    return model, summary
+    return model, summary, res
 
 
 def _audio_encoder_set(
