@@ -118,6 +118,8 @@ def run_kedro(kedro_project: Path) -> Callable[..., dict[str, Any]]:
 @pytest.fixture(scope="session")
 def tracked_project(kedro_project: Path, run_kedro) -> Path:
     """The session's project copy after one ``kedro run --env=test`` (``__default__``): data
-    under data/test/, tracked runs in data/test/mlflow.db. Shared by the e2e and browser tests."""
-    run_kedro()  # dataset, features, build_index, pretrain, mix, evaluate
+    under data/test/, tracked runs in data/test/mlflow.db. Shared by the e2e and browser tests.
+    Stage I trains on a worker process beside the node's (conf/base's default; conf/test's
+    other runs keep one process)."""
+    run_kedro(params={"pretrain.expert_processes": 2})  # dataset, features, ..., evaluate
     return kedro_project

@@ -103,6 +103,10 @@ def test_stage_one_learns_the_grounding_labels_of_the_generated_scenes(project: 
     assert "grounding.out.audio.weight" in state and "grounding.out.visual.weight" in state
     (metrics,) = [p for p in (project / "data/test/08_reporting").rglob("node_times.json")]
     assert "pretrain_experts" in json.loads(metrics.read_text())["nodes"]
+    # the session's run trains the audio expert on a worker process (tests/conftest.py)
+    history = json.loads((project / "data/test/08_reporting/pretrain_history.json").read_text())
+    assert history["timing"]["expert_processes"] == 2
+    assert set(history["timing"]["groups"]) == {"audio", "visual+text"}
 
 
 def test_every_method_is_trained_per_seed_and_reported_with_its_spread(project: Path):
