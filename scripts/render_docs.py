@@ -1108,7 +1108,8 @@ def default_same_data(root: Path) -> str:
     quality files), other training (the parameters that differ are listed): how far one
     run's figures move with its training draws and stage-II stopping on the same questions."""
     runs = ("default", MORE_VIDEOS_RUN)
-    params = [load_json(root, f"{run}/run.json")["parameters"] for run in runs]
+    records = [load_json(root, f"{run}/run.json") for run in runs]
+    params = [r["parameters"] for r in records]
     same = all(params[0][k] == params[1][k] for k in ("dataset", "features")) and all(
         (root / RESULTS / runs[0] / f).read_bytes() == (root / RESULTS / runs[1] / f).read_bytes()
         for f in ("answer_prior.csv", "retrieval_quality.csv"))  # fmt: skip
@@ -1116,7 +1117,7 @@ def default_same_data(root: Path) -> str:
         return (f"`docs/results/{MORE_VIDEOS_RUN}/` is not of the default run's data (its dataset "
                 "or features parameters, answer prior or retrieval quality differ): no "
                 "same-data comparison.\n")  # fmt: skip
-    commits = [load_json(root, f"{run}/run.json")["commit"][:10] for run in runs]
+    commits = [r["commit"][:10] for r in records]
     rows, loads = _model_target_pairs(root, ((MORE_VIDEOS_RUN, f"`{MORE_VIDEOS_RUN}`"),
                                              ("default", "`default`")))  # fmt: skip
     changes = _param_changes(params[1], params[0])

@@ -501,14 +501,22 @@ def _question_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device
             question_of.to(device))  # fmt: skip
 
 
+def _expert_batch(tensors: AVQATensors, rows: np.ndarray, device: torch.device
+                  ) -> tuple[tuple[torch.Tensor | None, ...], dict[str, torch.Tensor]]:  # fmt: skip
+    """``model.expert_logits``' inputs for question ``rows``, each distinct video and question
+    text of the batch once: ``((audio, visual, question, q_mask, video_of, choice_sent),
+    {"question_of": ...})``."""
+    q, qm, question_of = _question_batch(tensors, rows, device)
+    a, vis, video_of = _video_batch(tensors, rows, device)
+    return (a, vis, q, qm, video_of, _choice_sent(tensors, rows, device)), {"question_of": question_of}
+
+
 def _expert_batch_logits(model: R2ScP, tensors: AVQATensors, rows: np.ndarray,
                          device: torch.device, **kwargs: Any) -> dict[str, torch.Tensor]:
     """``model.expert_logits`` on question ``rows``: each distinct video and question text of
     the batch encoded once (``kwargs``: its ``grounding`` / ``experts``)."""
-    q, qm, question_of = _question_batch(tensors, rows, device)
-    a, vis, video_of = _video_batch(tensors, rows, device)
-    return model.expert_logits(a, vis, q, qm, video_of, _choice_sent(tensors, rows, device),
-                               question_of=question_of, **kwargs)  # fmt: skip
+    args, batch_kwargs = _expert_batch(tensors, rows, device)
+    return model.expert_logits(*args, **batch_kwargs, **kwargs)
 
 
 @dataclass
@@ -984,6 +992,11 @@ def _stage_one_prefixes(m: str) -> tuple[str, ...]:
     return (f"phi.{m}.", f"experts.{m}.", f"heads.{m}.", f"grounding.out.{m}.")
 
 
+def _group_prefixes(experts: tuple[str, ...]) -> tuple[str, ...]:
+    """The state_dict key prefixes of the stage-I parameters of every expert of ``experts``."""
+    return tuple(p for m in experts for p in _stage_one_prefixes(m))
+
+
 class DropoutStreams:
     """One torch RNG stream per expert for stage I's dropout masks.
 
@@ -1128,7 +1141,7 @@ def _train_expert_group(job: tuple) -> tuple[dict[str, torch.Tensor], FitResult,
     tensors, model_params, params, train_missing, seed, audio_set, experts, fingerprint = job
     model, summary, res = _train_experts(tensors, model_params, params, train_missing, seed,
                                          audio_set, experts=experts, fingerprint=fingerprint)  # fmt: skip
-    prefixes = tuple(p for m in experts for p in _stage_one_prefixes(m))
+    prefixes = _group_prefixes(experts)
     state = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
     return state, res, {k: summary[k] for k in ("audio_encoder",) if k in summary}
 
@@ -1246,7 +1259,7 @@ def _train_experts(
     )
     absent = {m: torch.as_tensor(masks[m]) for m in MODALITIES}
     train_rows, val_rows = tensors.indices("train"), tensors.indices("val")
-    prefixes = tuple(p for m in experts for p in _stage_one_prefixes(m))
+    prefixes = _group_prefixes(experts)
     params_list = [p for name, p in model.named_parameters() if name.startswith(prefixes)]
     dist = dist_context()
 
@@ -1269,15 +1282,12 @@ def _train_experts(
     def step(rows, streams: DropoutStreams):
         v = tensors.video[rows]
         y = tensors.answer[rows].to(device)
-        q, qm, question_of = _question_batch(tensors, rows, device)
-        a, vis, video_of = _video_batch(tensors, rows, device)
-        choices = _choice_sent(tensors, rows, device)
+        args, batch_kwargs = _expert_batch(tensors, rows, device)  # once for all experts
         logits = {}
         for m in active:  # each expert alone, with its own dropout stream
             with streams.use(m):
-                logits |= model.expert_logits(a, vis, q, qm, video_of, choices,
-                                              grounding=bool(grounding), experts=(m,),
-                                              question_of=question_of)  # fmt: skip
+                logits |= model.expert_logits(*args, **batch_kwargs, grounding=bool(grounding),
+                                              experts=(m,))  # fmt: skip
         loss, logs = torch.zeros((), device=device), {}
         for m in active:
             ce = F.cross_entropy(logits[m], y, reduction="none")  # [B]
